@@ -1,0 +1,114 @@
+"""Writes that matter for accounts and API keys. The API, console, admin and commands call these."""
+
+from __future__ import annotations
+
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest
+from django.utils import timezone
+
+from accounts import keys
+from accounts.models import ApiKey, User
+from auditlog.events import record
+
+
+class EmailTaken(Exception):
+    """An account with this email exists already (callers must not reveal this to strangers)."""
+
+
+def create_account(
+    email: str,
+    password: str | None,
+    *,
+    name: str = "",
+    is_staff: bool = False,
+    is_active: bool = True,
+    actor: User | None = None,
+    request: HttpRequest | None = None,
+    via: str = "console",
+) -> User:
+    """Create a customer (or staff) account on the default plan. Raises EmailTaken."""
+    try:
+        with transaction.atomic():
+            user = User.objects.create_user(email, password, name=name, is_staff=is_staff, is_active=is_active)
+            record("account.created", actor=actor, account=user, target=user, request=request, detail={"via": via})
+    except IntegrityError as exc:
+        raise EmailTaken(email) from exc
+    return user
+
+
+def create_api_key(
+    user: User, name: str, *, actor: User | None = None, request: HttpRequest | None = None, via: str = "console"
+) -> tuple[ApiKey, str]:
+    """Create a key and return it with its raw value, which exists only in this return value."""
+    raw, parts = keys.generate()
+    with transaction.atomic():
+        key = ApiKey.objects.create(
+            user=user,
+            name=name.strip() or "Unnamed key",
+            prefix=parts.prefix,
+            secret_hash=keys.hash_secret(parts.secret),
+        )
+        record(
+            "api_key.created",
+            actor=actor or user,
+            account=user,
+            target=key,
+            request=request,
+            detail={"prefix": key.display_prefix, "name": key.name, "via": via},
+        )
+    return key, raw
+
+
+def revoke_api_key(
+    key: ApiKey, *, actor: User | None = None, request: HttpRequest | None = None, via: str = "console"
+) -> bool:
+    """Revoke a key; returns False if it was revoked already (nothing changes then)."""
+    with transaction.atomic():
+        updated = ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+        if updated != 1:
+            return False
+        key.refresh_from_db(fields=["revoked_at"])
+        record(
+            "api_key.revoked",
+            actor=actor,
+            account=key.user,
+            target=key,
+            request=request,
+            detail={"prefix": key.display_prefix, "via": via},
+        )
+    return True
+
+
+def sign_up(email: str, password: str, *, name: str = "", request: HttpRequest, activation_url: str) -> None:
+    """Start a console sign-up without revealing whether the email has an account already.
+
+    A new email gets an inactive account and an activation link; a known email gets a note
+    that someone tried to sign up with it. The caller shows the same page in both cases.
+    `activation_url` is a format string with `{uid}` and `{token}` placeholders.
+    """
+    from django.contrib.auth.hashers import make_password
+    from django.contrib.auth.tokens import default_token_generator
+    from django.utils.encoding import force_bytes
+    from django.utils.http import urlsafe_base64_encode
+
+    from accounts import mail
+
+    existing = User.objects.filter(email__iexact=email.strip()).first()
+    if existing is not None:
+        make_password(password)  # Same work as the other branch: no timing tell.
+        mail.send_signup_existing(existing, request=request)
+        return
+    try:
+        user = create_account(email, password, name=name, is_active=False, request=request, via="signup")
+    except EmailTaken:
+        return  # Lost a race with an identical sign-up: that one sends the mail.
+    uid = urlsafe_base64_encode(force_bytes(user.pk))
+    token = default_token_generator.make_token(user)
+    mail.send_activation(user, request.build_absolute_uri(activation_url.format(uid=uid, token=token)))
+
+
+def activate_account(user: User, *, request: HttpRequest) -> None:
+    with transaction.atomic():
+        User.objects.filter(pk=user.pk).update(is_active=True)
+        user.is_active = True
+        record("account.activated", actor=user, account=user, target=user, request=request)

@@ -1,0 +1,53 @@
+"""Back office for accounts and keys: metadata only, never a hash or a secret."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from accounts.models import ApiKey, User
+
+
+class ApiKeyInline(admin.TabularInline):
+    model = ApiKey
+    fields = ("name", "display_prefix", "created_at", "last_used_at", "revoked_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(User)
+class UserAdmin(admin.ModelAdmin):
+    list_display = ("email", "name", "plan", "is_active", "is_staff", "date_joined")
+    list_filter = ("is_active", "is_staff", "plan", "date_joined")
+    list_select_related = ("plan",)
+    search_fields = ("email", "name")
+    ordering = ("-date_joined",)
+    readonly_fields = ("email", "date_joined", "last_login")
+    fieldsets = (
+        ("Account", {"fields": ("email", "name", "plan", "date_joined", "last_login")}),
+        ("Access", {"fields": ("is_active", "is_staff", "is_superuser", "groups")}),
+    )
+    filter_horizontal = ("groups",)
+    inlines = (ApiKeyInline,)
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ("display_prefix", "name", "user", "created_at", "last_used_at", "revoked_at")
+    list_filter = ("revoked_at", "created_at")
+    list_select_related = ("user",)
+    search_fields = ("prefix", "name", "user__email")
+    fields = ("user", "name", "display_prefix", "created_at", "last_used_at", "revoked_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # Keys are created by their owners, who alone see the raw value once.
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False

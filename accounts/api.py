@@ -1,0 +1,13 @@
+"""The account endpoints of the REST API."""
+
+from __future__ import annotations
+
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+
+class AccountView(APIView):
+    def get(self, request: Request) -> Response:
+        user = request.user
+        return Response({"email": user.email, "name": user.name, "plan": user.plan.as_api()})

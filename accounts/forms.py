@@ -1,0 +1,50 @@
+"""Console forms for accounts."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib.auth import password_validation
+from django.contrib.auth.forms import AuthenticationForm
+
+from accounts.models import User
+
+
+class LoginForm(AuthenticationForm):
+    username = forms.EmailField(
+        label="Email", widget=forms.EmailInput(attrs={"autofocus": True, "autocomplete": "email"})
+    )
+    error_messages = {
+        # The same words whether or not the email has an account.
+        "invalid_login": "That email and password do not match an account. Check both and try again.",
+        "inactive": "That email and password do not match an account. Check both and try again.",
+    }
+
+
+class SignupForm(forms.Form):
+    email = forms.EmailField(widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True}))
+    name = forms.CharField(max_length=150, required=False, help_text="Optional.")
+    password = forms.CharField(
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        help_text=password_validation.password_validators_help_text_html(),
+    )
+
+    def clean(self) -> dict:
+        data = super().clean()
+        password = data.get("password")
+        if password:
+            candidate = User(email=data.get("email", ""), name=data.get("name", ""))
+            try:
+                password_validation.validate_password(password, candidate)
+            except forms.ValidationError as exc:
+                self.add_error("password", exc)
+        return data
+
+
+class ProfileForm(forms.ModelForm):
+    class Meta:
+        model = User
+        fields = ("name",)
+
+
+class ApiKeyForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text="What uses this key, e.g. “production web app”.")

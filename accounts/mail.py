@@ -1,0 +1,31 @@
+"""Mail the console sends to its own users (not relayed mail: that is the relay app's)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.http import HttpRequest
+from django.template.loader import render_to_string
+
+from accounts.models import User
+
+
+def _send(user: User, template: str, context: dict) -> None:
+    subject = render_to_string(f"accounts/email/{template}_subject.txt", context).strip()
+    body = render_to_string(f"accounts/email/{template}.txt", context)
+    send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [user.email])
+
+
+def send_activation(user: User, link: str) -> None:
+    _send(user, "activate", {"user": user, "link": link})
+
+
+def send_signup_existing(user: User, *, request: HttpRequest) -> None:
+    from django.urls import reverse
+
+    context = {
+        "user": user,
+        "login_link": request.build_absolute_uri(reverse("accounts:login")),
+        "reset_link": request.build_absolute_uri(reverse("accounts:password_reset")),
+    }
+    _send(user, "signup_existing", context)

@@ -1,0 +1,137 @@
+"""Accounts: one user is one customer account; API keys belong to it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
+from django.contrib.auth.models import PermissionsMixin
+from django.db import models
+from django.db.models.functions import Lower
+from django.utils import timezone
+
+from accounts import keys
+from billing.plans import default_plan
+
+
+class UserManager(BaseUserManager["User"]):
+    use_in_migrations = True
+
+    def get_by_natural_key(self, username: str | None) -> User:
+        # Emails are unique case-insensitively; log in with any casing.
+        return self.get(email__iexact=username)
+
+    def create_user(self, email: str, password: str | None = None, **fields: object) -> User:
+        if not email:
+            raise ValueError("An email address is required.")
+        fields.setdefault("plan", default_plan())
+        user = self.model(email=self.normalize_email(email).strip(), **fields)
+        user.set_password(password)
+        user.save(using=self._db)
+        return user
+
+    def create_superuser(self, email: str, password: str | None = None, **fields: object) -> User:
+        fields.setdefault("is_staff", True)
+        fields.setdefault("is_superuser", True)
+        return self.create_user(email, password, **fields)
+
+
+class User(AbstractBaseUser, PermissionsMixin):
+    """A customer account (or a staff member). Email is the login; name is optional."""
+
+    email = models.EmailField("email address", max_length=254, unique=True)
+    name = models.CharField(max_length=150, blank=True)
+    is_active = models.BooleanField(default=True)
+    is_staff = models.BooleanField(default=False)
+    date_joined = models.DateTimeField(default=timezone.now)
+    plan = models.ForeignKey("billing.Plan", on_delete=models.PROTECT, related_name="+")
+
+    objects = UserManager()
+
+    USERNAME_FIELD = "email"
+    EMAIL_FIELD = "email"
+    REQUIRED_FIELDS: list[str] = []
+
+    class Meta:
+        constraints = [models.UniqueConstraint(Lower("email"), name="user_email_ci_unique")]
+
+    def __str__(self) -> str:
+        return self.email
+
+    def get_full_name(self) -> str:
+        return self.name or self.email
+
+    def get_short_name(self) -> str:
+        return self.name or self.email
+
+
+class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
+    def for_account(self, user: User) -> ApiKeyQuerySet:
+        return self.filter(user=user)
+
+    def active(self) -> ApiKeyQuerySet:
+        return self.filter(revoked_at__isnull=True)
+
+
+class ApiKeyManager(models.Manager["ApiKey"]):
+    def get_queryset(self) -> ApiKeyQuerySet:
+        return ApiKeyQuerySet(self.model, using=self._db)
+
+    def for_account(self, user: User) -> ApiKeyQuerySet:
+        return self.get_queryset().for_account(user)
+
+    def authenticate(self, raw: str) -> ApiKey | None:
+        """The active key for a raw key string, or None. One indexed query at most.
+
+        A malformed key or a bad checksum is refused before any query; the secret is compared
+        against the stored hash in constant time.
+        """
+        parsed = keys.parse(raw)
+        if parsed is None:
+            return None
+        key = self.select_related("user", "user__plan").filter(prefix=parsed.prefix).first()
+        if key is None or not keys.secret_matches(parsed.secret, key.secret_hash):
+            return None
+        if key.revoked_at is not None:
+            return None
+        return key
+
+
+class ApiKey(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    # Public part of the key: safe to show, unique, and the lookup index for authentication.
+    prefix = models.CharField(max_length=keys.PREFIX_LENGTH, unique=True)
+    # SHA-256 of the secret part; the secret itself is never stored.
+    secret_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiKeyManager()
+
+    class Meta:
+        ordering = ("-created_at",)
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.display_prefix} ({self.name})"
+
+    @property
+    def display_prefix(self) -> str:
+        return f"{keys.KEY_PREFIX}{self.prefix}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    def touch(self) -> None:
+        """Record use at most once per resolution window: a conditional UPDATE, no read."""
+        now = timezone.now()
+        window = timedelta(seconds=settings.API_KEY_LAST_USED_RESOLUTION_SECONDS)
+        if self.last_used_at is not None and now - self.last_used_at < window:
+            return
+        stale = models.Q(last_used_at__isnull=True) | models.Q(last_used_at__lt=now - window)
+        ApiKey.objects.filter(stale, pk=self.pk).update(last_used_at=now)
+        self.last_used_at = now

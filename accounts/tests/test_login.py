@@ -1,0 +1,56 @@
+"""Console login: throttled per IP and per account, and silent about which emails exist."""
+
+import time_machine
+from django.test import override_settings
+
+from auditlog.models import AuditEvent
+from conftest import PASSWORD
+
+GENERIC = "That email and password do not match an account."
+
+
+def _login(client, email, password, ip="203.0.113.7"):
+    return client.post("/login/", {"username": email, "password": password}, REMOTE_ADDR=ip)
+
+
+def test_alice_signs_in(client, alice):
+    response = _login(client, "ALICE@example.org", PASSWORD)
+    assert response.status_code == 302
+    assert response["Location"] == "/dashboard/"
+    assert AuditEvent.objects.filter(action="login.succeeded", account_id=alice.pk).count() == 1
+
+
+def test_a_wrong_password_and_an_unknown_email_read_the_same(client, alice):
+    wrong = _login(client, "alice@example.org", "not her password")
+    unknown = _login(client, "nobody@example.org", "not her password")
+    assert wrong.status_code == unknown.status_code == 200
+    assert GENERIC in wrong.content.decode()
+    assert GENERIC in unknown.content.decode()
+    assert AuditEvent.objects.filter(action="login.failed", account_id=alice.pk).count() == 1
+
+
+@override_settings(LOGIN_RATE_PER_ACCOUNT="3/m", LOGIN_RATE_PER_IP="100/m")
+def test_throttling_per_account_kicks_in_and_lifts(client, alice):
+    with time_machine.travel("2026-11-24 10:00:05Z", tick=False):
+        for n in range(3):
+            # Each from another address: the per-account limit holds regardless of IP.
+            assert _login(client, "alice@example.org", "guess", ip=f"198.51.100.{n}").status_code == 200
+        throttled = _login(client, "alice@example.org", PASSWORD, ip="198.51.100.9")
+        # Even the right password is refused while throttled, and the page says why.
+        assert throttled.status_code == 429
+        assert "Too many attempts" in throttled.content.decode()
+        assert "_auth_user_id" not in client.session
+    with time_machine.travel("2026-11-24 10:01:10Z", tick=False):
+        assert _login(client, "alice@example.org", PASSWORD).status_code == 302
+
+
+@override_settings(LOGIN_RATE_PER_ACCOUNT="100/m", LOGIN_RATE_PER_IP="3/m")
+def test_throttling_per_ip_kicks_in_and_lifts(client, alice):
+    with time_machine.travel("2026-11-24 10:00:05Z", tick=False):
+        for n in range(3):
+            _login(client, f"user{n}@example.org", "guess", ip="192.0.2.50")
+        assert _login(client, "alice@example.org", PASSWORD, ip="192.0.2.50").status_code == 429
+        assert _login(client, "alice@example.org", PASSWORD, ip="192.0.2.51").status_code == 302
+    client.logout()
+    with time_machine.travel("2026-11-24 10:01:10Z", tick=False):
+        assert _login(client, "alice@example.org", PASSWORD, ip="192.0.2.50").status_code == 302

@@ -1,0 +1,59 @@
+"""Sign-up confirms by email and never reveals whether an address has an account."""
+
+import re
+
+from django.core import mail
+
+from accounts.models import User
+from conftest import PASSWORD
+
+
+def _signup(client, email, password=PASSWORD):
+    return client.post("/signup/", {"email": email, "name": "Dana", "password": password})
+
+
+def test_a_new_user_signs_up_and_confirms(client, db):
+    response = _signup(client, "dana@example.org")
+    assert response.status_code == 200
+    assert "Check your inbox" in response.content.decode()
+    dana = User.objects.get(email="dana@example.org")
+    assert not dana.is_active
+    assert dana.plan.slug == "free"
+    assert len(mail.outbox) == 1
+    link = re.search(r"http://testserver(/activate/\S+/)", mail.outbox[0].body).group(1)
+
+    response = client.get(link)
+    assert response.status_code == 302
+    dana.refresh_from_db()
+    assert dana.is_active
+    assert client.get("/dashboard/").status_code == 200
+    # The link works once: after login the token no longer validates.
+    client.logout()
+    assert client.get(link).status_code == 400
+
+
+def test_signing_up_with_an_existing_email_leaks_nothing(client, alice):
+    new = _signup(client, "newcomer@example.org")
+    existing = _signup(client, "Alice@Example.org")
+    strip = lambda r: r.content.decode().replace("newcomer@example.org", "X").replace("Alice@Example.org", "X")  # noqa: E731
+    assert new.status_code == existing.status_code == 200
+    assert strip(new) == strip(existing)
+    assert User.objects.filter(email__iexact="alice@example.org").count() == 1
+    # Alice herself is told, by email, that someone tried.
+    assert mail.outbox[-1].to == ["alice@example.org"]
+    assert "already has one" in mail.outbox[-1].body
+
+
+def test_a_weak_password_is_refused_in_place(client, db):
+    response = _signup(client, "dana@example.org", password="12345678")
+    assert response.status_code == 200
+    assert 'id="id_password_error"' in response.content.decode()
+    assert not User.objects.exists()
+
+
+def test_password_reset_says_the_same_for_unknown_emails(client, alice):
+    known = client.post("/password-reset/", {"email": "alice@example.org"})
+    unknown = client.post("/password-reset/", {"email": "nobody@example.org"})
+    assert known.status_code == unknown.status_code == 302
+    assert known["Location"] == unknown["Location"]
+    assert len(mail.outbox) == 1

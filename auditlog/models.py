@@ -1,0 +1,54 @@
+"""Append-only audit events: who did what to which object, never a secret or message content."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
+    def update(self, **kwargs: Any) -> int:
+        raise TypeError("Audit events are append-only.")
+
+    def for_account(self, user: Any) -> AuditEventQuerySet:
+        return self.filter(account_id=user.pk)
+
+
+class AuditEvent(models.Model):
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # The person who acted: a customer, a staff member, or None for the system/an operator shell.
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Kept as text so the trail survives the actor's deletion.
+    actor_label = models.CharField(max_length=254, blank=True)
+    actor_ip = models.GenericIPAddressField(null=True, blank=True)
+    # The customer account the event concerns (for the console's recent-activity page).
+    account_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    action = models.CharField(max_length=60, db_index=True)
+    target_type = models.CharField(max_length=60, blank=True)
+    target_id = models.CharField(max_length=64, blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+
+    objects = AuditEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        indexes = [
+            # Used by the console's recent-activity list and the export.
+            models.Index(fields=["account_id", "-created_at"], name="audit_account_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_label or 'system'} {self.action}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None:
+            raise TypeError("Audit events are append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise TypeError("Audit events are append-only.")

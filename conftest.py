@@ -1,0 +1,94 @@
+"""Project-wide fixtures: the people of the tests, and the CI guard.
+
+alice owns the data; charlie is another account with data of his own.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from urllib.parse import urlparse
+
+import pytest
+from rest_framework.test import APIClient
+
+PASSWORD = "correct horse battery staple"
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or default_port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """In CI the real services are required: a missing one fails the run instead of skipping."""
+    if os.environ.get("CI", "").lower() not in {"1", "true", "yes"}:
+        return
+    problems = []
+    db = os.environ.get("DATABASE_URL", "")
+    if not db.startswith(("postgres://", "postgresql://", "pgsql://")):
+        problems.append("DATABASE_URL must point at PostgreSQL in CI")
+    elif not _reachable(db, 5432):
+        problems.append(f"PostgreSQL is not reachable at {db}")
+    for name in ("CELERY_BROKER_URL", "CACHE_URL"):
+        url = os.environ.get(name, "")
+        if not url.startswith("redis://"):
+            problems.append(f"{name} must point at Redis in CI")
+        elif not _reachable(url, 6379):
+            problems.append(f"Redis is not reachable at {url} ({name})")
+    if problems:
+        raise pytest.UsageError("CI needs its services: " + "; ".join(problems))
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache() -> None:
+    """Rate-limit counters must not leak from one test into the next (the cache may be Redis)."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@pytest.fixture
+def alice(db: None):
+    from accounts.actions import create_account
+
+    return create_account("alice@example.org", PASSWORD, name="Alice", via="shell")
+
+
+@pytest.fixture
+def charlie(db: None):
+    from accounts.actions import create_account
+
+    return create_account("charlie@example.net", PASSWORD, name="Charlie", via="shell")
+
+
+@pytest.fixture
+def make_key(db: None) -> Callable:
+    from accounts.actions import create_api_key
+
+    def make(user, name: str = "test key") -> str:
+        return create_api_key(user, name, via="shell")[1]
+
+    return make
+
+
+@pytest.fixture
+def alice_key(alice, make_key) -> str:
+    return make_key(alice)
+
+
+@pytest.fixture
+def api() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def alice_api(alice_key: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {alice_key}")
+    return client

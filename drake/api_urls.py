@@ -1,0 +1,7 @@
+"""Everything under /v1/. Each app contributes its own API routes."""
+
+from django.urls import include, path
+
+urlpatterns = [
+    path("", include("accounts.api_urls")),
+]

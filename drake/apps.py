@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class DrakeConfig(AppConfig):
+    name = "drake"
+    verbose_name = "3drake"
+
+    def ready(self) -> None:
+        from drake import checks  # noqa: F401  (registers the system checks)

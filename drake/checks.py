@@ -1,0 +1,48 @@
+"""System checks that prove a configuration: `manage.py check --deploy` runs them."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core import checks
+from django.core.checks import CheckMessage
+
+
+@checks.register(checks.Tags.security)
+def check_encryption_keys(app_configs: object, **kwargs: object) -> list[CheckMessage]:
+    from cryptography.fernet import Fernet
+
+    errors: list[CheckMessage] = []
+    keys = [k for k in settings.FIELD_ENCRYPTION_KEYS if k.strip()]
+    if not keys:
+        errors.append(
+            checks.Error(
+                "FIELD_ENCRYPTION_KEYS is empty.",
+                hint="Set one or more comma-separated Fernet keys; the first one encrypts.",
+                id="drake.E001",
+            )
+        )
+    for index, key in enumerate(keys):
+        try:
+            Fernet(key.strip())
+        except (ValueError, TypeError):
+            errors.append(
+                checks.Error(
+                    f"FIELD_ENCRYPTION_KEYS entry #{index + 1} is not a valid Fernet key.",
+                    hint="A Fernet key is 32 url-safe base64-encoded bytes (Fernet.generate_key()).",
+                    id="drake.E002",
+                )
+            )
+    return errors
+
+
+@checks.register(checks.Tags.caches, deploy=True)
+def check_shared_cache(app_configs: object, **kwargs: object) -> list[CheckMessage]:
+    if settings.CACHE_IS_LOCAL:
+        return [
+            checks.Warning(
+                "CACHE_URL is local memory: rate limits hold only inside one process.",
+                hint="Set CACHE_URL to a Redis URL when running more than one web process.",
+                id="drake.W002",
+            )
+        ]
+    return []

@@ -1,0 +1,47 @@
+"""Project-wide HTTP middleware."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+
+from drake.errors import InvalidRequest, PayloadTooLarge, error_response
+
+API_PREFIX = "/v1/"
+
+
+def is_api_request(request: HttpRequest) -> bool:
+    return request.path.startswith(API_PREFIX)
+
+
+class RequestSizeLimitMiddleware:
+    """Refuse API requests over API_MAX_REQUEST_BYTES before a byte of the body is read."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if is_api_request(request):
+            raw = request.META.get("CONTENT_LENGTH") or "0"
+            try:
+                length = int(raw)
+            except ValueError:
+                return error_response(InvalidRequest("Content-Length is not a number."))
+            limit = settings.API_MAX_REQUEST_BYTES
+            if length > limit:
+                return error_response(PayloadTooLarge(f"The request is {length} bytes; the limit is {limit} bytes."))
+        return self.get_response(request)
+
+
+class ContentSecurityPolicyMiddleware:
+    """A strict CSP on every response: no inline script, nothing from other origins."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        response.headers.setdefault("Content-Security-Policy", settings.CONTENT_SECURITY_POLICY)
+        return response

@@ -1,0 +1,74 @@
+"""Every error under /v1/ is SPEC's envelope, whatever raised it."""
+
+import json
+
+import pytest
+from django.test import override_settings
+from rest_framework.test import APIClient
+
+pytestmark = [pytest.mark.urls("drake.tests.urls"), pytest.mark.django_db]
+
+
+def _error(response):
+    assert response["Content-Type"] == "application/json"
+    body = response.json()
+    assert list(body) == ["error"]
+    return body["error"]
+
+
+def test_an_unknown_endpoint_is_a_json_404():
+    response = APIClient().get("/v1/nothing-here")
+    assert response.status_code == 404
+    assert _error(response) == {"type": "not_found", "message": "No such endpoint."}
+
+
+def test_a_wrong_method_is_a_405_in_the_envelope(alice_api):
+    response = alice_api.delete("/v1/account")
+    assert response.status_code == 405
+    assert _error(response)["type"] == "invalid_request"
+
+
+def test_unparsable_json_is_invalid_request():
+    response = APIClient().post("/v1/_test/echo", data=b'{"to": "a@x",', content_type="application/json")
+    assert response.status_code == 400
+    error = _error(response)
+    assert error["type"] == "invalid_request"
+    assert "JSON" in error["message"]
+
+
+def test_another_media_type_is_a_415_in_the_envelope():
+    response = APIClient().post("/v1/_test/echo", data=b"to=a@x", content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 415
+    assert _error(response)["type"] == "invalid_request"
+
+
+def test_json_is_accepted():
+    response = APIClient().post("/v1/_test/echo", data=json.dumps({"a": 1}), content_type="application/json")
+    assert response.json() == {"received": {"a": 1}}
+
+
+@override_settings(API_MAX_REQUEST_BYTES=1024)
+def test_an_oversized_body_is_refused_before_it_is_read():
+    body = json.dumps({"text": "x" * 2000})
+    response = APIClient().post("/v1/_test/echo", data=body, content_type="application/json")
+    assert response.status_code == 413
+    error = _error(response)
+    assert error["type"] == "payload_too_large"
+    assert "1024" in error["message"]
+
+
+def test_a_crash_is_a_500_without_internals(caplog):
+    client = APIClient()
+    client.raise_request_exception = False
+    response = client.get("/v1/_test/boom")
+    assert response.status_code == 500
+    error = _error(response)
+    assert error["type"] == "internal_error"
+    assert "hunter2" not in response.content.decode()
+    assert "Traceback" not in response.content.decode()
+
+
+def test_console_404s_stay_html(client):
+    response = client.get("/no-such-page/")
+    assert response.status_code == 404
+    assert "text/html" in response["Content-Type"]

@@ -1,0 +1,50 @@
+"""Start-up configuration: dev secrets are generated once; production refuses to start without them."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from drake.devsecrets import ensure_dev_secrets
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _django_setup(env_overrides: dict[str, str]) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "FIELD_ENCRYPTION_KEYS", "DEBUG"}}
+    env.update(env_overrides)
+    return subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_production_refuses_to_start_without_secrets():
+    result = _django_setup({"DEBUG": "false", "DJANGO_SETTINGS_MODULE": "drake.settings"})
+    assert result.returncode != 0
+    assert "SECRET_KEY and FIELD_ENCRYPTION_KEYS must be set when DEBUG=false" in result.stderr
+
+
+def test_production_refuses_to_start_without_encryption_keys():
+    result = _django_setup({"DEBUG": "false", "SECRET_KEY": "x" * 50, "DJANGO_SETTINGS_MODULE": "drake.settings"})
+    assert result.returncode != 0
+    assert "FIELD_ENCRYPTION_KEYS must be set" in result.stderr
+
+
+def test_dev_secrets_are_generated_once_and_kept(tmp_path):
+    path = tmp_path / "var" / "dev.env"
+    ensure_dev_secrets(path)
+    first = path.read_text()
+    assert "SECRET_KEY=" in first and "FIELD_ENCRYPTION_KEYS=" in first
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    ensure_dev_secrets(path)
+    assert path.read_text() == first
+
+
+def test_dev_secrets_are_git_ignored():
+    result = subprocess.run(["git", "check-ignore", "var/dev.env"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0

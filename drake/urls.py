@@ -1,0 +1,14 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from drake import views
+
+urlpatterns = [
+    path("healthz", views.healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+    path("v1/", include("drake.api_urls")),
+    path("", include("accounts.urls")),
+]
+
+handler404 = "drake.views.page_not_found"
+handler500 = "drake.views.server_error"

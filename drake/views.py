@@ -1,0 +1,59 @@
+"""Project-level endpoints: health, and the error pages that speak JSON under /v1/."""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from drake.celery import app as celery_app
+from drake.errors import InternalError, NotFound, error_response
+from drake.middleware import is_api_request
+
+logger = logging.getLogger(__name__)
+
+
+def _database_ok() -> bool:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            return cursor.fetchone() == (1,)
+    except Exception:
+        logger.warning("healthz: database check failed", exc_info=True)
+        return False
+
+
+def _broker_ok() -> bool:
+    try:
+        with celery_app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+        return True
+    except Exception:
+        logger.warning("healthz: broker check failed", exc_info=True)
+        return False
+
+
+@never_cache
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    checks = {"database": _database_ok(), "broker": _broker_ok()}
+    healthy = all(checks.values())
+    body = {"status": "ok" if healthy else "unavailable"}
+    body.update({name: "ok" if ok else "down" for name, ok in checks.items()})
+    return JsonResponse(body, status=200 if healthy else 503)
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if is_api_request(request):
+        return error_response(NotFound("No such endpoint."))
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    if is_api_request(request):
+        return error_response(InternalError())
+    return defaults.server_error(request)
