@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "auditlog",
     "accounts",
     "billing",
+    "senders",
 ]
 
 MIDDLEWARE = [
@@ -183,6 +184,12 @@ elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
 SMTP_ALLOW_PRIVATE_HOSTS = env.bool("SMTP_ALLOW_PRIVATE_HOSTS", default=False)
 SMTP_ALLOWED_PORTS = env.str("SMTP_ALLOWED_PORTS", default="25,465,587,2525")
 SMTP_CA_FILE = env.str("SMTP_CA_FILE", default="") or None
+# Every network wait on an SMTP connection (connect, each reply) is bounded by this.
+SMTP_TIMEOUT = env.float("SMTP_TIMEOUT", default=10.0)
+# Verification answers an HTTP request: a tighter bound so the request never hangs.
+SMTP_VERIFY_TIMEOUT = env.float("SMTP_VERIFY_TIMEOUT", default=5.0)
+# The name we give in EHLO (never looked up from DNS: that can hang).
+SMTP_EHLO_HOSTNAME = env.str("SMTP_EHLO_HOSTNAME", default="localhost")
 
 # --- Stripe -----------------------------------------------------------------------------------
 STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")

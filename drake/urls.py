@@ -7,6 +7,7 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("v1/", include("drake.api_urls")),
+    path("senders/", include("senders.urls")),
     path("", include("accounts.urls")),
 ]
 

@@ -1,0 +1,115 @@
+"""Writes that matter for senders: connect, change, verify, delete. Every one is audited."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.http import HttpRequest
+from django.utils import timezone
+
+from auditlog.events import record
+from senders import crypto, smtp
+from senders.models import Sender
+from senders.presets import PRESETS, hint_for
+from senders.validation import resolve_config
+
+# Changing any of these means the old verification no longer proves anything.
+_CONNECTION_FIELDS = {"host", "port", "security", "username", "from_email"}
+# The provider is chosen once; everything else can change.
+_EDITABLE = ("provider", "from_email", "from_name", "username", "host", "port", "security")
+
+
+def create_sender(user: Any, data: dict[str, Any], *, request: HttpRequest | None = None, via: str = "api") -> Sender:
+    """Connect a sender. `data` is validated input with a `password`; raises ConfigError."""
+    config = resolve_config(data)
+    with transaction.atomic():
+        sender = Sender(user=user, **config)
+        sender.set_password(data["password"])
+        sender.save()
+        record("sender.connected", actor=user, account=user, target=sender, request=request, detail=_meta(sender, via))
+    return sender
+
+
+def update_sender(
+    sender: Sender, data: dict[str, Any], *, actor: Any, request: HttpRequest | None = None, via: str = "api"
+) -> Sender:
+    """Change a sender. Unverifies it when connection settings or the secret change."""
+    merged = {field: getattr(sender, field) for field in _EDITABLE}
+    merged.update({field: value for field, value in data.items() if field in _EDITABLE})
+    if "port" in data and "security" not in data and sender.provider in PRESETS:
+        merged["security"] = None  # The preset picks the security that goes with the port.
+    config = resolve_config(merged)
+    changed = {k for k, v in config.items() if getattr(sender, k) != v}
+    for field in changed:
+        setattr(sender, field, config[field])
+    if data.get("password"):
+        sender.set_password(data["password"])
+        changed.add("password")
+    if not changed:
+        return sender
+    if changed & (_CONNECTION_FIELDS | {"password"}):
+        sender.verified_at = None
+        changed.add("verified_at")
+    with transaction.atomic():
+        update_fields = [f if f != "password" else "password_encrypted" for f in changed] + ["updated_at"]
+        sender.save(update_fields=update_fields)
+        record(
+            "sender.updated",
+            actor=actor,
+            account=sender.user,
+            target=sender,
+            request=request,
+            detail={"fields": sorted(changed - {"verified_at"}), "via": via},
+        )
+    return sender
+
+
+def delete_sender(sender: Sender, *, actor: Any, request: HttpRequest | None = None, via: str = "api") -> None:
+    """Delete a sender and destroy its stored secret."""
+    with transaction.atomic():
+        # Overwrite first, so the ciphertext is gone even where a database keeps deleted tuples a while.
+        Sender.objects.filter(pk=sender.pk).update(password_encrypted="")
+        record(
+            "sender.deleted",
+            actor=actor,
+            account=sender.user,
+            target=sender,
+            request=request,
+            detail=_meta(sender, via),
+        )
+        sender.delete()
+
+
+def verify_sender(
+    sender: Sender, *, actor: Any, request: HttpRequest | None = None, via: str = "api"
+) -> smtp.SmtpFailure | None:
+    """Connect, (STARTTLS/TLS,) log in and quit. Returns None on success, else the failure.
+
+    The result is stored on the sender; the attempt is audited either way.
+    """
+    failure: smtp.SmtpFailure | None = None
+    try:
+        smtp.probe(**sender.connection_params(), timeout=settings.SMTP_VERIFY_TIMEOUT)
+    except smtp.SmtpFailure as exc:
+        failure = exc
+    except crypto.DecryptionError:
+        failure = smtp.SmtpFailure("secret_unreadable", "The stored password cannot be decrypted; enter it again.")
+    now = timezone.now()
+    if failure is None:
+        sender.verified_at, sender.last_verify_error = now, {}
+    else:
+        hint = hint_for(sender.provider, failure.smtp_code, failure.message, failure.category)
+        sender.last_verify_error = {**failure.as_dict(), "hint": hint, "at": now.isoformat()}
+    with transaction.atomic():
+        sender.save(update_fields=["verified_at", "last_verify_error", "updated_at"])
+        detail = {"ok": failure is None, "via": via}
+        if failure is not None:
+            detail.update(category=failure.category, smtp_code=failure.smtp_code)
+        record("sender.verified", actor=actor, account=sender.user, target=sender, request=request, detail=detail)
+    return failure
+
+
+def _meta(sender: Sender, via: str) -> dict[str, Any]:
+    return {"provider": sender.provider, "from_email": sender.from_email, "host": sender.host, "via": via}

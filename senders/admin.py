@@ -1,0 +1,55 @@
+"""Support's view of senders: connection metadata only. The secret is never displayed in any form."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from senders.models import Sender
+
+
+@admin.register(Sender)
+class SenderAdmin(admin.ModelAdmin):
+    list_display = (
+        "public_id",
+        "from_email",
+        "user",
+        "provider",
+        "host",
+        "port",
+        "security",
+        "verified_at",
+        "disabled_at",
+    )
+    list_filter = ("provider", "security", "verified_at", "disabled_at")
+    list_select_related = ("user",)
+    search_fields = ("public_id", "from_email", "host", "user__email")
+    # password_encrypted is absent on purpose: not even "set"/"not set" is shown.
+    fieldsets = (
+        ("Sender", {"fields": ("public_id", "user", "provider", "from_email", "from_name")}),
+        ("Connection", {"fields": ("host", "port", "security", "username")}),
+        (
+            "State",
+            {
+                "fields": (
+                    "verified_at",
+                    "last_verify_error",
+                    "disabled_at",
+                    "disabled_reason",
+                    "created_at",
+                    "updated_at",
+                )
+            },
+        ),
+    )
+    readonly_fields = (
+        "public_id", "user", "provider", "from_email", "from_name", "host", "port", "security", "username",
+        "verified_at", "last_verify_error", "disabled_at", "disabled_reason", "created_at", "updated_at",
+    )  # fmt: skip
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        # Deletion destroys a customer's credentials: only the customer does that.
+        return False

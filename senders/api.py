@@ -1,0 +1,70 @@
+"""The senders endpoints of the REST API: parse, scope to the account, call an action, render."""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from drake.errors import InvalidRequest, SenderVerificationFailed
+from senders import actions
+from senders.models import Sender
+from senders.serializers import SenderInputSerializer, SenderSerializer
+from senders.validation import ConfigError
+
+
+def _get(request: Request, sender_id: str) -> Sender:
+    return get_object_or_404(Sender.objects.for_account(request.user), public_id=sender_id)
+
+
+def _config_error(exc: ConfigError) -> InvalidRequest:
+    return InvalidRequest(exc.message, field=exc.field)
+
+
+class SenderListView(APIView):
+    def get(self, request: Request) -> Response:
+        senders = Sender.objects.for_account(request.user)
+        return Response({"data": SenderSerializer(senders, many=True).data, "has_more": False})
+
+    def post(self, request: Request) -> Response:
+        body = SenderInputSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            sender = actions.create_sender(request.user, body.validated_data, request=request)
+        except ConfigError as exc:
+            raise _config_error(exc) from exc
+        return Response(SenderSerializer(sender).data, status=status.HTTP_201_CREATED)
+
+
+class SenderDetailView(APIView):
+    def get(self, request: Request, sender_id: str) -> Response:
+        return Response(SenderSerializer(_get(request, sender_id)).data)
+
+    def patch(self, request: Request, sender_id: str) -> Response:
+        sender = _get(request, sender_id)
+        body = SenderInputSerializer(data=request.data, partial=True)
+        body.is_valid(raise_exception=True)
+        try:
+            sender = actions.update_sender(sender, body.validated_data, actor=request.user, request=request)
+        except ConfigError as exc:
+            raise _config_error(exc) from exc
+        return Response(SenderSerializer(sender).data)
+
+    def delete(self, request: Request, sender_id: str) -> Response:
+        actions.delete_sender(_get(request, sender_id), actor=request.user, request=request)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class SenderVerifyView(APIView):
+    def post(self, request: Request, sender_id: str) -> Response:
+        sender = _get(request, sender_id)
+        failure = actions.verify_sender(sender, actor=request.user, request=request)
+        if failure is not None:
+            error = sender.last_verify_error
+            raise SenderVerificationFailed(
+                f"The provider refused: {failure.message}",
+                extra={"category": error["category"], "smtp_code": error["smtp_code"], "hint": error["hint"]},
+            )
+        return Response({"verified": True})

@@ -1,0 +1,81 @@
+"""Senders: a customer's own provider account that 3drake relays through."""
+
+from __future__ import annotations
+
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from senders import crypto
+from senders.fields import EncryptedField
+from senders.presets import Provider, Security
+
+
+def new_public_id() -> str:
+    return f"snd_{secrets.token_hex(12)}"
+
+
+class SenderQuerySet(models.QuerySet["Sender"]):
+    def for_account(self, user: object) -> SenderQuerySet:
+        return self.filter(user=user)
+
+
+class Sender(models.Model):
+    public_id = models.CharField(max_length=32, unique=True, default=new_public_id, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="senders")
+    provider = models.CharField(max_length=10, choices=Provider.CHOICES)
+    from_email = models.EmailField(max_length=254)
+    from_name = models.CharField(max_length=100, blank=True)
+    host = models.CharField(max_length=253)
+    port = models.PositiveIntegerField()
+    security = models.CharField(max_length=10, choices=Security.CHOICES)
+    username = models.CharField(max_length=254, blank=True)
+    # The app password / SMTP secret, bound to (account, sender) and encrypted: see senders.crypto.
+    password_encrypted = EncryptedField()
+    verified_at = models.DateTimeField(null=True, blank=True)
+    # {"category", "smtp_code", "message", "hint", "at"} of the last failed verification, or {}.
+    last_verify_error = models.JSONField(default=dict, blank=True)
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    disabled_reason = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = SenderQuerySet.as_manager()
+
+    class Meta:
+        ordering = ("-created_at",)
+
+    def __str__(self) -> str:
+        return f"{self.from_email} via {self.host}"
+
+    @property
+    def binding(self) -> str:
+        return f"sender:{self.public_id}:account:{self.user_id}"
+
+    def set_password(self, raw: str) -> None:
+        self.password_encrypted = crypto.encrypt(raw.encode("utf-8"), binding=self.binding) if raw else ""
+
+    def get_password(self) -> str:
+        """The plaintext secret, for the one moment it is handed to smtplib. Never log it."""
+        if not self.password_encrypted:
+            return ""
+        return crypto.decrypt(self.password_encrypted, binding=self.binding).decode("utf-8")
+
+    @property
+    def has_password(self) -> bool:
+        return bool(self.password_encrypted)
+
+    @property
+    def is_disabled(self) -> bool:
+        return self.disabled_at is not None
+
+    def connection_params(self) -> dict[str, object]:
+        return {
+            "host": self.host,
+            "port": self.port,
+            "security": self.security,
+            "username": self.username,
+            "password": self.get_password(),
+        }

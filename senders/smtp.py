@@ -1,0 +1,190 @@
+"""Opening an authenticated SMTP connection to a customer's provider, safely.
+
+Used by sender verification and by the relay's delivery transport. The rules:
+- the host passes the guard (senders.guard) and we dial the checked address, not the name;
+- TLS always verifies the certificate against the *host name* (smtplib would otherwise check
+  it against the address it dialled, or not at all without a context);
+- STARTTLS that is not offered, or fails, is an error: never a fallback to plaintext;
+- a password is never sent over an unencrypted connection to a public address;
+- every network wait is bounded by `timeout`.
+Failures become SmtpFailure with a category, the SMTP code and the server's (sanitised) text.
+"""
+
+from __future__ import annotations
+
+import re
+import smtplib
+import socket
+import ssl
+from dataclasses import dataclass
+from functools import cache
+
+from django.conf import settings
+
+from senders import guard
+from senders.presets import Security
+
+REPLY_TEXT_LIMIT = 300
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def clean_reply(text: bytes | str | None) -> str:
+    """Server reply text is hostile input: decode leniently, drop control bytes, truncate."""
+    if text is None:
+        return ""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    text = _UNPRINTABLE.sub(" ", text).strip()
+    return text[:REPLY_TEXT_LIMIT] + ("…" if len(text) > REPLY_TEXT_LIMIT else "")
+
+
+@dataclass
+class SmtpFailure(Exception):
+    """Why talking to the provider failed. `transient` failures are worth retrying."""
+
+    category: str
+    message: str
+    smtp_code: int | None = None
+    transient: bool = False
+
+    def __str__(self) -> str:
+        code = f"{self.smtp_code} " if self.smtp_code else ""
+        return f"{self.category}: {code}{self.message}"
+
+    def as_dict(self) -> dict[str, object]:
+        return {"category": self.category, "smtp_code": self.smtp_code, "message": self.message}
+
+
+@cache
+def _tls_context(ca_file: str | None) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    if ca_file:
+        # In addition to the system's CAs, not instead of them.
+        context.load_verify_locations(cafile=ca_file)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.check_hostname = True
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def tls_context() -> ssl.SSLContext:
+    return _tls_context(settings.SMTP_CA_FILE)
+
+
+class PinnedSMTP(smtplib.SMTP):
+    """smtplib.SMTP that dials a pre-checked address while speaking to (and verifying) the host name."""
+
+    def __init__(self, target: guard.Target, *, timeout: float, local_hostname: str) -> None:
+        self.target = target
+        super().__init__(local_hostname=local_hostname, timeout=timeout)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        return socket.create_connection((self.target.address, port), timeout)
+
+
+class PinnedSMTP_SSL(smtplib.SMTP_SSL):  # noqa: N801  (mirrors smtplib's name)
+    def __init__(self, target: guard.Target, *, timeout: float, local_hostname: str) -> None:
+        self.target = target
+        super().__init__(local_hostname=local_hostname, timeout=timeout, context=tls_context())
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        raw = socket.create_connection((self.target.address, port), timeout)
+        try:
+            return self.context.wrap_socket(raw, server_hostname=self.target.hostname)
+        except BaseException:
+            raw.close()
+            raise
+
+
+def _classify(exc: BaseException) -> SmtpFailure:
+    if isinstance(exc, SmtpFailure):
+        return exc
+    if isinstance(exc, guard.HostNotAllowed):
+        return SmtpFailure("host_not_allowed", str(exc))
+    if isinstance(exc, smtplib.SMTPAuthenticationError):
+        return SmtpFailure("auth_failed", clean_reply(exc.smtp_error), exc.smtp_code, transient=exc.smtp_code < 500)
+    if isinstance(exc, smtplib.SMTPNotSupportedError):
+        return SmtpFailure("tls_failed", f"The server does not support this: {clean_reply(str(exc))}")
+    if isinstance(exc, smtplib.SMTPResponseException):
+        code = exc.smtp_code
+        category = "connection_failed" if code < 500 else "rejected"
+        return SmtpFailure(category, clean_reply(exc.smtp_error), code, transient=400 <= code < 500)
+    if isinstance(exc, ssl.SSLCertVerificationError | ssl.CertificateError):
+        return SmtpFailure(
+            "tls_failed", f"The certificate did not verify: {clean_reply(exc.args[-1] if exc.args else '')}"
+        )
+    if isinstance(exc, ssl.SSLError):
+        return SmtpFailure("tls_failed", f"TLS failed: {clean_reply(str(exc))}", transient=True)
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return SmtpFailure("timeout", "The server did not answer in time.", transient=True)
+    if isinstance(exc, smtplib.SMTPServerDisconnected):
+        return SmtpFailure("connection_failed", "The server closed the connection.", transient=True)
+    if isinstance(exc, OSError):
+        reason = exc.strerror or exc.__class__.__name__
+        return SmtpFailure("connection_failed", f"Could not connect: {reason}.", transient=True)
+    raise exc
+
+
+def classify(exc: BaseException) -> SmtpFailure:
+    """The SmtpFailure for an exception raised while talking SMTP (re-raises anything else)."""
+    return _classify(exc)
+
+
+def open_connection(
+    *,
+    host: str,
+    port: int,
+    security: str,
+    username: str = "",
+    password: str = "",
+    timeout: float | None = None,
+) -> smtplib.SMTP:
+    """A connected, encrypted (per `security`) and authenticated SMTP session.
+
+    Raises SmtpFailure. The caller owns the returned connection (quit/close it).
+    """
+    timeout = timeout or settings.SMTP_TIMEOUT
+    local_hostname = settings.SMTP_EHLO_HOSTNAME
+    client: smtplib.SMTP | None = None
+    try:
+        target = guard.check(host, port)
+        if security == Security.TLS:
+            client = PinnedSMTP_SSL(target, timeout=timeout, local_hostname=local_hostname)
+        else:
+            client = PinnedSMTP(target, timeout=timeout, local_hostname=local_hostname)
+        code, banner = client.connect(target.hostname, target.port)
+        if code != 220:
+            raise smtplib.SMTPConnectError(code, banner)
+        client.ehlo()
+        if security == Security.STARTTLS:
+            if not client.has_extn("starttls"):
+                raise SmtpFailure("tls_failed", "The server does not offer STARTTLS; refusing to continue without TLS.")
+            client.starttls(context=tls_context())
+            client.ehlo()
+        if password:
+            encrypted = security in (Security.STARTTLS, Security.TLS)
+            if not encrypted and guard.is_public(_ip(target.address)):
+                raise SmtpFailure("tls_failed", "Refusing to send a password over an unencrypted connection.")
+            client.login(username, password)
+        return client
+    except BaseException as exc:
+        if client is not None:
+            client.close()
+        if isinstance(exc, Exception):
+            raise _classify(exc) from exc
+        raise
+
+
+def _ip(address: str) -> guard.IPAddress:
+    import ipaddress
+
+    return ipaddress.ip_address(address.split("%", 1)[0])
+
+
+def probe(**connection: object) -> None:
+    """Connect, authenticate and say QUIT: raises SmtpFailure if any step fails."""
+    client = open_connection(**connection)  # type: ignore[arg-type]
+    try:
+        client.quit()
+    except (smtplib.SMTPException, OSError):
+        client.close()

@@ -1,0 +1,66 @@
+"""Console pages for senders: connect with help, list, detail, delete with confirmation."""
+
+import pytest
+
+from senders.models import Sender
+
+SECRET = "console-secret-QWERTY-9"
+
+
+@pytest.fixture
+def signed_in(client, alice):
+    client.force_login(alice)
+    return client
+
+
+def test_the_connect_page_explains_each_provider(signed_in):
+    page = signed_in.get("/senders/new/").content.decode()
+    assert "myaccount.google.com/apppasswords" in page
+    assert "Personal outlook.com" in page
+    assert "end of 2026" in page
+
+
+def test_alice_connects_a_gmail_sender(signed_in, alice):
+    response = signed_in.post(
+        "/senders/new/", {"provider": "gmail", "from_email": "alice@example.org", "password": SECRET}
+    )
+    sender = Sender.objects.get(user=alice)
+    assert response.status_code == 302
+    assert response["Location"] == f"/senders/{sender.public_id}/"
+    detail = signed_in.get(response["Location"]).content.decode()
+    assert "smtp.gmail.com:587" in detail
+    assert SECRET not in detail
+    assert SECRET not in signed_in.get("/senders/").content.decode()
+
+
+def test_errors_show_in_place(signed_in):
+    response = signed_in.post(
+        "/senders/new/",
+        {"provider": "smtp", "from_email": "alice@example.org", "password": SECRET, "port": 587, "security": "tls"},
+    )
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert 'id="id_host_error"' in page
+    assert "The SMTP host is required" in page
+    # The password is never echoed back into the form.
+    assert SECRET not in page
+
+
+def test_delete_asks_first_then_destroys(signed_in, alice):
+    signed_in.post("/senders/new/", {"provider": "gmail", "from_email": "alice@example.org", "password": SECRET})
+    sender = Sender.objects.get(user=alice)
+    assert "Delete sender" in signed_in.get(f"/senders/{sender.public_id}/delete/").content.decode()
+    assert Sender.objects.filter(pk=sender.pk).exists()
+    assert signed_in.post(f"/senders/{sender.public_id}/delete/").status_code == 302
+    assert not Sender.objects.filter(pk=sender.pk).exists()
+
+
+def test_charlie_gets_404_for_alices_sender(client, alice, charlie):
+    client.force_login(alice)
+    client.post("/senders/new/", {"provider": "gmail", "from_email": "alice@example.org", "password": SECRET})
+    sender = Sender.objects.get(user=alice)
+    client.force_login(charlie)
+    for path in ["", "verify/", "delete/"]:
+        assert client.get(f"/senders/{sender.public_id}/{path}").status_code in (404, 405)
+        assert client.post(f"/senders/{sender.public_id}/{path}").status_code == 404
+    assert Sender.objects.filter(pk=sender.pk).exists()

@@ -1,0 +1,130 @@
+"""The SMTP host guard refuses every non-public destination, however it is spelled."""
+
+import socket
+
+import pytest
+from django.test import override_settings
+
+from senders import guard
+
+REFUSED_LITERALS = [
+    "127.0.0.1",
+    "127.1",
+    "2130706433",
+    "0x7f000001",
+    "::1",
+    "10.1.2.3",
+    "172.16.0.1",
+    "172.31.255.254",
+    "192.168.1.1",
+    "169.254.169.254",
+    "100.64.0.1",
+    "0.0.0.0",  # noqa: S104  (a destination the guard must refuse, not a bind)
+    "::ffff:127.0.0.1",
+    "64:ff9b::a9fe:a9fe",
+    "fe80::1",
+    "fd00::1",
+    "224.0.0.1",
+    "240.0.0.1",
+    "255.255.255.255",
+    "2002:7f00:1::1",
+]
+
+
+@pytest.fixture(autouse=True)
+def _public_only(settings):
+    settings.SMTP_ALLOW_PRIVATE_HOSTS = False
+    settings.SMTP_ALLOWED_PORTS = "25,465,587,2525"
+
+
+@pytest.mark.parametrize("host", REFUSED_LITERALS)
+def test_it_refuses_non_public_addresses(host):
+    with pytest.raises(guard.HostNotAllowed, match="private, loopback or reserved"):
+        guard.check(host, 587)
+
+
+class StubResolver:
+    """Stands in for DNS: answers each lookup of a name from a script of answers."""
+
+    def __init__(self, answers: dict[str, list[list[str]]]):
+        self.answers = {name: list(script) for name, script in answers.items()}
+        self.lookups: list[str] = []
+
+    def __call__(self, host, port, *args, **kwargs):
+        self.lookups.append(host)
+        script = self.answers[host]
+        addresses = script.pop(0) if len(script) > 1 else script[0]
+        return [
+            (socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in addresses
+        ]
+
+
+def test_it_refuses_a_name_that_resolves_to_a_private_address(monkeypatch):
+    monkeypatch.setattr(socket, "getaddrinfo", StubResolver({"smtp.evil.test": [["10.0.0.5"]]}))
+    with pytest.raises(guard.HostNotAllowed):
+        guard.check("smtp.evil.test", 587)
+
+
+def test_it_refuses_a_name_with_a_public_and_a_private_address(monkeypatch):
+    monkeypatch.setattr(socket, "getaddrinfo", StubResolver({"mixed.test": [["8.8.4.4", "127.0.0.1"]]}))
+    with pytest.raises(guard.HostNotAllowed):
+        guard.check("mixed.test", 587)
+
+
+def test_it_pins_the_checked_address_against_rebinding(monkeypatch):
+    # Public on the first lookup, private on every later one: a DNS rebinding attack.
+    resolver = StubResolver({"rebind.test": [["8.8.4.4"], ["127.0.0.1"]]})
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    target = guard.check("rebind.test", 587)
+    assert target == guard.Target(hostname="rebind.test", address="8.8.4.4", port=587)
+    assert resolver.lookups == ["rebind.test"]
+
+
+def test_the_connection_goes_to_the_checked_address(monkeypatch):
+    """The SMTP client dials the address the guard checked and never looks the name up again."""
+    from senders import smtp
+
+    resolver = StubResolver({"rebind.test": [["8.8.4.4"], ["127.0.0.1"]]})
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    dialled = []
+
+    def fake_create_connection(address, timeout=None, *args, **kwargs):
+        dialled.append(address)
+        raise ConnectionRefusedError(111, "refused")
+
+    monkeypatch.setattr(socket, "create_connection", fake_create_connection)
+    with pytest.raises(smtp.SmtpFailure) as failure:
+        smtp.open_connection(host="rebind.test", port=587, security="starttls", username="u", password="p", timeout=1)
+    assert failure.value.category == "connection_failed"
+    assert dialled == [("8.8.4.4", 587)]
+    assert resolver.lookups == ["rebind.test"]
+
+
+def test_it_accepts_a_public_address():
+    # A literal resolves without DNS, so this sends no traffic.
+    assert guard.check("8.8.8.8", 587).address == "8.8.8.8"
+
+
+@pytest.mark.parametrize("port", [22, 80, 6379, 5432, 0, 70000])
+def test_it_refuses_ports_outside_the_allowed_list(port):
+    with pytest.raises(guard.HostNotAllowed, match="Port"):
+        guard.check("8.8.8.8", port)
+
+
+@override_settings(SMTP_ALLOWED_PORTS="*")
+def test_a_star_allows_any_port():
+    assert guard.check("8.8.8.8", 2526).port == 2526
+
+
+@override_settings(SMTP_ALLOW_PRIVATE_HOSTS=True)
+def test_private_hosts_can_be_allowed_for_self_hosting():
+    assert guard.check("127.0.0.1", 587).address == "127.0.0.1"
+
+
+def test_a_name_that_does_not_resolve_is_refused(monkeypatch):
+    def fail(*args, **kwargs):
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", fail)
+    with pytest.raises(guard.HostNotAllowed, match="does not resolve"):
+        guard.check("nowhere.test", 587)
