@@ -46,6 +46,12 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _fast_password_hashing(settings) -> None:  # noqa: ANN001
+    # PBKDF2's deliberate slowness would dominate the suite's time; no test is about its cost.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _clear_cache() -> None:
     """Rate-limit counters must not leak from one test into the next (the cache may be Redis)."""
     from django.core.cache import cache

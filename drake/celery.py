@@ -21,7 +21,19 @@ app.conf.update(
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
     broker_connection_retry_on_startup=True,
+    # Publishing on the send path must not hang when the broker is down: the sweep catches up.
+    broker_connection_timeout=2,
     worker_hijack_root_logger=False,
     timezone="UTC",
 )
 app.autodiscover_tasks()
+
+
+@app.on_after_configure.connect
+def _schedule(sender: Celery, **kwargs: object) -> None:
+    from django.conf import settings
+
+    # The outbox sweep: re-publishes what a lost task left behind, fails what outlived its lifetime.
+    sender.add_periodic_task(
+        settings.RELAY_SWEEP_INTERVAL_SECONDS, sender.signature("relay.sweep"), name="outbox sweep"
+    )

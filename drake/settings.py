@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "accounts",
     "billing",
     "senders",
+    "relay",
 ]
 
 MIDDLEWARE = [
@@ -190,6 +191,25 @@ SMTP_TIMEOUT = env.float("SMTP_TIMEOUT", default=10.0)
 SMTP_VERIFY_TIMEOUT = env.float("SMTP_VERIFY_TIMEOUT", default=5.0)
 # The name we give in EHLO (never looked up from DNS: that can hang).
 SMTP_EHLO_HOSTNAME = env.str("SMTP_EHLO_HOSTNAME", default="localhost")
+
+# --- Relay ------------------------------------------------------------------------------------
+RELAY_MAX_RECIPIENTS = env.int("RELAY_MAX_RECIPIENTS", default=100)
+RELAY_MAX_ATTACHMENTS = env.int("RELAY_MAX_ATTACHMENTS", default=20)
+RELAY_MAX_ATTACHMENT_BYTES = env.int("RELAY_MAX_ATTACHMENT_BYTES", default=7 * 1024 * 1024)
+# A message not delivered within this many hours fails with category `expired`.
+RELAY_MESSAGE_LIFETIME_HOURS = env.float("RELAY_MESSAGE_LIFETIME_HOURS", default=24)
+# Retry backoff: base * 2**(attempt-1), capped, with full jitter.
+RELAY_RETRY_BASE_SECONDS = env.float("RELAY_RETRY_BASE_SECONDS", default=30)
+RELAY_RETRY_MAX_SECONDS = env.float("RELAY_RETRY_MAX_SECONDS", default=3600)
+# Ordered bounds: SMTP_TIMEOUT < task time limit < lease < broker visibility timeout (3600 s).
+RELAY_TASK_TIME_LIMIT = env.int("RELAY_TASK_TIME_LIMIT", default=120)
+RELAY_LEASE_SECONDS = env.int("RELAY_LEASE_SECONDS", default=180)
+# The sweep re-queues due messages whose task was lost (broker down, restarted, worker killed).
+RELAY_SWEEP_INTERVAL_SECONDS = env.float("RELAY_SWEEP_INTERVAL_SECONDS", default=10)
+RELAY_REQUEUE_AFTER_SECONDS = env.float("RELAY_REQUEUE_AFTER_SECONDS", default=60)
+# Pooled SMTP connections per worker process: closed after this long idle.
+RELAY_POOL_IDLE_SECONDS = env.float("RELAY_POOL_IDLE_SECONDS", default=30)
+RELAY_POOL_MAX_PER_SENDER = env.int("RELAY_POOL_MAX_PER_SENDER", default=4)
 
 # --- Stripe -----------------------------------------------------------------------------------
 STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")

@@ -52,6 +52,11 @@ def update_sender(
     if changed & (_CONNECTION_FIELDS | {"password"}):
         sender.verified_at = None
         changed.add("verified_at")
+        if sender.paused_at is not None:
+            # New settings deserve a new try: waiting messages go out on their next attempt.
+            sender.paused_at = sender.paused_until = None
+            sender.paused_reason = ""
+            changed.update({"paused_at", "paused_until", "paused_reason"})
     with transaction.atomic():
         update_fields = [f if f != "password" else "password_encrypted" for f in changed] + ["updated_at"]
         sender.save(update_fields=update_fields)
@@ -61,7 +66,10 @@ def update_sender(
             account=sender.user,
             target=sender,
             request=request,
-            detail={"fields": sorted(changed - {"verified_at"}), "via": via},
+            detail={
+                "fields": sorted(changed - {"verified_at", "paused_at", "paused_until", "paused_reason"}),
+                "via": via,
+            },
         )
     return sender
 
@@ -97,13 +105,18 @@ def verify_sender(
     except crypto.DecryptionError:
         failure = smtp.SmtpFailure("secret_unreadable", "The stored password cannot be decrypted; enter it again.")
     now = timezone.now()
+    fields = ["verified_at", "last_verify_error", "updated_at"]
     if failure is None:
         sender.verified_at, sender.last_verify_error = now, {}
+        if sender.paused_at is not None:
+            sender.paused_at = sender.paused_until = None
+            sender.paused_reason = ""
+            fields += ["paused_at", "paused_until", "paused_reason"]
     else:
         hint = hint_for(sender.provider, failure.smtp_code, failure.message, failure.category)
         sender.last_verify_error = {**failure.as_dict(), "hint": hint, "at": now.isoformat()}
     with transaction.atomic():
-        sender.save(update_fields=["verified_at", "last_verify_error", "updated_at"])
+        sender.save(update_fields=fields)
         detail = {"ok": failure is None, "via": via}
         if failure is not None:
             detail.update(category=failure.category, smtp_code=failure.smtp_code)
@@ -113,3 +126,21 @@ def verify_sender(
 
 def _meta(sender: Sender, via: str) -> dict[str, Any]:
     return {"provider": sender.provider, "from_email": sender.from_email, "host": sender.host, "via": via}
+
+
+def pause_sender(sender: Sender, reason: str, *, until: Any = None) -> bool:
+    """Pause delivery through a sender (called by the relay). Returns False if already paused."""
+    now = timezone.now()
+    with transaction.atomic():
+        updated = Sender.objects.filter(pk=sender.pk, paused_at__isnull=True).update(
+            paused_at=now, paused_until=until, paused_reason=reason[:300]
+        )
+        if updated:
+            record(
+                "sender.paused",
+                account=sender.user,
+                target=sender,
+                actor_label="system",
+                detail={"reason": reason[:300], "until": until.isoformat() if until else None},
+            )
+    return bool(updated)

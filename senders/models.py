@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from datetime import datetime
 
 from django.conf import settings
 from django.db import models
@@ -39,6 +40,11 @@ class Sender(models.Model):
     last_verify_error = models.JSONField(default=dict, blank=True)
     disabled_at = models.DateTimeField(null=True, blank=True)
     disabled_reason = models.CharField(max_length=300, blank=True)
+    # Paused by delivery itself (e.g. the provider refused the login): messages wait, none fail,
+    # until the customer fixes the sender or `paused_until` passes (None: until fixed).
+    paused_at = models.DateTimeField(null=True, blank=True)
+    paused_until = models.DateTimeField(null=True, blank=True)
+    paused_reason = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -70,6 +76,11 @@ class Sender(models.Model):
     @property
     def is_disabled(self) -> bool:
         return self.disabled_at is not None
+
+    def is_paused(self, now: datetime | None = None) -> bool:
+        if self.paused_at is None:
+            return False
+        return self.paused_until is None or self.paused_until > (now or timezone.now())
 
     def connection_params(self) -> dict[str, object]:
         return {

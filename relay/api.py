@@ -1,0 +1,61 @@
+"""The relay endpoints of the REST API."""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from drake.errors import InvalidRequest
+from relay import actions
+from relay.models import Message, Status
+from relay.serializers import message_as_api
+from relay.validation import parse_send_request
+
+MAX_PAGE = 100
+
+
+class SendView(APIView):
+    def post(self, request: Request) -> Response:
+        send = parse_send_request(request.data)
+        size = int(request.META.get("CONTENT_LENGTH") or 0)
+        message = actions.accept_message(request.user, send, api_key=request.auth, size=size)
+        return Response({"id": message.public_id, "status": "queued"}, status=status.HTTP_202_ACCEPTED)
+
+
+class MessageListView(APIView):
+    def get(self, request: Request) -> Response:
+        messages = Message.objects.for_account(request.user).select_related("sender")
+        wanted = request.query_params.get("status")
+        if wanted:
+            if wanted not in Status.values:
+                raise InvalidRequest(f"status is one of {', '.join(Status.values)}.", field="status")
+            messages = messages.filter(status=wanted)
+        try:
+            limit = int(request.query_params.get("limit", 20))
+        except ValueError as exc:
+            raise InvalidRequest("limit is a number from 1 to 100.", field="limit") from exc
+        if not 1 <= limit <= MAX_PAGE:
+            raise InvalidRequest("limit is a number from 1 to 100.", field="limit")
+        after = request.query_params.get("starting_after")
+        if after:
+            cursor = (
+                Message.objects.for_account(request.user).filter(public_id=after).values("created_at", "id").first()
+            )
+            if cursor is None:
+                raise InvalidRequest("starting_after is not one of your message ids.", field="starting_after")
+            messages = messages.filter(created_at__lte=cursor["created_at"]).exclude(
+                created_at=cursor["created_at"], id__gte=cursor["id"]
+            )
+        page = list(messages.order_by("-created_at", "-id")[: limit + 1])
+        return Response({"data": [message_as_api(m) for m in page[:limit]], "has_more": len(page) > limit})
+
+
+class MessageDetailView(APIView):
+    def get(self, request: Request, message_id: str) -> Response:
+        message = get_object_or_404(
+            Message.objects.for_account(request.user).select_related("sender"), public_id=message_id
+        )
+        return Response(message_as_api(message))

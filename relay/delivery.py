@@ -1,0 +1,276 @@
+"""Delivering one message: claim, send, record. Idempotent and safe to run twice at once.
+
+A message is claimed by one conditional UPDATE (queued and due, or sending with an expired
+lease → sending with a new lease). Whoever updates the row owns the attempt; anyone else does
+nothing. The outcome is written in one transaction with the attempt record, and at a terminal
+state (sent or failed) the encrypted content is deleted in that same transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from relay import mime, transport
+from relay.actions import content_binding
+from relay.models import DeliveryAttempt, Message, OutboxContent, Status
+from senders import crypto, smtp
+from senders.actions import pause_sender
+from senders.presets import hint_for
+
+logger = logging.getLogger(__name__)
+
+# While a sender is paused until fixed, its messages look again this often.
+PAUSED_RECHECK = timedelta(minutes=1)
+_PROVIDER_QUOTA_MARKERS = ("5.4.5", "submissionquotaexceeded", "daily user sending limit", "quota exceeded")
+
+
+class Outcome:
+    SENT = "sent"
+    RETRY = "retry"
+    FAILED = "failed"
+    DEFERRED = "deferred"
+
+
+def claim(public_id: str, now: datetime) -> bool:
+    due = Q(status=Status.QUEUED, next_attempt_at__lte=now) | Q(status=Status.SENDING, lease_until__lt=now)
+    updated = Message.objects.filter(Q(public_id=public_id) & due).update(
+        status=Status.SENDING,
+        lease_until=now + timedelta(seconds=settings.RELAY_LEASE_SECONDS),
+        attempts=F("attempts") + 1,
+    )
+    return updated == 1
+
+
+def backoff(attempt: int) -> timedelta:
+    """Exponential with full jitter, at least a few seconds."""
+    ceiling = min(settings.RELAY_RETRY_MAX_SECONDS, settings.RELAY_RETRY_BASE_SECONDS * 2 ** max(0, attempt - 1))
+    return timedelta(seconds=max(2.0, random.uniform(0, ceiling)))  # noqa: S311  (jitter, not security)
+
+
+def deliver(public_id: str) -> str | None:
+    """Try to deliver one message now. Returns the outcome, or None if someone else has it."""
+    now = timezone.now()
+    if not claim(public_id, now):
+        return None
+    message = Message.objects.select_related("sender", "user").get(public_id=public_id)
+    started = timezone.now()
+    sender = message.sender
+
+    if sender is None:
+        return _finish(message, started, Outcome.FAILED, error=("sender_deleted", None, "The sender was deleted."))
+    if sender.is_disabled or sender.is_paused(now):
+        until = sender.paused_until or now + PAUSED_RECHECK
+        reason = sender.disabled_reason or sender.paused_reason or "The sender is paused."
+        return _defer(message, until, ("sender_paused", None, reason))
+
+    try:
+        content = _content(message)
+    except (crypto.DecryptionError, OutboxContent.DoesNotExist, ValueError):
+        logger.exception("Content of %s cannot be read", public_id)
+        return _finish(
+            message, started, Outcome.FAILED, error=("content_unreadable", None, "The content could not be read.")
+        )
+
+    msg = mime.build_message(
+        content,
+        from_email=sender.from_email,
+        from_name=sender.from_name,
+        message_id=message.message_id_header,
+        date=message.created_at,
+    )
+    data = mime.to_wire(msg)
+    recipients = mime.envelope_recipients(content)
+    try:
+        result = transport.send(sender, sender.from_email, recipients, data)
+    except smtp.SmtpFailure as failure:
+        return _smtp_failure(message, started, failure)
+    except transport.StageRefused as refused:
+        return _refused(message, started, refused.stage, refused.code, refused.reply)
+    except transport.RecipientsAllRefused as refused:
+        codes = [code for code, _ in refused.refused.values()]
+        code, reply = next(iter(refused.refused.values()))
+        if any(400 <= c < 500 for c in codes):
+            return _retry(message, started, ("recipient_deferred", code, reply))
+        return _finish(message, started, Outcome.FAILED, error=("recipient_rejected", code, reply))
+    return _finish(message, started, Outcome.SENT, result=result)
+
+
+def _content(message: Message) -> dict[str, Any]:
+    token = OutboxContent.objects.values_list("content_encrypted", flat=True).get(message_id=message.pk)
+    return json.loads(crypto.decrypt(token, binding=content_binding(message.public_id)))
+
+
+def _smtp_failure(message: Message, started: datetime, failure: smtp.SmtpFailure) -> str:
+    error = (failure.category, failure.smtp_code, failure.message)
+    sender = message.sender
+    if failure.category == "auth_failed" and not failure.transient:
+        # Logging in again and again gets mailboxes locked: pause, keep the messages waiting.
+        hint = hint_for(sender.provider, failure.smtp_code, failure.message, failure.category)
+        pause_sender(sender, f"The provider refused the login ({failure.smtp_code}). {hint}")
+        return _defer(message, timezone.now() + PAUSED_RECHECK, error, started=started)
+    if failure.transient:
+        return _retry(message, started, error)
+    return _finish(message, started, Outcome.FAILED, error=error)
+
+
+def _refused(message: Message, started: datetime, stage: str, code: int, reply: str) -> str:
+    lowered = reply.lower()
+    if any(marker in lowered for marker in _PROVIDER_QUOTA_MARKERS) and code in (550, 554, 452, 451, 421):
+        # The provider's daily sending limit: wait for tomorrow instead of failing the message.
+        tomorrow = (timezone.now() + timedelta(days=1)).replace(hour=0, minute=5, second=0, microsecond=0)
+        pause_sender(
+            message.sender, f"The provider's sending quota is used up ({code}); paused until tomorrow.", until=tomorrow
+        )
+        return _defer(message, tomorrow, ("provider_quota", code, reply), started=started)
+    if 400 <= code < 500:
+        return _retry(message, started, ("deferred_by_provider", code, reply))
+    category = "message_rejected"
+    return _finish(message, started, Outcome.FAILED, error=(category, code, reply))
+
+
+def _retry(message: Message, started: datetime, error: tuple[str, int | None, str]) -> str:
+    next_at = timezone.now() + backoff(message.attempts + 1)
+    if next_at >= message.expires_at:
+        return _finish(
+            message,
+            started,
+            Outcome.FAILED,
+            error=("expired", error[1], f"Gave up after {message.attempts} attempts: {error[2]}"),
+        )
+    with transaction.atomic():
+        _record_attempt(message, started, Outcome.RETRY, error)
+        Message.objects.filter(pk=message.pk, status=Status.SENDING).update(
+            status=Status.QUEUED, next_attempt_at=next_at, lease_until=None, last_error=_error_dict(error)
+        )
+    return Outcome.RETRY
+
+
+def _defer(
+    message: Message, until: datetime, error: tuple[str, int | None, str], *, started: datetime | None = None
+) -> str:
+    """Wait without counting an attempt (the sender is paused); fail if the lifetime ends first."""
+    if until >= message.expires_at:
+        return _finish(
+            message,
+            started or timezone.now(),
+            Outcome.FAILED,
+            error=("expired", error[1], f"Not delivered in time: {error[2]}"),
+        )
+    with transaction.atomic():
+        if started is not None:
+            _record_attempt(message, started, Outcome.DEFERRED, error)
+        Message.objects.filter(pk=message.pk, status=Status.SENDING).update(
+            status=Status.QUEUED,
+            next_attempt_at=until,
+            lease_until=None,
+            last_error=_error_dict(error),
+            attempts=F("attempts") - (0 if started is not None else 1),
+        )
+    return Outcome.DEFERRED
+
+
+def _finish(
+    message: Message,
+    started: datetime,
+    outcome: str,
+    *,
+    error: tuple[str, int | None, str] | None = None,
+    result: transport.SendResult | None = None,
+) -> str:
+    now = timezone.now()
+    fields: dict[str, Any] = {"lease_until": None, "finished_at": now}
+    if result is not None:
+        fields.update(
+            status=Status.SENT,
+            sent_at=now,
+            provider_message_id=provider_message_id(result.reply),
+            last_error=None,
+            refused_recipients=_refusals(result.refused),
+        )
+        attempt_error = ("", result.code, result.reply)
+    else:
+        fields.update(status=Status.FAILED, last_error=_error_dict(error))
+        attempt_error = error
+    with transaction.atomic():
+        _record_attempt(message, started, outcome, attempt_error)
+        Message.objects.filter(pk=message.pk).update(**fields)
+        # Terminal: nothing of the content remains.
+        OutboxContent.objects.filter(message_id=message.pk).delete()
+    return outcome
+
+
+def expire_overdue(now: datetime) -> int:
+    """Fail queued messages whose lifetime ended while they waited (e.g. a sender paused for good)."""
+    overdue = list(
+        Message.objects.filter(status=Status.QUEUED, expires_at__lte=now).values_list("pk", flat=True)[:1000]
+    )
+    for pk in overdue:
+        with transaction.atomic():
+            updated = Message.objects.filter(pk=pk, status=Status.QUEUED).update(
+                status=Status.FAILED,
+                finished_at=now,
+                last_error={"category": "expired", "smtp_code": None, "message": "Not delivered within its lifetime."},
+            )
+            if updated:
+                OutboxContent.objects.filter(message_id=pk).delete()
+    return len(overdue)
+
+
+def provider_message_id(reply: str) -> str:
+    """The provider's id for the message, where its final 250 reply carries one.
+
+    Gmail: "2.0.0 OK  1700000000 a1b2c3-xyz.123 - gsmtp"; Microsoft: "2.0.0 OK <id@host> [Hostname=...]";
+    Postfix and most others: "2.0.0 Ok: queued as 4ABC123".
+    """
+    for pattern in (
+        r"queued as ([A-Za-z0-9.\-_]+)",
+        r"<([^<>\s]{1,150})>",
+        r"OK\s+\d+\s+(\S+)\s+-\s+gsmtp",
+        r"2\.0\.0 OK ([A-Za-z0-9.\-_]{6,})",
+    ):
+        match = re.search(pattern, reply, flags=re.IGNORECASE)
+        if match:
+            return match.group(1)[:200]
+    return ""
+
+
+def _refusals(refused: dict[str, tuple[int, str]]) -> dict[str, Any]:
+    if not refused:
+        return {}
+    codes: dict[str, int] = {}
+    for code, _ in refused.values():
+        codes[str(code)] = codes.get(str(code), 0) + 1
+    return {"count": len(refused), "codes": codes}
+
+
+def _error_dict(error: tuple[str, int | None, str] | None) -> dict[str, Any] | None:
+    if error is None:
+        return None
+    category, code, text = error
+    return {"category": category, "smtp_code": code, "message": smtp.clean_reply(text)}
+
+
+def _record_attempt(
+    message: Message, started: datetime, outcome: str, error: tuple[str, int | None, str] | None
+) -> None:
+    category, code, text = error or ("", None, "")
+    DeliveryAttempt.objects.create(
+        message=message,
+        number=message.attempts,
+        started_at=started,
+        finished_at=timezone.now(),
+        outcome=outcome,
+        category=category,
+        smtp_code=code,
+        reply=smtp.clean_reply(text),
+    )

@@ -1,0 +1,90 @@
+"""Building the bytes that go on the wire.
+
+`email.message.EmailMessage` under the SMTP policy writes CRLF line endings and encodes long or
+non-ASCII lines (quoted-printable or base64). On top of that, every bare CR or LF left anywhere
+is turned into CRLF here, so no byte sequence can end the DATA phase early or smuggle a second
+message (SMTP smuggling); smtplib then dot-stuffs lines that begin with a period.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from datetime import datetime
+from email import policy
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+from typing import Any
+
+from relay.validation import address_of, split_address
+
+_ANY_EOL = re.compile(rb"\r\n|\r|\n")
+# Lines longer than this are re-encoded (RFC 5322 allows 998; 78 is the recommendation).
+_POLICY = policy.SMTP.clone(max_line_length=78, raise_on_defect=True)
+
+
+def normalize_eols(data: bytes) -> bytes:
+    """Every line ending becomes CRLF: no bare CR, no bare LF."""
+    return _ANY_EOL.sub(b"\r\n", data)
+
+
+def _header_address(value: str) -> Address:
+    name, addr = split_address(value)
+    return Address(display_name=name, addr_spec=addr)
+
+
+def _body_text(value: str) -> str:
+    # The email package would keep a lone "\r" as-is inside a line; treat any line ending alike.
+    return value.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def build_message(
+    content: dict[str, Any],
+    *,
+    from_email: str,
+    from_name: str,
+    message_id: str,
+    date: datetime,
+) -> EmailMessage:
+    msg = EmailMessage(policy=_POLICY)
+    msg["From"] = Address(display_name=from_name, addr_spec=from_email) if from_name else from_email
+    msg["To"] = [_header_address(a) for a in content["to"]]
+    if content.get("cc"):
+        msg["Cc"] = [_header_address(a) for a in content["cc"]]
+    # Bcc recipients are in the envelope only, never in a header.
+    if content.get("reply_to"):
+        msg["Reply-To"] = _header_address(content["reply_to"])
+    msg["Subject"] = content["subject"]
+    msg["Date"] = format_datetime(date)
+    msg["Message-ID"] = message_id
+    for name, value in (content.get("headers") or {}).items():
+        msg[name] = value
+
+    text, html = content.get("text"), content.get("html")
+    if text:
+        msg.set_content(_body_text(text))
+        if html:
+            msg.add_alternative(_body_text(html), subtype="html")
+    else:
+        msg.set_content(_body_text(html), subtype="html")
+    for attachment in content.get("attachments") or []:
+        maintype, _, subtype = attachment["content_type"].partition("/")
+        msg.add_attachment(
+            base64.b64decode(attachment["content"]),
+            maintype=maintype,
+            subtype=subtype,
+            filename=attachment["filename"],
+        )
+    return msg
+
+
+def to_wire(msg: EmailMessage) -> bytes:
+    return normalize_eols(msg.as_bytes(policy=_POLICY))
+
+
+def envelope_recipients(content: dict[str, Any]) -> list[str]:
+    seen: dict[str, None] = {}
+    for value in [*content["to"], *(content.get("cc") or []), *(content.get("bcc") or [])]:
+        seen.setdefault(address_of(value), None)
+    return list(seen)

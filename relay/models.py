@@ -1,0 +1,119 @@
+"""The relay's data: minimized message metadata, the encrypted outbox, and delivery attempts.
+
+A message's content (recipients list, subject, body, attachments) lives only in OutboxContent,
+encrypted, and only until the message reaches a terminal state. What stays is the metadata the
+privacy policy lists: from and to addresses, a minimized subject, size, status, provider codes
+and identifiers, timestamps.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from senders.fields import EncryptedField
+
+
+def new_public_id() -> str:
+    return f"msg_{secrets.token_hex(12)}"
+
+
+class Status(models.TextChoices):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+TERMINAL = (Status.SENT, Status.FAILED)
+
+
+class MessageQuerySet(models.QuerySet["Message"]):
+    def for_account(self, user: object) -> MessageQuerySet:
+        return self.filter(user=user)
+
+
+class Message(models.Model):
+    public_id = models.CharField(max_length=32, unique=True, default=new_public_id, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="messages")
+    # SET_NULL: deleting a sender keeps its delivery log (the from address is kept below).
+    sender = models.ForeignKey("senders.Sender", null=True, on_delete=models.SET_NULL, related_name="messages")
+    api_key = models.ForeignKey("accounts.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    from_email = models.EmailField(max_length=254)
+    # To addresses only; Cc and Bcc are kept as counts (Bcc addresses are nobody's business).
+    to = models.JSONField(default=list)
+    cc_count = models.PositiveIntegerField(default=0)
+    bcc_count = models.PositiveIntegerField(default=0)
+    subject = models.JSONField(default=dict, help_text="The subject in the plan's minimized form only.")
+    size_approx = models.PositiveIntegerField(default=0, help_text="Request size rounded up to 1 KiB.")
+    message_id_header = models.CharField(max_length=200, help_text="Our Message-ID, reused on every attempt.")
+
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    # While `sending`: the worker holding the message must finish by then, or another takes over.
+    lease_until = models.DateTimeField(null=True, blank=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(help_text="Undelivered by then: failed with category `expired`.")
+    last_error = models.JSONField(null=True, blank=True)
+    provider_message_id = models.CharField(max_length=200, blank=True)
+    refused_recipients = models.JSONField(
+        default=dict, blank=True, help_text='{"count": n, "codes": {"550": n}} of recipients refused on a sent message.'
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = MessageQuerySet.as_manager()
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        indexes = [
+            # The delivery log and GET /v1/messages: newest first per account, optionally by status.
+            models.Index(fields=["user", "-created_at", "-id"], name="msg_account_recent"),
+            models.Index(fields=["user", "status", "-created_at"], name="msg_account_status"),
+            # The outbox sweep: only unfinished messages, by when they are due.
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=Q(status__in=["queued", "sending"]),
+                name="msg_sweep_due",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.public_id
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL
+
+
+class OutboxContent(models.Model):
+    """The encrypted content of an unfinished message; deleted at the terminal state."""
+
+    message = models.OneToOneField(Message, primary_key=True, on_delete=models.CASCADE, related_name="content")
+    content_encrypted = EncryptedField()
+
+    def __str__(self) -> str:
+        return f"content of {self.message_id}"
+
+
+class DeliveryAttempt(models.Model):
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="attempt_log")
+    number = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=20, help_text="sent, retry, failed, deferred")
+    category = models.CharField(max_length=30, blank=True)
+    smtp_code = models.PositiveIntegerField(null=True, blank=True)
+    reply = models.CharField(max_length=320, blank=True, help_text="The server's reply, sanitised and truncated.")
+
+    class Meta:
+        ordering = ("message", "number")
+
+    def __str__(self) -> str:
+        return f"{self.message_id} #{self.number} {self.outcome}"

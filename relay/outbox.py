@@ -1,0 +1,70 @@
+"""Publishing delivery tasks, and the sweep that re-publishes what a lost task left behind.
+
+A `202` means the message row and its encrypted content are committed. Tasks are only a
+prompt: a task lost in a broker restart, a publish that failed, or a worker killed mid-send all
+leave a message that is due (`queued` with `next_attempt_at` passed, or `sending` with an
+expired lease). The sweep finds those and publishes them again; the claim in relay.delivery
+makes any duplicate harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import F, Q
+from django.utils import timezone
+
+from relay.models import Message, Status
+
+logger = logging.getLogger(__name__)
+SWEEP_BATCH = 1000
+
+
+def enqueue(public_id: str) -> bool:
+    """Publish the delivery task for one message. Never raises: the sweep is the safety net."""
+    from relay.tasks import deliver
+
+    try:
+        deliver.apply_async(args=[public_id], retry=False)
+    except Exception:
+        logger.warning("Could not publish delivery of %s; the outbox sweep will retry.", public_id, exc_info=True)
+        return False
+    return True
+
+
+def due_messages(now: datetime) -> list[str]:
+    """Ids of messages whose delivery should be (re)published now, oldest due first."""
+    stale_publish = now - timedelta(seconds=settings.RELAY_REQUEUE_AFTER_SECONDS)
+    not_prompted = (
+        Q(enqueued_at__isnull=True)
+        | Q(enqueued_at__lt=stale_publish)
+        # Published before it became due (a scheduled retry): that publish is not a prompt for now.
+        | Q(enqueued_at__lt=F("next_attempt_at"))
+    )
+    queued_due = Q(status=Status.QUEUED, next_attempt_at__lte=now) & not_prompted
+    lease_expired = Q(status=Status.SENDING, lease_until__lt=now)
+    return list(
+        Message.objects.filter(queued_due | lease_expired)
+        .order_by("next_attempt_at")
+        .values_list("public_id", flat=True)[:SWEEP_BATCH]
+    )
+
+
+def sweep() -> dict[str, int]:
+    """Publish every due message once; fail those past their lifetime. Returns counts."""
+    from relay.delivery import expire_overdue
+
+    now = timezone.now()
+    expired = expire_overdue(now)
+    published = 0
+    for public_id in due_messages(now):
+        updated = Message.objects.filter(public_id=public_id, status__in=[Status.QUEUED, Status.SENDING]).update(
+            enqueued_at=now
+        )
+        if updated and enqueue(public_id):
+            published += 1
+    if published or expired:
+        logger.info("outbox sweep: published %d, expired %d", published, expired)
+    return {"published": published, "expired": expired}

@@ -1,0 +1,32 @@
+"""Celery tasks. Each carries only a message id; everything else is read from the database."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from celery.signals import worker_process_shutdown
+from django.conf import settings
+
+from relay import delivery, outbox, transport
+
+
+@shared_task(
+    name="relay.deliver",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    # Below the lease, so a stuck attempt is killed before anyone else may take the message over.
+    time_limit=settings.RELAY_TASK_TIME_LIMIT,
+    soft_time_limit=settings.RELAY_TASK_TIME_LIMIT - 10,
+)
+def deliver(public_id: str) -> str | None:
+    return delivery.deliver(public_id)
+
+
+@shared_task(name="relay.sweep", ignore_result=True, time_limit=300)
+def sweep() -> dict[str, int]:
+    return outbox.sweep()
+
+
+@worker_process_shutdown.connect
+def _close_pool(**kwargs: object) -> None:
+    transport.pool.close_all()

@@ -1,0 +1,102 @@
+"""Bad input to POST /v1/send is a 400 naming the field, and nothing is queued."""
+
+import base64
+
+import pytest
+
+from relay.models import Message, OutboxContent
+
+B64 = base64.b64encode(b"hello").decode()
+
+CASES = [
+    # Header injection, in every place a header value can come from.
+    ({"subject": "Hi\r\nBcc: victim@example.org"}, "subject"),
+    ({"subject": "Hi\nthere"}, "subject"),
+    ({"subject": "=?utf-8?q?Hi=0D=0ABcc:_victim@example.org?="}, "subject"),
+    ({"subject": "=?utf-8?b?SGkNCkJjYzogdkBleGFtcGxlLm9yZw==?="}, "subject"),
+    ({"to": "bob@example.com\r\nBcc: victim@example.org"}, "to[0]"),
+    ({"to": ["bob@example.com", "Eve\n <eve@example.com>"]}, "to[1]"),
+    ({"cc": ["carol@example.com\r"]}, "cc[0]"),
+    ({"bcc": ["dave@example.com\nX: y"]}, "bcc[0]"),
+    ({"reply_to": "r@example.com\r\nX-Evil: 1"}, "reply_to"),
+    ({"to": "=?utf-8?q?Bob=0A?= <bob@example.com>"}, "to[0]"),
+    ({"headers": {"X-Campaign": "a\r\nBcc: victim@example.org"}}, "headers.X-Campaign"),
+    ({"headers": {"X-Note": "=?utf-8?q?x=0Ay?="}}, "headers.X-Note"),
+    ({"attachments": [{"filename": "a\r\n.txt", "content": B64}]}, "attachments[0].filename"),
+    # Addresses that are more than one address, or comments.
+    ({"to": "alice@example.org(<bob@example.org>"}, "to[0]"),
+    ({"to": "alice@example.org, bob@example.org"}, "to[0]"),
+    ({"to": "Alice <alice@example.org> <bob@example.org>"}, "to[0]"),
+    ({"to": "not-an-address"}, "to[0]"),
+    ({"to": []}, "to"),
+    ({"to": ...}, "to"),
+    ({"to": 42}, "to"),
+    # Headers we own.
+    ({"headers": {"From": "ceo@example.org"}}, "headers.From"),
+    ({"headers": {"bcc": "x@example.org"}}, "headers.bcc"),
+    ({"headers": {"Message-ID": "<x@y>"}}, "headers.Message-ID"),
+    ({"headers": {"DKIM-Signature": "v=1"}}, "headers.DKIM-Signature"),
+    ({"headers": {"Content-Type": "text/plain"}}, "headers.Content-Type"),
+    ({"headers": {"Return-Path": "<x@y>"}}, "headers.Return-Path"),
+    ({"headers": {"Bad Name": "x"}}, "headers"),
+    ({"headers": {"X-Colon:": "x"}}, "headers"),
+    ({"headers": "X-A: b"}, "headers"),
+    # Bodies and attachments.
+    ({"text": ..., "html": ...}, "text"),
+    ({"subject": ...}, "subject"),
+    ({"attachments": [{"filename": "a.txt", "content": "not base64!"}]}, "attachments[0].content"),
+    ({"attachments": [{"filename": "a.txt", "content": "aGVsbG8"}]}, "attachments[0].content"),
+    ({"attachments": [{"filename": "../../etc/passwd", "content": B64}]}, "attachments[0].filename"),
+    ({"attachments": [{"filename": "a.txt", "content": B64, "content_type": "text"}]}, "attachments[0].content_type"),
+    ({"attachments": [{"content": B64}]}, "attachments[0].filename"),
+    ({"attachments": {"filename": "a.txt"}}, "attachments"),
+    # The request itself.
+    ({"sender": "nope"}, "sender"),
+    ({"bogus": 1}, "bogus"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "field"), CASES)
+def test_it_refuses_bad_input_naming_the_field(send, overrides, field):
+    response = send(**overrides)
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request"
+    assert error["field"] == field
+    assert not Message.objects.exists()
+    assert not OutboxContent.objects.exists()
+
+
+def test_too_many_recipients(send, settings):
+    settings.RELAY_MAX_RECIPIENTS = 3
+    response = send(to=["a@example.com", "b@example.com"], cc=["c@example.com"], bcc=["d@example.com"])
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == "to"
+
+
+def test_attachments_over_the_cap(send, settings):
+    settings.RELAY_MAX_ATTACHMENT_BYTES = 10
+    content = base64.b64encode(b"x" * 11).decode()
+    response = send(attachments=[{"filename": "big.bin", "content": content}])
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == "attachments[0].content"
+
+
+def test_an_oversized_request_is_413(send, settings):
+    settings.API_MAX_REQUEST_BYTES = 2048
+    response = send(text="x" * 5000)
+    assert response.status_code == 413
+    assert response.json()["error"]["type"] == "payload_too_large"
+    assert not Message.objects.exists()
+
+
+def test_a_body_that_is_not_an_object(alice_api, db):
+    response = alice_api.post("/v1/send", [1, 2], format="json")
+    assert response.status_code == 400
+    assert response.json()["error"]["type"] == "invalid_request"
+
+
+def test_internationalized_domains_are_accepted(send):
+    response = send(to="Jürgen <jurgen@bücher.example>")
+    assert response.status_code == 202
+    assert Message.objects.get().to == ["Jürgen <jurgen@xn--bcher-kva.example>"]

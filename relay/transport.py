@@ -1,0 +1,199 @@
+"""The SMTP transport of the delivery worker: pooled connections per sender, one transaction per message.
+
+Opening a connection costs a TCP handshake, EHLO, TLS and AUTH (several round trips and a login
+the provider counts), so each worker process keeps a few idle connections per sender and reuses
+them. A pooled connection the server has meanwhile dropped is noticed on the first command and
+replaced once; connections idle longer than RELAY_POOL_IDLE_SECONDS are closed rather than
+reused. The pool is thread-safe, so a thread pool of workers shares it.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from django.conf import settings
+
+from senders import smtp
+from senders.models import Sender
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SendResult:
+    code: int
+    reply: str
+    refused: dict[str, tuple[int, str]] = field(default_factory=dict)
+
+
+class RecipientsAllRefused(Exception):
+    def __init__(self, refused: dict[str, tuple[int, str]]) -> None:
+        super().__init__("every recipient was refused")
+        self.refused = refused
+
+
+class StageRefused(Exception):
+    """The server answered MAIL or DATA with an error code."""
+
+    def __init__(self, stage: str, code: int, reply: str) -> None:
+        super().__init__(f"{stage}: {code} {reply}")
+        self.stage, self.code, self.reply = stage, code, reply
+
+
+@dataclass
+class _Idle:
+    client: smtplib.SMTP
+    since: float
+
+
+def _key(sender: Sender) -> tuple[int, float]:
+    # A changed sender (new password, host...) gets new connections.
+    return (sender.pk, sender.updated_at.timestamp())
+
+
+def _close(client: smtplib.SMTP) -> None:
+    try:
+        client.quit()
+    except (smtplib.SMTPException, OSError):
+        client.close()
+
+
+class SmtpPool:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: dict[tuple[int, float], list[_Idle]] = defaultdict(list)
+        self._slots: dict[tuple[int, float], threading.BoundedSemaphore] = {}
+        self.opened = 0  # For benchmarks and tests: how many logins this pool made.
+
+    def _slot(self, key: tuple[int, float]) -> threading.BoundedSemaphore:
+        with self._lock:
+            if key not in self._slots:
+                self._slots[key] = threading.BoundedSemaphore(settings.RELAY_POOL_MAX_PER_SENDER)
+            return self._slots[key]
+
+    def _take_idle(self, key: tuple[int, float]) -> smtplib.SMTP | None:
+        now = time.monotonic()
+        stale: list[smtplib.SMTP] = []
+        found = None
+        with self._lock:
+            idle = self._idle.get(key, [])
+            while idle:
+                entry = idle.pop()
+                if now - entry.since <= settings.RELAY_POOL_IDLE_SECONDS:
+                    found = entry.client
+                    break
+                stale.append(entry.client)
+        for client in stale:
+            _close(client)
+        return found
+
+    def _give_back(self, key: tuple[int, float], client: smtplib.SMTP) -> None:
+        with self._lock:
+            self._idle[key].append(_Idle(client, time.monotonic()))
+
+    def _open(self, sender: Sender) -> smtplib.SMTP:
+        client = smtp.open_connection(**sender.connection_params())
+        with self._lock:
+            self.opened += 1
+        return client
+
+    @contextmanager
+    def connection(self, sender: Sender, *, fresh: bool = False) -> Iterator[tuple[smtplib.SMTP, bool]]:
+        """A connection to the sender's server and whether it was reused from the pool.
+
+        Returned to the pool only if the block ends without an exception.
+        """
+        key = _key(sender)
+        slot = self._slot(key)
+        if not slot.acquire(timeout=settings.SMTP_TIMEOUT * 3):
+            raise smtp.SmtpFailure("pool_busy", "All connections to this sender are busy.", transient=True)
+        try:
+            client = None if fresh else self._take_idle(key)
+            reused = client is not None
+            if client is None:
+                client = self._open(sender)
+            try:
+                yield client, reused
+            except BaseException:
+                client.close()
+                raise
+            else:
+                self._give_back(key, client)
+        finally:
+            slot.release()
+
+    def close_all(self) -> None:
+        with self._lock:
+            entries = [e for idle in self._idle.values() for e in idle]
+            self._idle.clear()
+        for entry in entries:
+            _close(entry.client)
+
+
+pool = SmtpPool()
+
+
+def _transact(client: smtplib.SMTP, mail_from: str, recipients: list[str], data: bytes, *, reused: bool) -> SendResult:
+    try:
+        code, reply = client.mail(mail_from)
+    except (smtplib.SMTPServerDisconnected, ConnectionError) as exc:
+        # Only the first command of a reused session: nothing of this message was sent yet,
+        # so trying again on a new connection cannot duplicate it.
+        if reused:
+            raise _Stale() from exc
+        raise
+    if code != 250:
+        _reset(client, code)
+        raise StageRefused("mail", code, smtp.clean_reply(reply))
+    refused: dict[str, tuple[int, str]] = {}
+    for rcpt in recipients:
+        code, reply = client.rcpt(rcpt)
+        if code not in (250, 251):
+            refused[rcpt] = (code, smtp.clean_reply(reply))
+            if code == 421:
+                raise StageRefused("rcpt", code, smtp.clean_reply(reply))
+    if len(refused) == len(recipients):
+        _reset(client, 0)
+        raise RecipientsAllRefused(refused)
+    code, reply = client.data(data)
+    if code != 250:
+        _reset(client, code)
+        raise StageRefused("data", code, smtp.clean_reply(reply))
+    return SendResult(code=code, reply=smtp.clean_reply(reply), refused=refused)
+
+
+def _reset(client: smtplib.SMTP, code: int) -> None:
+    """Make the session ready for the next message after a refusal (421 ends the session:
+    the exception that follows closes the connection instead of pooling it)."""
+    if code == 421:
+        return
+    try:
+        client.rset()
+    except (smtplib.SMTPException, OSError):
+        client.close()
+
+
+def send(sender: Sender, mail_from: str, recipients: list[str], data: bytes) -> SendResult:
+    """Send one message through the sender's server. Raises SmtpFailure, StageRefused or
+    RecipientsAllRefused. A pooled connection found dead on its first command is replaced once."""
+    for attempt in (1, 2):
+        try:
+            with pool.connection(sender, fresh=attempt == 2) as (client, reused):
+                return _transact(client, mail_from, recipients, data, reused=reused and attempt == 1)
+        except _Stale:
+            logger.info("Pooled connection to sender %s was closed by the server; reconnecting.", sender.public_id)
+            continue
+        except (smtplib.SMTPException, OSError) as exc:
+            raise smtp.classify(exc) from exc
+    raise AssertionError("unreachable")
+
+
+class _Stale(Exception):
+    pass

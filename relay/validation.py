@@ -1,0 +1,273 @@
+"""Parsing and checking a `POST /v1/send` body.
+
+Strict on purpose: anything that could smuggle a header (CR or LF anywhere in a header value,
+address, display name or filename, also hidden inside an RFC 2047 encoded word), an address with
+comments or several addresses in one, an override of a header we own, or bad base64 is refused
+with `invalid_request` naming the field. Nothing is queued for a refused request.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import mimetypes
+import re
+from dataclasses import asdict, dataclass, field
+from email.header import decode_header
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+
+from drake.errors import InvalidRequest
+
+ALLOWED_FIELDS = {"sender", "to", "cc", "bcc", "reply_to", "subject", "text", "html", "headers", "attachments"}
+# Headers 3drake writes itself; a customer may not set or override them.
+RESERVED_HEADERS = {
+    "from",
+    "to",
+    "cc",
+    "bcc",
+    "sender",
+    "reply-to",
+    "subject",
+    "date",
+    "message-id",
+    "return-path",
+    "received",
+    "mime-version",
+}  # In-Reply-To and References stay allowed: customers thread their own conversations.
+RESERVED_PREFIXES = ("dkim-", "content-", "arc-", "x-google-", "authentication-results")
+_HEADER_NAME = re.compile(r"^[!-9;-~]{1,76}$")  # RFC 5322 ftext: printable ASCII but ':'
+_BARE_ADDRESS = re.compile(r"^[^\s<>()\[\]\\,;:\"]+@[^\s<>()\[\]\\,;:\"@]+$")
+_NAMED_ADDRESS = re.compile(r'^\s*(?P<name>"[^"\\]*"|[^<>()"\\,;@]*?)\s*<(?P<addr>[^<>\s]+)>\s*$')
+_ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
+_CONTENT_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$")
+MAX_SUBJECT = 998
+MAX_HEADER_VALUE = 998
+
+
+@dataclass
+class Attachment:
+    filename: str
+    content_type: str
+    content: str  # base64, validated; decoded only when the MIME message is built
+    size: int
+
+
+@dataclass
+class SendRequest:
+    sender: str
+    to: list[str]
+    cc: list[str] = field(default_factory=list)
+    bcc: list[str] = field(default_factory=list)
+    reply_to: str | None = None
+    subject: str = ""
+    text: str | None = None
+    html: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    attachments: list[Attachment] = field(default_factory=list)
+
+    @property
+    def recipients(self) -> list[str]:
+        return [*self.to, *self.cc, *self.bcc]
+
+    def content(self) -> dict[str, Any]:
+        """What goes into the encrypted outbox (everything but the sender id)."""
+        data = asdict(self)
+        data.pop("sender")
+        return data
+
+    def fingerprint(self) -> str:
+        """A stable hash of the request, for Idempotency-Key comparisons."""
+        canonical = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def split_address(value: str) -> tuple[str, str]:
+    """(display name, bare address) of a validated "Name <addr>" or "addr"."""
+    match = _NAMED_ADDRESS.match(value)
+    if match is None:
+        return "", value.strip()
+    return match["name"].strip().strip('"'), match["addr"]
+
+
+def address_of(value: str) -> str:
+    return split_address(value)[1]
+
+
+def _no_injection(value: str, field_name: str) -> None:
+    if "\r" in value or "\n" in value or "\x00" in value:
+        raise InvalidRequest("Line breaks are not allowed here (header injection).", field=field_name)
+    for word in _ENCODED_WORD.findall(value):
+        try:
+            decoded = "".join(
+                part.decode(charset or "ascii", errors="strict") if isinstance(part, bytes) else part
+                for part, charset in decode_header(word)
+            )
+        except (LookupError, UnicodeDecodeError, binascii.Error, ValueError) as exc:
+            raise InvalidRequest("This encoded word does not decode.", field=field_name) from exc
+        if "\r" in decoded or "\n" in decoded or "\x00" in decoded:
+            raise InvalidRequest("An encoded word hides a line break (header injection).", field=field_name)
+
+
+def _address(value: Any, field_name: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidRequest("An email address is required.", field=field_name)
+    _no_injection(value, field_name)
+    value = value.strip()
+    if len(value) > 320:
+        raise InvalidRequest("This address is too long.", field=field_name)
+    match = _NAMED_ADDRESS.match(value)
+    if match:
+        name, addr = match["name"].strip(), match["addr"]
+    elif _BARE_ADDRESS.match(value):
+        name, addr = "", value
+    else:
+        raise InvalidRequest(
+            "Give one address as addr@example.com or Name <addr@example.com> (no comments or lists).", field=field_name
+        )
+    if not _BARE_ADDRESS.match(addr):
+        raise InvalidRequest("This is not a valid email address.", field=field_name)
+    try:
+        validate_email(addr)  # Internationalized domains are accepted (checked as IDNA).
+        local, _, domain = addr.rpartition("@")
+        # On the wire the domain is IDNA (punycode): no SMTPUTF8 needed from the provider.
+        addr = f"{local}@{domain.encode('idna').decode('ascii')}"
+    except (ValidationError, UnicodeError) as exc:
+        raise InvalidRequest("This is not a valid email address.", field=field_name) from exc
+    return f"{name} <{addr}>" if name else addr
+
+
+def _address_list(value: Any, field_name: str, *, required: bool) -> list[str]:
+    if value is None:
+        if required:
+            raise InvalidRequest("At least one recipient is required.", field=field_name)
+        return []
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list):
+        raise InvalidRequest("Give an address or a list of addresses.", field=field_name)
+    if required and not items:
+        raise InvalidRequest("At least one recipient is required.", field=field_name)
+    return [_address(item, f"{field_name}[{i}]") for i, item in enumerate(items)]
+
+
+def _text(data: dict[str, Any], name: str) -> str | None:
+    value = data.get(name)
+    if value is not None and not isinstance(value, str):
+        raise InvalidRequest("This must be a string.", field=name)
+    return value
+
+
+def _headers(value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidRequest('Give headers as an object, e.g. {"X-Campaign": "welcome"}.', field="headers")
+    headers: dict[str, str] = {}
+    seen: set[str] = set()
+    for name, header_value in value.items():
+        field_name = f"headers.{name}"
+        if not isinstance(name, str) or not _HEADER_NAME.match(name):
+            raise InvalidRequest("This is not a valid header name.", field="headers")
+        lowered = name.lower()
+        if lowered in RESERVED_HEADERS or lowered.startswith(RESERVED_PREFIXES):
+            raise InvalidRequest(f"The {name} header is set by 3drake and cannot be overridden.", field=field_name)
+        if lowered in seen:
+            raise InvalidRequest("This header is given twice.", field=field_name)
+        seen.add(lowered)
+        if not isinstance(header_value, str):
+            raise InvalidRequest("Header values must be strings.", field=field_name)
+        _no_injection(header_value, field_name)
+        if len(header_value) > MAX_HEADER_VALUE:
+            raise InvalidRequest("This header value is too long.", field=field_name)
+        headers[name] = header_value
+    return headers
+
+
+def _attachments(value: Any) -> list[Attachment]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InvalidRequest("Give attachments as a list.", field="attachments")
+    if len(value) > settings.RELAY_MAX_ATTACHMENTS:
+        raise InvalidRequest(f"At most {settings.RELAY_MAX_ATTACHMENTS} attachments.", field="attachments")
+    result = []
+    total = 0
+    for i, item in enumerate(value):
+        prefix = f"attachments[{i}]"
+        if not isinstance(item, dict):
+            raise InvalidRequest("Each attachment is an object with filename and content.", field=prefix)
+        unknown = set(item) - {"filename", "content", "content_type"}
+        if unknown:
+            raise InvalidRequest(f"Unknown field {sorted(unknown)[0]!r}.", field=prefix)
+        filename = item.get("filename")
+        if not isinstance(filename, str) or not filename.strip():
+            raise InvalidRequest("A filename is required.", field=f"{prefix}.filename")
+        _no_injection(filename, f"{prefix}.filename")
+        if "/" in filename or "\\" in filename or len(filename) > 255:
+            raise InvalidRequest("A filename without a path, at most 255 characters.", field=f"{prefix}.filename")
+        content = item.get("content")
+        if not isinstance(content, str):
+            raise InvalidRequest("The content must be a base64 string.", field=f"{prefix}.content")
+        compact = re.sub(r"\s+", "", content)
+        try:
+            size = len(base64.b64decode(compact, validate=True))
+        except (binascii.Error, ValueError) as exc:
+            raise InvalidRequest("The content is not valid base64.", field=f"{prefix}.content") from exc
+        total += size
+        if total > settings.RELAY_MAX_ATTACHMENT_BYTES:
+            raise InvalidRequest(
+                f"Attachments may add up to {settings.RELAY_MAX_ATTACHMENT_BYTES} bytes.", field=f"{prefix}.content"
+            )
+        content_type = item.get("content_type")
+        if content_type is None:
+            content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+        if not isinstance(content_type, str) or not _CONTENT_TYPE.match(content_type.lower()):
+            raise InvalidRequest("This is not a valid content type (type/subtype).", field=f"{prefix}.content_type")
+        result.append(Attachment(filename=filename, content_type=content_type.lower(), content=compact, size=size))
+    return result
+
+
+def parse_send_request(data: Any) -> SendRequest:
+    """Check a send request body; raise InvalidRequest naming the first field at fault."""
+    if not isinstance(data, dict):
+        raise InvalidRequest("The body must be a JSON object.")
+    unknown = set(data) - ALLOWED_FIELDS
+    if unknown:
+        name = sorted(unknown)[0]
+        raise InvalidRequest(f"Unknown field {name!r}.", field=name)
+    sender = data.get("sender")
+    if not isinstance(sender, str) or not sender.startswith("snd_"):
+        raise InvalidRequest("Give the id of one of your senders (snd_...).", field="sender")
+    to = _address_list(data.get("to"), "to", required=True)
+    cc = _address_list(data.get("cc"), "cc", required=False)
+    bcc = _address_list(data.get("bcc"), "bcc", required=False)
+    total = len(to) + len(cc) + len(bcc)
+    if total > settings.RELAY_MAX_RECIPIENTS:
+        raise InvalidRequest(f"At most {settings.RELAY_MAX_RECIPIENTS} recipients in all (to, cc and bcc).", field="to")
+    reply_to = _address(data["reply_to"], "reply_to") if data.get("reply_to") is not None else None
+    subject = data.get("subject")
+    if not isinstance(subject, str):
+        raise InvalidRequest("A subject is required.", field="subject")
+    _no_injection(subject, "subject")
+    if len(subject) > MAX_SUBJECT:
+        raise InvalidRequest(f"The subject may have at most {MAX_SUBJECT} characters.", field="subject")
+    text, html = _text(data, "text"), _text(data, "html")
+    if not text and not html:
+        raise InvalidRequest("Give a text or an html body (or both).", field="text")
+    return SendRequest(
+        sender=sender,
+        to=to,
+        cc=cc,
+        bcc=bcc,
+        reply_to=reply_to,
+        subject=subject,
+        text=text,
+        html=html,
+        headers=_headers(data.get("headers")),
+        attachments=_attachments(data.get("attachments")),
+    )
