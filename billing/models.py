@@ -14,9 +14,24 @@ class SubjectPolicy(models.TextChoices):
     PREVIEW = "preview", "Redacted preview"
 
 
+FREE_PLAN = {
+    "name": "Free",
+    "monthly_quota": 1000,
+    "rate_per_minute": 60,
+    "retention_days": 30,
+    "subject_policy": "sha256",
+    "price_cents": 0,
+    "is_default": True,
+}
+
+
 class PlanManager(models.Manager["Plan"]):
     def default(self) -> Plan:
-        return self.get(is_default=True)
+        """The plan new accounts start on; the free plan is recreated if it was ever lost."""
+        try:
+            return self.get(is_default=True)
+        except self.model.DoesNotExist:
+            return self.get_or_create(slug="free", defaults=FREE_PLAN)[0]
 
 
 class Plan(models.Model):

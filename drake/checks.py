@@ -46,3 +46,26 @@ def check_shared_cache(app_configs: object, **kwargs: object) -> list[CheckMessa
             )
         ]
     return []
+
+
+@checks.register()
+def check_timeout_order(app_configs: object, **kwargs: object) -> list[CheckMessage]:
+    """SMTP timeouts < task time limit < lease < broker visibility: else a slow delivery could be
+    handed to a second worker while the first is still talking to the provider."""
+    visibility = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", 3600)
+    chain = [
+        ("SMTP_TIMEOUT", settings.SMTP_TIMEOUT),
+        ("RELAY_TASK_TIME_LIMIT", settings.RELAY_TASK_TIME_LIMIT),
+        ("RELAY_LEASE_SECONDS", settings.RELAY_LEASE_SECONDS),
+        ("broker visibility_timeout", visibility),
+    ]
+    for (low_name, low), (high_name, high) in zip(chain, chain[1:], strict=False):
+        if not low < high:
+            return [
+                checks.Error(
+                    f"{low_name} ({low}) must be less than {high_name} ({high}).",
+                    hint="Keep SMTP_TIMEOUT < RELAY_TASK_TIME_LIMIT < RELAY_LEASE_SECONDS < visibility timeout.",
+                    id="drake.E003",
+                )
+            ]
+    return []

@@ -102,6 +102,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
     if DATABASES["default"]["NAME"] != ":memory:":
         VAR_DIR.mkdir(exist_ok=True)
+    # A file, not memory: the tests' real Celery worker runs in another process and must see it.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -201,6 +203,9 @@ RELAY_MESSAGE_LIFETIME_HOURS = env.float("RELAY_MESSAGE_LIFETIME_HOURS", default
 # Retry backoff: base * 2**(attempt-1), capped, with full jitter.
 RELAY_RETRY_BASE_SECONDS = env.float("RELAY_RETRY_BASE_SECONDS", default=30)
 RELAY_RETRY_MAX_SECONDS = env.float("RELAY_RETRY_MAX_SECONDS", default=3600)
+RELAY_RETRY_MIN_SECONDS = env.float("RELAY_RETRY_MIN_SECONDS", default=5)
+# A paused sender's waiting messages look again this often (they go as soon as it is fixed).
+RELAY_PAUSED_RECHECK_SECONDS = env.float("RELAY_PAUSED_RECHECK_SECONDS", default=60)
 # Ordered bounds: SMTP_TIMEOUT < task time limit < lease < broker visibility timeout (3600 s).
 RELAY_TASK_TIME_LIMIT = env.int("RELAY_TASK_TIME_LIMIT", default=120)
 RELAY_LEASE_SECONDS = env.int("RELAY_LEASE_SECONDS", default=180)

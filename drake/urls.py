@@ -8,6 +8,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("v1/", include("drake.api_urls")),
     path("senders/", include("senders.urls")),
+    path("messages/", include("relay.urls")),
     path("", include("accounts.urls")),
 ]
 

@@ -16,7 +16,7 @@ from drake.errors import NotFound, PermissionDenied, ServiceUnavailable
 from relay import outbox
 from relay.minimize import minimize_subject
 from relay.models import Message, OutboxContent
-from relay.validation import SendRequest
+from relay.validation import SendRequest, address_of
 from senders import crypto
 from senders.models import Sender
 
@@ -50,7 +50,8 @@ def accept_message(user: Any, request: SendRequest, *, api_key: Any = None, size
         sender=sender,
         api_key=api_key,
         from_email=sender.from_email,
-        to=[a for a in request.to],
+        # Bare addresses only: display names are not needed to troubleshoot delivery.
+        to=[address_of(a) for a in request.to],
         cc_count=len(request.cc),
         bcc_count=len(request.bcc),
         subject=minimize_subject(request.subject, policy=user.plan.subject_policy, account_id=user.pk),

@@ -29,8 +29,6 @@ from senders.presets import hint_for
 
 logger = logging.getLogger(__name__)
 
-# While a sender is paused until fixed, its messages look again this often.
-PAUSED_RECHECK = timedelta(minutes=1)
 _PROVIDER_QUOTA_MARKERS = ("5.4.5", "submissionquotaexceeded", "daily user sending limit", "quota exceeded")
 
 
@@ -52,9 +50,14 @@ def claim(public_id: str, now: datetime) -> bool:
 
 
 def backoff(attempt: int) -> timedelta:
-    """Exponential with full jitter, at least a few seconds."""
+    """Exponential with full jitter, never below RELAY_RETRY_MIN_SECONDS."""
     ceiling = min(settings.RELAY_RETRY_MAX_SECONDS, settings.RELAY_RETRY_BASE_SECONDS * 2 ** max(0, attempt - 1))
-    return timedelta(seconds=max(2.0, random.uniform(0, ceiling)))  # noqa: S311  (jitter, not security)
+    jittered = random.uniform(0, ceiling)  # noqa: S311  (jitter, not security)
+    return timedelta(seconds=max(settings.RELAY_RETRY_MIN_SECONDS, jittered))
+
+
+def _paused_recheck() -> timedelta:
+    return timedelta(seconds=settings.RELAY_PAUSED_RECHECK_SECONDS)
 
 
 def deliver(public_id: str) -> str | None:
@@ -69,7 +72,7 @@ def deliver(public_id: str) -> str | None:
     if sender is None:
         return _finish(message, started, Outcome.FAILED, error=("sender_deleted", None, "The sender was deleted."))
     if sender.is_disabled or sender.is_paused(now):
-        until = sender.paused_until or now + PAUSED_RECHECK
+        until = sender.paused_until or now + _paused_recheck()
         reason = sender.disabled_reason or sender.paused_reason or "The sender is paused."
         return _defer(message, until, ("sender_paused", None, reason))
 
@@ -117,7 +120,7 @@ def _smtp_failure(message: Message, started: datetime, failure: smtp.SmtpFailure
         # Logging in again and again gets mailboxes locked: pause, keep the messages waiting.
         hint = hint_for(sender.provider, failure.smtp_code, failure.message, failure.category)
         pause_sender(sender, f"The provider refused the login ({failure.smtp_code}). {hint}")
-        return _defer(message, timezone.now() + PAUSED_RECHECK, error, started=started)
+        return _defer(message, timezone.now() + _paused_recheck(), error, started=started)
     if failure.transient:
         return _retry(message, started, error)
     return _finish(message, started, Outcome.FAILED, error=error)

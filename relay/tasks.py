@@ -16,7 +16,7 @@ from relay import delivery, outbox, transport
     ignore_result=True,
     # Below the lease, so a stuck attempt is killed before anyone else may take the message over.
     time_limit=settings.RELAY_TASK_TIME_LIMIT,
-    soft_time_limit=settings.RELAY_TASK_TIME_LIMIT - 10,
+    soft_time_limit=max(1, int(settings.RELAY_TASK_TIME_LIMIT * 0.9)),
 )
 def deliver(public_id: str) -> str | None:
     return delivery.deliver(public_id)

@@ -77,6 +77,9 @@ class PinnedSMTP(smtplib.SMTP):
     def __init__(self, target: guard.Target, *, timeout: float, local_hostname: str) -> None:
         self.target = target
         super().__init__(local_hostname=local_hostname, timeout=timeout)
+        # starttls() verifies the certificate against _host, which smtplib sets only when the
+        # constructor connects: it must be the name, never the address we dial.
+        self._host = target.hostname
 
     def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
         return socket.create_connection((self.target.address, port), timeout)
@@ -86,6 +89,7 @@ class PinnedSMTP_SSL(smtplib.SMTP_SSL):  # noqa: N801  (mirrors smtplib's name)
     def __init__(self, target: guard.Target, *, timeout: float, local_hostname: str) -> None:
         self.target = target
         super().__init__(local_hostname=local_hostname, timeout=timeout, context=tls_context())
+        self._host = target.hostname
 
     def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
         raw = socket.create_connection((self.target.address, port), timeout)
@@ -118,6 +122,9 @@ def _classify(exc: BaseException) -> SmtpFailure:
     if isinstance(exc, TimeoutError | socket.timeout):
         return SmtpFailure("timeout", "The server did not answer in time.", transient=True)
     if isinstance(exc, smtplib.SMTPServerDisconnected):
+        # smtplib turns a read timeout into "Connection unexpectedly closed: timed out".
+        if isinstance(exc.__context__, TimeoutError) or "timed out" in str(exc):
+            return SmtpFailure("timeout", "The server did not answer in time.", transient=True)
         return SmtpFailure("connection_failed", "The server closed the connection.", transient=True)
     if isinstance(exc, OSError):
         reason = exc.strerror or exc.__class__.__name__

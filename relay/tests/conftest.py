@@ -2,6 +2,9 @@ import pytest
 
 from senders import actions as sender_actions
 
+SMTP_USER = "alice@example.org"
+SMTP_PASSWORD = "app-password-for-tests"
+
 
 @pytest.fixture
 def alice_sender(alice):
@@ -12,11 +15,11 @@ def alice_sender(alice):
 
 @pytest.fixture
 def send(alice_api, alice_sender):
-    """POST /v1/send as alice with a valid body, overridable field by field."""
+    """POST /v1/send as alice with a valid body, overridable field by field (... removes one)."""
 
-    def post(client=None, **overrides):
+    def post(client=None, via=None, **overrides):
         body = {
-            "sender": alice_sender.public_id,
+            "sender": (via or alice_sender).public_id,
             "to": "bob@example.com",
             "subject": "Hello there",
             "text": "Hi Bob",
@@ -26,3 +29,85 @@ def send(alice_api, alice_sender):
         return (client or alice_api).post("/v1/send", body, format="json")
 
     return post
+
+
+# --- Real delivery: an SMTP server in this process, a Celery worker in another ---------------
+
+
+@pytest.fixture(scope="session")
+def smtp_ca():
+    import trustme
+
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def ca_file(smtp_ca, tmp_path_factory):
+    path = tmp_path_factory.mktemp("ca") / "ca.pem"
+    smtp_ca.cert_pem.write_to_path(str(path))
+    return path
+
+
+@pytest.fixture
+def smtp_server(smtp_ca):
+    from drake.testing.smtp import SmtpTestServer
+
+    server = SmtpTestServer(security="starttls", username=SMTP_USER, password=SMTP_PASSWORD, ca=smtp_ca)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def relay_settings(settings, ca_file):
+    """This process connects to loopback test servers too (sender creation, verify)."""
+    settings.SMTP_ALLOW_PRIVATE_HOSTS = True
+    settings.SMTP_ALLOWED_PORTS = "*"
+    settings.SMTP_CA_FILE = str(ca_file)
+    return settings
+
+
+WORKER_ENV = {
+    "SMTP_ALLOW_PRIVATE_HOSTS": "true",
+    "SMTP_ALLOWED_PORTS": "*",
+    "SMTP_TIMEOUT": "3",
+    "RELAY_TASK_TIME_LIMIT": "6",
+    "RELAY_LEASE_SECONDS": "8",
+    "RELAY_RETRY_MIN_SECONDS": "0.5",
+    "RELAY_RETRY_BASE_SECONDS": "1",
+    "RELAY_RETRY_MAX_SECONDS": "2",
+    "RELAY_PAUSED_RECHECK_SECONDS": "1",
+    "RELAY_SWEEP_INTERVAL_SECONDS": "1",
+    "RELAY_REQUEUE_AFTER_SECONDS": "2",
+    "RELAY_POOL_IDLE_SECONDS": "5",
+}
+
+
+@pytest.fixture(scope="session")
+def worker(django_db_setup, django_db_blocker, ca_file, tmp_path_factory):
+    """One real worker (threads pool, with the beat scheduler) for the session."""
+    from drake.testing.worker import WorkerProcess
+
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    with django_db_blocker.unblock():
+        proc = WorkerProcess(log, env={**WORKER_ENV, "SMTP_CA_FILE": str(ca_file)})
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def smtp_sender(alice, smtp_server, relay_settings):
+    return sender_actions.create_sender(
+        alice,
+        {
+            "provider": "smtp",
+            "from_email": "alice@example.org",
+            "from_name": "Alice",
+            "host": "127.0.0.1",
+            "port": smtp_server.port,
+            "security": "starttls",
+            "username": SMTP_USER,
+            "password": SMTP_PASSWORD,
+        },
+    )

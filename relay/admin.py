@@ -1,0 +1,43 @@
+"""Support's message log: metadata only, read-only. There is no content to show: it is never kept."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from relay.models import DeliveryAttempt, Message
+
+
+class AttemptInline(admin.TabularInline):
+    model = DeliveryAttempt
+    fields = ("number", "started_at", "finished_at", "outcome", "category", "smtp_code", "reply")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    list_display = ("public_id", "user", "from_email", "status", "attempts", "created_at", "sent_at")
+    list_filter = ("status", "created_at")
+    list_select_related = ("user",)
+    search_fields = ("public_id", "user__email", "from_email", "provider_message_id")
+    date_hierarchy = "created_at"
+    inlines = (AttemptInline,)
+    exclude = ("api_key",)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: object = None) -> list[str]:
+        return [f.name for f in self.model._meta.fields if f.name != "api_key"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        # Viewing is allowed through view permission; nothing is editable.
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False

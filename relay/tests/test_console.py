@@ -1,0 +1,47 @@
+"""The delivery log page: filters, exact recipient search, detail with attempts, 404 across accounts."""
+
+import pytest
+
+from relay.models import DeliveryAttempt, Message
+
+
+@pytest.fixture
+def signed_in(client, alice):
+    client.force_login(alice)
+    return client
+
+
+def test_the_log_lists_and_filters(signed_in, send):
+    first = send(to="bob@example.com").json()["id"]
+    second = send(to=["Carol <carol@example.com>"]).json()["id"]
+    Message.objects.filter(public_id=first).update(status="sent")
+    page = signed_in.get("/messages/").content.decode()
+    assert first in page and second in page
+    sent_only = signed_in.get("/messages/?status=sent").content.decode()
+    assert first in sent_only and second not in sent_only
+    by_rcpt = signed_in.get("/messages/?recipient=carol@example.com").content.decode()
+    assert second in by_rcpt and first not in by_rcpt
+    # Exact, not fuzzy.
+    assert second not in signed_in.get("/messages/?recipient=carol@example").content.decode()
+
+
+def test_the_detail_page_shows_attempts(signed_in, send):
+    message = Message.objects.get(public_id=send().json()["id"])
+    DeliveryAttempt.objects.create(
+        message=message,
+        number=1,
+        started_at=message.created_at,
+        outcome="retry",
+        smtp_code=451,
+        reply="4.3.0 try later",
+    )
+    page = signed_in.get(f"/messages/{message.public_id}/").content.decode()
+    assert "4.3.0 try later" in page
+    assert message.message_id_header.replace("<", "&lt;").replace(">", "&gt;") in page
+
+
+def test_charlie_gets_404(client, send, charlie):
+    message_id = send().json()["id"]
+    client.force_login(charlie)
+    assert client.get(f"/messages/{message_id}/").status_code == 404
+    assert message_id not in client.get("/messages/").content.decode()

@@ -1,0 +1,273 @@
+"""Real delivery: a real Celery worker process sends to a real SMTP server (STARTTLS + AUTH).
+
+Each fault ends with the message delivered exactly once, or failed with the right category,
+and none lost.
+"""
+
+from __future__ import annotations
+
+import base64
+import email
+import time
+from email import policy
+
+import pytest
+
+from relay.models import Message, OutboxContent, Status
+from senders import actions as sender_actions
+from senders.models import Sender
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.services]
+
+ATTACHMENT = bytes(range(256)) * 40  # Every byte value, past one base64 line.
+
+
+def parse(data: bytes) -> email.message.EmailMessage:
+    """As a receiving server stores it: CRLF on the wire, LF on disk."""
+    return email.message_from_bytes(data.replace(b"\r\n", b"\n"), policy=policy.default)
+
+
+def wait_for_status(public_id: str, statuses: set[str], timeout: float = 30) -> Message:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        message = Message.objects.get(public_id=public_id)
+        if message.status in statuses:
+            return message
+        time.sleep(0.1)
+    raise AssertionError(f"{public_id} is {message.status}, not {statuses}; last error {message.last_error}")
+
+
+def wait_until(predicate, timeout: float = 30, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_message_arrives_intact(worker, smtp_server, smtp_sender, send):
+    response = send(
+        via=smtp_sender,
+        to=["Bob <bob@example.com>"],
+        cc=["carol@example.com"],
+        bcc=["dave@example.com"],
+        reply_to="Support <support@example.org>",
+        subject="Grüße, a subject",
+        text="Plain body\nsecond line",
+        html="<p>HTML body</p>",
+        headers={"X-Campaign": "welcome", "In-Reply-To": "<thread@example.org>"},
+        attachments=[
+            {
+                "filename": "data.bin",
+                "content": base64.b64encode(ATTACHMENT).decode(),
+                "content_type": "application/octet-stream",
+            },
+            {"filename": "notes.txt", "content": base64.b64encode(b"hello\r\n").decode()},
+        ],
+    )
+    assert response.status_code == 202
+    message = wait_for_status(response.json()["id"], {Status.SENT, Status.FAILED})
+    assert message.status == Status.SENT, message.last_error
+
+    [received] = smtp_server.messages
+    assert received.mail_from == "alice@example.org"
+    assert sorted(received.rcpt_tos) == ["bob@example.com", "carol@example.com", "dave@example.com"]
+    parsed = parse(received.data)
+    assert parsed["From"] == "Alice <alice@example.org>"
+    assert parsed["To"] == "Bob <bob@example.com>"
+    assert parsed["Cc"] == "carol@example.com"
+    assert parsed["Bcc"] is None and b"dave@example.com" not in received.data
+    assert parsed["Reply-To"] == "Support <support@example.org>"
+    assert parsed["Subject"] == "Grüße, a subject"
+    assert parsed["X-Campaign"] == "welcome"
+    assert parsed["In-Reply-To"] == "<thread@example.org>"
+    assert parsed["Message-ID"] == message.message_id_header
+    assert parsed["Date"]
+    assert parsed.get_body(("plain",)).get_content() == "Plain body\nsecond line\n"
+    assert parsed.get_body(("html",)).get_content() == "<p>HTML body</p>\n"
+    attachments = {part.get_filename(): part.get_content() for part in parsed.iter_attachments()}
+    assert attachments["data.bin"] == ATTACHMENT
+    assert attachments["notes.txt"] in ("hello\r\n", "hello\n")
+
+    assert message.provider_message_id == received.queue_id
+    assert message.attempts == 1
+    assert message.sent_at is not None
+    assert not OutboxContent.objects.filter(message=message).exists()
+
+
+def test_the_body_cannot_smuggle_a_second_message(worker, smtp_ca, smtp_sender, send, relay_settings):
+    from drake.testing.smtp import SmtpTestServer
+
+    strict = SmtpTestServer(
+        security="starttls", username="alice@example.org", password="app-password-for-tests", ca=smtp_ca, strict=True
+    )
+    strict.start()
+    try:
+        sender_actions.update_sender(smtp_sender, {"port": strict.port}, actor=None)
+        hostile = "a\nb\rc\n.\nd\r\n.\r\ne\n.starts with a dot\r\n..two dots\rMAIL FROM:<evil@example.org>\r\n"
+        response = send(via=smtp_sender, text=hostile, html=hostile)
+        message = wait_for_status(response.json()["id"], {Status.SENT, Status.FAILED})
+        assert message.status == Status.SENT, message.last_error
+        [received] = strict.messages
+        parsed = parse(received.data)
+        body = parsed.get_body(("plain",)).get_content()
+        # Every kind of line ending became one line break; lone dots and leading dots survive.
+        assert body == "a\nb\nc\n.\nd\n.\ne\n.starts with a dot\n..two dots\nMAIL FROM:<evil@example.org>\n"
+        assert len(strict.messages) == 1
+    finally:
+        strict.stop()
+
+
+def test_server_down_then_up(worker, smtp_server, smtp_sender, send):
+    smtp_server.stop()
+    message_id = send(via=smtp_sender).json()["id"]
+    waiting = wait_until(
+        lambda: Message.objects.filter(public_id=message_id, attempts__gte=1, status=Status.QUEUED).first(),
+        what="a failed first attempt",
+    )
+    assert waiting.last_error["category"] == "connection_failed"
+    smtp_server.start()
+    message = wait_for_status(message_id, {Status.SENT, Status.FAILED})
+    assert message.status == Status.SENT
+    assert len(smtp_server.messages) == 1
+
+
+@pytest.mark.parametrize(
+    ("stage", "code", "text"), [("data", 451, "4.3.0 Try again later"), ("rcpt", 421, "4.7.0 Closing")]
+)
+def test_transient_replies_are_retried(worker, smtp_server, smtp_sender, send, stage, code, text):
+    smtp_server.fail_next(stage, code, text)
+    message = wait_for_status(send(via=smtp_sender).json()["id"], {Status.SENT, Status.FAILED})
+    assert message.status == Status.SENT
+    assert message.attempts == 2
+    assert len(smtp_server.messages) == 1
+    assert list(message.attempt_log.values_list("outcome", "smtp_code")) == [("retry", code), ("sent", 250)]
+
+
+def test_a_permanent_refusal_fails_at_once(worker, smtp_server, smtp_sender, send):
+    smtp_server.fail_next("data", 554, "5.6.0 Message rejected")
+    message = wait_for_status(send(via=smtp_sender).json()["id"], {Status.SENT, Status.FAILED})
+    assert message.status == Status.FAILED
+    assert message.last_error == {"category": "message_rejected", "smtp_code": 554, "message": "5.6.0 Message rejected"}
+    assert message.attempts == 1
+    assert not OutboxContent.objects.filter(message=message).exists()
+
+
+def test_one_refused_recipient_of_two(worker, smtp_server, smtp_sender, send):
+    smtp_server.reject_recipient("nobody@example.com", 550, "5.1.1 User unknown")
+    message = wait_for_status(
+        send(via=smtp_sender, to=["bob@example.com", "nobody@example.com"]).json()["id"], {Status.SENT, Status.FAILED}
+    )
+    assert message.status == Status.SENT
+    assert message.refused_recipients == {"count": 1, "codes": {"550": 1}}
+    assert smtp_server.messages[0].rcpt_tos == ["bob@example.com"]
+
+
+def test_every_recipient_refused_fails(worker, smtp_server, smtp_sender, send):
+    smtp_server.reject_recipient("nobody@example.com", 550, "5.1.1 User unknown")
+    message = wait_for_status(send(via=smtp_sender, to="nobody@example.com").json()["id"], {Status.SENT, Status.FAILED})
+    assert message.status == Status.FAILED
+    assert message.last_error["category"] == "recipient_rejected"
+    assert message.last_error["smtp_code"] == 550
+
+
+def test_a_refused_login_pauses_the_sender_and_keeps_the_message(worker, smtp_server, smtp_sender, send):
+    sender_actions.update_sender(smtp_sender, {"password": "wrong password"}, actor=None)
+    message_id = send(via=smtp_sender).json()["id"]
+    paused = wait_until(lambda: Sender.objects.filter(pk=smtp_sender.pk, paused_at__isnull=False).first(), what="pause")
+    assert "535" in paused.paused_reason
+    logins_while_paused = smtp_server.logins
+    time.sleep(2.5)
+    message = Message.objects.get(public_id=message_id)
+    assert message.status in (Status.QUEUED, Status.SENDING)
+    # The customer sees why it waits: the sender is paused because the login was refused.
+    assert message.last_error["category"] in ("auth_failed", "sender_paused")
+    assert "535" in message.last_error["message"] or message.last_error["smtp_code"] == 535
+    # Paused means no more login attempts that could lock the mailbox.
+    assert smtp_server.logins == logins_while_paused
+    # The customer fixes the password: the waiting message goes out.
+    sender_actions.update_sender(
+        Sender.objects.get(pk=smtp_sender.pk), {"password": "app-password-for-tests"}, actor=None
+    )
+    message = wait_for_status(message_id, {Status.SENT, Status.FAILED})
+    assert message.status == Status.SENT
+    assert len(smtp_server.messages) == 1
+
+
+def test_gmail_daily_quota_defers_to_tomorrow(worker, smtp_server, smtp_sender, send):
+    smtp_server.fail_next("data", 550, "5.4.5 Daily user sending limit exceeded")
+    message_id = send(via=smtp_sender).json()["id"]
+    sender = wait_until(
+        lambda: Sender.objects.filter(pk=smtp_sender.pk, paused_until__isnull=False).first(), what="pause"
+    )
+    message = Message.objects.get(public_id=message_id)
+    assert message.status == Status.QUEUED
+    assert message.last_error["category"] == "provider_quota"
+    assert message.next_attempt_at == sender.paused_until
+    assert message.next_attempt_at.hour == 0
+
+
+def test_a_worker_killed_while_sending_loses_nothing(worker, smtp_server, smtp_sender, send):
+    # The server stalls at RCPT: nothing of the message was accepted when the worker dies.
+    smtp_server.reply_delay = 4
+    message_id = send(via=smtp_sender).json()["id"]
+    wait_until(lambda: Message.objects.filter(public_id=message_id, status=Status.SENDING).exists(), what="sending")
+    time.sleep(0.5)
+    worker.kill()
+    smtp_server.reply_delay = 0
+    assert Message.objects.get(public_id=message_id).status == Status.SENDING
+    worker.start()
+    # The lease expires, the sweep re-queues, the new worker delivers.
+    message = wait_for_status(message_id, {Status.SENT, Status.FAILED}, timeout=40)
+    assert message.status == Status.SENT
+    assert len(smtp_server.messages) == 1
+
+
+def test_the_broker_down_at_accept_time_loses_nothing(worker, smtp_server, smtp_sender, send, monkeypatch):
+    from drake.celery import app
+
+    good = app.conf.broker_url
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:1/0")
+    app.conf.broker_url = "redis://127.0.0.1:1/0"
+    try:
+        response = send(via=smtp_sender)
+    finally:
+        monkeypatch.undo()
+        app.conf.broker_url = good
+    assert response.status_code == 202
+    message = wait_for_status(response.json()["id"], {Status.SENT, Status.FAILED})
+    assert message.status == Status.SENT
+    assert len(smtp_server.messages) == 1
+
+
+def test_a_broker_that_forgets_its_queue_loses_nothing(worker, smtp_server, smtp_sender, send):
+    from drake.testing.broker import purge_queue
+
+    worker.stop()
+    try:
+        message_id = send(via=smtp_sender).json()["id"]
+        # A Redis without persistence restarting, or a lost filesystem queue: the task is gone.
+        assert purge_queue() >= 1
+    finally:
+        worker.start()
+    message = wait_for_status(message_id, {Status.SENT, Status.FAILED})
+    assert message.status == Status.SENT
+    assert len(smtp_server.messages) == 1
+
+
+def test_two_workers_never_send_one_message_twice(worker, smtp_server, smtp_sender, send, tmp_path):
+    from drake.testing.worker import WorkerProcess
+    from relay.tests.conftest import WORKER_ENV
+
+    second = WorkerProcess(tmp_path / "second.log", env={**WORKER_ENV, "SMTP_CA_FILE": worker.env["SMTP_CA_FILE"]})
+    second.start()
+    try:
+        ids = [send(via=smtp_sender, to=f"r{i}@example.com").json()["id"] for i in range(20)]
+        for message_id in ids:
+            assert wait_for_status(message_id, {Status.SENT, Status.FAILED}).status == Status.SENT
+    finally:
+        second.stop()
+    received = sorted(m.rcpt_tos[0] for m in smtp_server.messages)
+    assert received == sorted(f"r{i}@example.com" for i in range(20))

@@ -1,0 +1,10 @@
+from django.urls import path
+
+from relay import views
+
+app_name = "relay"
+
+urlpatterns = [
+    path("", views.message_log, name="log"),
+    path("<str:message_id>/", views.message_detail, name="detail"),
+]

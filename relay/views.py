@@ -1,0 +1,60 @@
+"""Console pages: the delivery log (filters, exact recipient search, pages) and a message's detail."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+
+from relay.models import Message, Status
+
+PAGE_SIZE = 50
+
+
+def _date(value: str | None) -> date | None:
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+@login_required
+def message_log(request: HttpRequest) -> HttpResponse:
+    messages = Message.objects.for_account(request.user).select_related("sender")
+    status = request.GET.get("status", "")
+    if status in Status.values:
+        messages = messages.filter(status=status)
+    start, end = _date(request.GET.get("from")), _date(request.GET.get("to"))
+    if start:
+        messages = messages.filter(created_at__date__gte=start)
+    if end:
+        messages = messages.filter(created_at__date__lte=end)
+    recipient = request.GET.get("recipient", "").strip()
+    if recipient:
+        # Exact match on one stored address: the JSON text holds each one quoted.
+        messages = messages.filter(to__icontains=json.dumps(recipient))
+    page = Paginator(messages, PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "relay/log.html",
+        {
+            "page": page,
+            "statuses": Status.values,
+            "filters": {"status": status, "from": start, "to": end, "recipient": recipient},
+            "query": query.urlencode(),
+        },
+    )
+
+
+@login_required
+def message_detail(request: HttpRequest, message_id: str) -> HttpResponse:
+    message = get_object_or_404(
+        Message.objects.for_account(request.user).select_related("sender"), public_id=message_id
+    )
+    return render(request, "relay/detail.html", {"message": message, "attempts": message.attempt_log.all()})

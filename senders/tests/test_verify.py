@@ -1,0 +1,166 @@
+"""POST /v1/senders/{id}/verify against a real SMTP server with real certificates."""
+
+import time
+
+import pytest
+import trustme
+
+from auditlog.models import AuditEvent
+from senders.models import Sender
+
+USER, PASSWORD = "alice@example.org", "right-app-password"
+
+
+@pytest.fixture(scope="module")
+def ca():
+    return trustme.CA()
+
+
+@pytest.fixture
+def trusting(settings, ca, tmp_path):
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    settings.SMTP_ALLOW_PRIVATE_HOSTS = True
+    settings.SMTP_ALLOWED_PORTS = "*"
+    settings.SMTP_CA_FILE = str(ca_file)
+    settings.SMTP_VERIFY_TIMEOUT = 2
+    return settings
+
+
+def _server(ca, security, **kwargs):
+    from drake.testing.smtp import SmtpTestServer
+
+    server = SmtpTestServer(security=security, username=USER, password=PASSWORD, ca=ca, **kwargs)
+    server.start()
+    return server
+
+
+def _connect(api, port, security, password=PASSWORD):
+    body = {
+        "provider": "smtp",
+        "from_email": USER,
+        "host": "127.0.0.1",
+        "port": port,
+        "security": security,
+        "password": password,
+    }
+    response = api.post("/v1/senders", body, format="json")
+    assert response.status_code == 201, response.content
+    return response.json()["id"]
+
+
+@pytest.mark.parametrize("security", ["starttls", "tls"])
+def test_it_verifies_with_the_right_password(alice_api, alice, trusting, ca, security):
+    server = _server(ca, security)
+    try:
+        sender_id = _connect(alice_api, server.port, security)
+        response = alice_api.post(f"/v1/senders/{sender_id}/verify")
+        assert response.status_code == 200, response.content
+        assert response.json() == {"verified": True}
+        assert server.logins == 1
+    finally:
+        server.stop()
+    sender = Sender.objects.get(public_id=sender_id)
+    assert sender.verified_at is not None and sender.last_verify_error == {}
+    assert AuditEvent.objects.filter(action="sender.verified", account_id=alice.pk, detail__ok=True).count() == 1
+
+
+def test_a_wrong_password_is_422_with_535(alice_api, trusting, ca):
+    server = _server(ca, "starttls")
+    try:
+        sender_id = _connect(alice_api, server.port, "starttls", password="wrong")
+        response = alice_api.post(f"/v1/senders/{sender_id}/verify")
+    finally:
+        server.stop()
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["type"] == "sender_verification_failed"
+    assert error["category"] == "auth_failed"
+    assert error["smtp_code"] == 535
+    assert error["hint"]
+    assert "wrong" not in response.content.decode()
+    assert Sender.objects.get(public_id=sender_id).verified_at is None
+
+
+def test_an_untrusted_certificate_is_tls_failed(alice_api, trusting):
+    stranger = trustme.CA()  # Not the CA the settings trust.
+    server = _server(stranger, "starttls")
+    try:
+        sender_id = _connect(alice_api, server.port, "starttls")
+        response = alice_api.post(f"/v1/senders/{sender_id}/verify")
+    finally:
+        server.stop()
+    assert response.status_code == 422
+    assert response.json()["error"]["category"] == "tls_failed"
+    # No fallback to plaintext: the password never reached the server.
+    assert server.logins == 0
+
+
+def test_a_server_without_starttls_is_refused(alice_api, trusting, ca):
+    server = _server(ca, "none")
+    try:
+        sender_id = _connect(alice_api, server.port, "starttls")
+        response = alice_api.post(f"/v1/senders/{sender_id}/verify")
+    finally:
+        server.stop()
+    assert response.status_code == 422
+    assert response.json()["error"]["category"] == "tls_failed"
+    assert server.logins == 0
+
+
+def test_a_closed_port_is_connection_failed(alice_api, trusting):
+    from drake.testing.smtp import free_port
+
+    sender_id = _connect(alice_api, free_port(), "starttls")
+    response = alice_api.post(f"/v1/senders/{sender_id}/verify")
+    assert response.status_code == 422
+    assert response.json()["error"]["category"] == "connection_failed"
+
+
+def test_a_silent_server_times_out_within_the_bound(alice_api, trusting):
+    from drake.testing.smtp import SilentServer
+
+    silent = SilentServer()
+    silent.start()
+    try:
+        sender_id = _connect(alice_api, silent.port, "starttls")
+        started = time.monotonic()
+        response = alice_api.post(f"/v1/senders/{sender_id}/verify")
+        elapsed = time.monotonic() - started
+    finally:
+        silent.stop()
+    assert response.status_code == 422
+    assert response.json()["error"]["category"] == "timeout"
+    # Bounded by SMTP_VERIFY_TIMEOUT (2 s here), never a hung request.
+    assert elapsed < 2 * 3
+
+
+def test_the_guard_applies_to_verify(alice_api, alice, settings):
+    from senders import actions
+
+    settings.SMTP_ALLOW_PRIVATE_HOSTS = True
+    settings.SMTP_ALLOWED_PORTS = "*"
+    sender = actions.create_sender(
+        alice,
+        {"provider": "smtp", "from_email": USER, "host": "127.0.0.1", "port": 2525, "security": "tls", "password": "x"},
+    )
+    settings.SMTP_ALLOW_PRIVATE_HOSTS = False
+    response = alice_api.post(f"/v1/senders/{sender.public_id}/verify")
+    assert response.status_code == 422
+    assert response.json()["error"]["category"] == "host_not_allowed"
+
+
+def test_gmail_534_explains_app_passwords():
+    from senders.presets import GMAIL_APP_PASSWORD_HINT, hint_for
+
+    assert (
+        hint_for("gmail", 534, "5.7.9 Application-specific password required", "auth_failed") == GMAIL_APP_PASSWORD_HINT
+    )
+
+
+def test_microsoft_550_5_7_30_is_explained():
+    from senders.presets import hint_for
+
+    assert "SMTP AUTH" in hint_for(
+        "outlook", 550, "5.7.30 Basic authentication is not supported for Client Submission", "rejected"
+    )
