@@ -118,7 +118,8 @@ def activate(request: HttpRequest, uidb64: str, token: str) -> HttpResponse:
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
     keys = ApiKey.objects.for_account(request.user).active()
-    return render(request, "accounts/dashboard.html", {"has_keys": keys.exists()})
+    context = {"has_keys": keys.exists(), "has_senders": request.user.senders.exists()}
+    return render(request, "accounts/dashboard.html", context)
 
 
 @login_required

@@ -164,3 +164,23 @@ def test_microsoft_550_5_7_30_is_explained():
     assert "SMTP AUTH" in hint_for(
         "outlook", 550, "5.7.30 Basic authentication is not supported for Client Submission", "rejected"
     )
+
+
+def test_no_log_line_carries_the_secret(alice_api, trusting, ca, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="django.request")  # 4xx lines, normally kept quiet
+    # The test server logs what it receives (AUTH included, masked); only our loggers matter here.
+    caplog.set_level(logging.WARNING, logger="mail.log")
+    secret = "log-leak-canary-31337"
+    server = _server(ca, "starttls")
+    try:
+        sender_id = _connect(alice_api, server.port, "starttls", password=secret)
+        alice_api.post(f"/v1/senders/{sender_id}/verify")
+        alice_api.patch(f"/v1/senders/{sender_id}", {"password": secret + "2"}, format="json")
+        alice_api.post(f"/v1/senders/{sender_id}/verify")
+    finally:
+        server.stop()
+    assert caplog.records, "expected some log output to search"
+    assert secret not in caplog.text
