@@ -1,0 +1,437 @@
+"""Relay benchmarks, side by side in one run. Run by hand, never in CI:
+
+    .venv/bin/python -m bench.run            # everything
+    .venv/bin/python -m bench.run accept     # one part: accept, delivery, latency, rtt, profile
+
+Needs PostgreSQL and Redis on loopback (as on the python-svc machines) and `wrk` on PATH.
+Starts its own gunicorn, SMTP sink and Celery workers; writes bench/results.json.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import io
+import json
+import os
+import pstats
+import re
+import signal
+import smtplib
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TMP = Path(tempfile.mkdtemp(prefix="drake-bench-"))
+CA_FILE = TMP / "ca.pem"
+SINK_PORT = 2599
+WEB_PORT = 8799
+ENV = {
+    "DJANGO_SETTINGS_MODULE": "bench.settings",
+    "DATABASE_URL": os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/drake_bench"),
+    "CELERY_BROKER_URL": os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/13"),
+    "CACHE_URL": os.environ.get("BENCH_CACHE_URL", "redis://127.0.0.1:6379/12"),
+    "SMTP_ALLOW_PRIVATE_HOSTS": "true",
+    "SMTP_ALLOWED_PORTS": "*",
+    "SMTP_CA_FILE": str(CA_FILE),
+    "RELAY_POOL_MAX_PER_SENDER": "4",
+    "LOG_LEVEL": "WARNING",
+    # Production mode: DEBUG off (it records every query), behind no TLS proxy on loopback.
+    "DEBUG": "false",
+    "ALLOWED_HOSTS": "127.0.0.1,localhost",
+    "SECURE_SSL_REDIRECT": "false",
+}
+_dev = ROOT / "var" / "dev.env"
+if _dev.exists():
+    # Reuse the generated development keys; production mode has no defaults for them.
+    for line in _dev.read_text().splitlines():
+        if "=" in line and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            ENV.setdefault(name, value)
+os.environ.update(ENV)
+RESULTS: dict[str, object] = {}
+
+
+def sh(*args: str, **kwargs: object) -> subprocess.CompletedProcess:
+    return subprocess.run(args, cwd=ROOT, check=True, capture_output=True, text=True, **kwargs)  # type: ignore[call-overload]
+
+
+def start(args: list[str], name: str) -> subprocess.Popen:
+    log = open(TMP / f"{name}.log", "w")  # noqa: SIM115
+    return subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def wait_http(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1)  # noqa: S310
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer")
+
+
+class Sink:
+    def __init__(self, delay: float = 0.0) -> None:
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.sink",
+                "--port",
+                str(SINK_PORT),
+                "--delay",
+                str(delay),
+                "--ca-file",
+                str(CA_FILE),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        assert self.proc.stdout.readline().strip() == "ready"
+        # A new sink has a new CA: forget any TLS context built from the previous one.
+        try:
+            from senders.smtp import _tls_context
+
+            _tls_context.cache_clear()
+        except Exception:  # noqa: S110  (Django not set up yet: nothing cached either)
+            pass
+
+    def close(self) -> str:
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        out = self.proc.stdout.read().strip()
+        self.proc.wait()
+        return out
+
+
+def setup_django() -> None:
+    import django
+
+    django.setup()
+
+
+def prepare_database() -> None:
+    db = ENV["DATABASE_URL"].rsplit("/", 1)[1]
+    subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-c", f"DROP DATABASE IF EXISTS {db}"], capture_output=True
+    )
+    sh("psql", "-h", "127.0.0.1", "-U", "postgres", "-c", f"CREATE DATABASE {db}")
+    sh(sys.executable, "manage.py", "migrate", "--noinput")
+    import redis
+
+    for url in (ENV["CELERY_BROKER_URL"], ENV["CACHE_URL"]):
+        redis.Redis.from_url(url).flushdb()
+
+
+def make_account(senders: int = 1) -> tuple[str, list[str]]:
+    from accounts.actions import create_account, create_api_key
+    from accounts.models import User
+    from billing.models import Plan
+
+    Plan.objects.filter(is_default=True).update(monthly_quota=10_000_000, rate_per_minute=10_000_000)
+    user = User.objects.filter(email="bench@example.org").first() or create_account(
+        "bench@example.org", "bench passphrase 1", via="shell"
+    )
+    _, raw = create_api_key(user, "bench", via="shell")
+    from senders.actions import create_sender
+
+    ids = []
+    for i in range(senders):
+        sender = create_sender(
+            user,
+            {
+                "provider": "smtp",
+                "from_email": f"bench{i}@example.org",
+                "host": "127.0.0.1",
+                "port": SINK_PORT,
+                "security": "starttls",
+                "username": "bench@example.org",
+                "password": "bench-password",
+            },
+            via="shell",
+        )
+        ids.append(sender.public_id)
+    return raw, ids
+
+
+def wrk(url: str, body: str, key: str | None, seconds: int = 10, connections: int = 32) -> dict[str, float]:
+    script = TMP / "post.lua"
+    headers = 'wrk.headers["Content-Type"] = "application/json"\n'
+    if key:
+        headers += f'wrk.headers["Authorization"] = "Bearer {key}"\n'
+    script.write_text(f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\n{headers}')
+    out = sh("wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+    def ms(label: str) -> float:
+        value, unit = re.search(rf"{label}%\s+([\d.]+)(us|ms|s)", out).groups()
+        return float(value) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": rps, "p50_ms": ms("50"), "p99_ms": ms("99"), "non_2xx": int(non2xx.group(1)) if non2xx else 0}
+
+
+def send_body(sender: str, i: int = 0) -> str:
+    return json.dumps({"sender": sender, "to": f"r{i}@example.com", "subject": "Benchmark", "text": "Hello " * 40})
+
+
+def bench_accept(key: str, sender: str) -> None:
+    web = start(
+        [
+            f"{ROOT}/.venv/bin/gunicorn",
+            "drake.wsgi:application",
+            "-b",
+            f"127.0.0.1:{WEB_PORT}",
+            "-w",
+            "4",
+            "--access-logfile",
+            "/dev/null",
+        ],
+        "gunicorn",
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{WEB_PORT}/healthz")
+        base = f"http://127.0.0.1:{WEB_PORT}"
+        wrk(f"{base}/bench/bare", "{}", None, seconds=3)  # warm-up
+        bare = wrk(f"{base}/bench/bare", send_body(sender), None)
+        wrk(f"{base}/v1/send", send_body(sender), key, seconds=3)
+        send = wrk(f"{base}/v1/send", send_body(sender), key)
+    finally:
+        stop(web)
+    RESULTS["accept"] = {"bare_drf": bare, "send": send, "ratio": round(send["rps"] / bare["rps"], 2)}
+    print(
+        f"accept: bare {bare['rps']:.0f} req/s, send {send['rps']:.0f} req/s (x{send['rps'] / bare['rps']:.2f}), send p50 {send['p50_ms']} ms p99 {send['p99_ms']} ms"
+    )
+
+
+def clear_outbox() -> None:
+    import redis
+
+    from relay.models import Message
+
+    Message.objects.all().delete()
+    redis.Redis.from_url(ENV["CELERY_BROKER_URL"]).flushdb()
+
+
+def prefill(senders: list[str], count: int) -> None:
+    from accounts.models import User
+    from relay.actions import accept_message
+    from relay.validation import parse_send_request
+
+    user = User.objects.get(email="bench@example.org")
+    for i in range(count):
+        request = parse_send_request(json.loads(send_body(senders[i % len(senders)], i)))
+        accept_message(user, request, size=400)
+
+
+class Workers:
+    """One worker process per core (each a thread pool): Python threads share one core."""
+
+    def __init__(self, concurrency: int, name: str, processes: int = os.cpu_count() or 1) -> None:
+        self.procs = [worker(concurrency, f"{name}-{i}") for i in range(processes)]
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            stop(proc)
+
+
+def worker(concurrency: int, name: str) -> subprocess.Popen:
+    return start(
+        [sys.executable, "-m", "celery", "-A", "drake", "worker", "--pool", "threads", "--concurrency", str(concurrency),
+         "--loglevel", "WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat", "-Q", "celery"],
+        name,
+    )  # fmt: skip
+
+
+def wait_all_sent(count: int, timeout: float = 600) -> float:
+    from relay.models import Message
+
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        done = Message.objects.filter(status__in=["sent", "failed"]).count()
+        if done >= count:
+            break
+        time.sleep(0.05)
+    elapsed = time.monotonic() - started
+    failed = Message.objects.filter(status="failed").count()
+    if failed:
+        raise RuntimeError(f"{failed} message(s) failed")
+    return elapsed
+
+
+def bench_delivery(senders: list[str], count: int = 2000) -> None:
+    clear_outbox()
+    prefill(senders[:1], count)
+    sink = Sink()
+    try:
+        workers = Workers(8, "worker-delivery")
+        started = time.monotonic()
+        wait_all_sent(count)
+        elapsed = time.monotonic() - started
+        workers.stop()
+        ours = count / elapsed
+        # The peer figure: raw smtplib over one reused STARTTLS connection, same sink, same bytes.
+        context = ssl.create_default_context(cafile=str(CA_FILE))
+        body = b"From: a@example.org\r\nTo: b@example.com\r\nSubject: x\r\n\r\n" + b"Hello " * 40 + b"\r\n"
+        raw_started = time.monotonic()
+        with smtplib.SMTP("127.0.0.1", SINK_PORT, local_hostname="localhost") as client:
+            client.starttls(context=context)
+            client.login("bench@example.org", "bench-password")
+            for i in range(count):
+                client.sendmail("a@example.org", [f"r{i}@example.com"], body)
+        raw = count / (time.monotonic() - raw_started)
+    finally:
+        sink_report = sink.close()
+    RESULTS["delivery"] = {
+        "messages": count,
+        "ours_msg_s": round(ours, 1),
+        "raw_smtplib_msg_s": round(raw, 1),
+        "ratio": round(ours / raw, 2),
+        "sink": sink_report,
+    }
+    print(f"delivery: ours {ours:.0f} msg/s, raw smtplib {raw:.0f} msg/s (x{ours / raw:.2f}); sink: {sink_report}")
+
+
+def bench_latency(key: str, sender: str, count: int = 200, rate: float = 20.0) -> None:
+    from relay.models import Message
+
+    clear_outbox()
+    sink = Sink()
+    web = start(
+        [
+            f"{ROOT}/.venv/bin/gunicorn",
+            "drake.wsgi:application",
+            "-b",
+            f"127.0.0.1:{WEB_PORT}",
+            "-w",
+            "2",
+            "--access-logfile",
+            "/dev/null",
+        ],
+        "gunicorn-latency",
+    )
+    workers = Workers(8, "worker-latency")
+    try:
+        wait_http(f"http://127.0.0.1:{WEB_PORT}/healthz")
+        time.sleep(2)
+        for i in range(count):
+            request = urllib.request.Request(  # noqa: S310
+                f"http://127.0.0.1:{WEB_PORT}/v1/send",
+                data=send_body(sender, i).encode(),
+                headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+            )
+            urllib.request.urlopen(request).read()  # noqa: S310
+            time.sleep(1 / rate)
+        wait_all_sent(count)
+    finally:
+        workers.stop()
+        stop(web)
+        sink.close()
+    delays = sorted((m.sent_at - m.created_at).total_seconds() * 1000 for m in Message.objects.filter(status="sent"))
+    p50 = statistics.median(delays)
+    p99 = delays[int(len(delays) * 0.99) - 1]
+    RESULTS["latency"] = {
+        "messages": count,
+        "rate_per_s": rate,
+        "p50_ms": round(p50, 1),
+        "p99_ms": round(p99, 1),
+        "max_ms": round(delays[-1], 1),
+    }
+    print(f"latency 202 -> 250: p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {delays[-1]:.1f} ms")
+
+
+def bench_rtt(senders: list[str], count: int = 1000) -> None:
+    rows = []
+    for concurrency in (4, 16, 32):
+        clear_outbox()
+        prefill(senders, count)
+        sink = Sink(delay=0.02)
+        workers = Workers(concurrency, f"worker-rtt-{concurrency}")
+        try:
+            started = time.monotonic()
+            wait_all_sent(count)
+            elapsed = time.monotonic() - started
+        finally:
+            workers.stop()
+            report = sink.close()
+        rows.append(
+            {
+                "threads_per_process": concurrency,
+                "processes": os.cpu_count(),
+                "msg_s": round(count / elapsed, 1),
+                "sink": report,
+            }
+        )
+        print(
+            f"rtt 20 ms, {len(senders)} senders, {os.cpu_count()}x{concurrency} threads: {count / elapsed:.0f} msg/s ({report})"
+        )
+    RESULTS["rtt_20ms"] = rows
+
+
+def bench_profile(senders: list[str], count: int = 300) -> None:
+    from relay import delivery
+    from relay.models import Message
+
+    clear_outbox()
+    prefill(senders[:1], count)
+    ids = list(Message.objects.values_list("public_id", flat=True))
+    sink = Sink()
+    profiler = cProfile.Profile()
+    try:
+        started = time.monotonic()
+        profiler.enable()
+        for public_id in ids:
+            delivery.deliver(public_id)
+        profiler.disable()
+        elapsed = time.monotonic() - started
+    finally:
+        sink.close()
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(25)
+    RESULTS["profile"] = {"messages": count, "ms_per_message": round(elapsed * 1000 / count, 2)}
+    (ROOT / "bench" / "profile.txt").write_text(out.getvalue())
+    print(f"profile: {elapsed * 1000 / count:.2f} ms per delivery in one thread; see bench/profile.txt")
+
+
+def main() -> None:
+    parts = sys.argv[1:] or ["accept", "delivery", "latency", "rtt", "profile"]
+    prepare_database()
+    setup_django()
+    # One sink up while senders are created: nothing connects yet, but the CA file must exist.
+    sink = Sink()
+    sink.close()
+    key, senders = make_account(senders=20)
+    if "accept" in parts:
+        bench_accept(key, senders[0])
+    if "delivery" in parts:
+        bench_delivery(senders)
+    if "latency" in parts:
+        bench_latency(key, senders[0])
+    if "rtt" in parts:
+        bench_rtt(senders)
+    if "profile" in parts:
+        bench_profile(senders)
+    RESULTS["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0], "uname": " ".join(os.uname()[2:5])}
+    (ROOT / "bench" / "results.json").write_text(json.dumps(RESULTS, indent=2) + "\n")
+    print(json.dumps(RESULTS, indent=2))
+
+
+if __name__ == "__main__":
+    main()
