@@ -112,3 +112,40 @@ def activate_account(user: User, *, request: HttpRequest) -> None:
         User.objects.filter(pk=user.pk).update(is_active=True)
         user.is_active = True
         record("account.activated", actor=user, account=user, target=user, request=request)
+
+
+def suspend_account(user: User, *, reason: str, actor: User | None, request: HttpRequest | None = None) -> bool:
+    """Suspend an account (staff): its API keys get 403 until unsuspended. Audited with the reason."""
+    with transaction.atomic():
+        updated = User.objects.filter(pk=user.pk, suspended_at__isnull=True).update(
+            suspended_at=timezone.now(), suspension_reason=reason[:300]
+        )
+        if updated:
+            record(
+                "account.suspended",
+                actor=actor,
+                account=user,
+                target=user,
+                request=request,
+                detail={"reason": reason[:300]},
+            )
+    user.refresh_from_db(fields=["suspended_at", "suspension_reason"])
+    return bool(updated)
+
+
+def unsuspend_account(user: User, *, reason: str, actor: User | None, request: HttpRequest | None = None) -> bool:
+    with transaction.atomic():
+        updated = User.objects.filter(pk=user.pk, suspended_at__isnull=False).update(
+            suspended_at=None, suspension_reason=""
+        )
+        if updated:
+            record(
+                "account.unsuspended",
+                actor=actor,
+                account=user,
+                target=user,
+                request=request,
+                detail={"reason": reason[:300]},
+            )
+    user.refresh_from_db(fields=["suspended_at", "suspension_reason"])
+    return bool(updated)

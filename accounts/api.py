@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
+
+from drake.api import ApiView as APIView
 
 
 class AccountView(APIView):

@@ -46,6 +46,9 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_staff = models.BooleanField(default=False)
     date_joined = models.DateTimeField(default=timezone.now)
     plan = models.ForeignKey("billing.Plan", on_delete=models.PROTECT, related_name="+")
+    # Suspended by staff: the API answers 403 permission_denied, the console still works.
+    suspended_at = models.DateTimeField(null=True, blank=True)
+    suspension_reason = models.CharField(max_length=300, blank=True)
 
     objects = UserManager()
 

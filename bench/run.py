@@ -39,7 +39,6 @@ ENV = {
     "SMTP_ALLOW_PRIVATE_HOSTS": "true",
     "SMTP_ALLOWED_PORTS": "*",
     "SMTP_CA_FILE": str(CA_FILE),
-    "RELAY_POOL_MAX_PER_SENDER": "4",
     "LOG_LEVEL": "WARNING",
     # Production mode: DEBUG off (it records every query), behind no TLS proxy on loopback.
     "DEBUG": "false",

@@ -57,6 +57,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Outermost of ours: records usage metadata of every /v1/ request, 413s included.
+    "relay.usage.UsageMiddleware",
     # Before anything reads the body: oversized API requests are refused on Content-Length alone.
     "drake.middleware.RequestSizeLimitMiddleware",
     "drake.middleware.ContentSecurityPolicyMiddleware",
@@ -157,10 +159,21 @@ if not DEBUG:
 API_MAX_REQUEST_BYTES = env.int("API_MAX_REQUEST_BYTES", default=10 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_REQUEST_BYTES
 API_KEY_LAST_USED_RESOLUTION_SECONDS = 60
+# A ceiling per account across all its keys, over each key's plan rate (requests per minute).
+API_ACCOUNT_RATE_PER_MINUTE = env.int("API_ACCOUNT_RATE_PER_MINUTE", default=1200)
+# Abuse controls: a sender whose recent deliveries mostly fail is paused automatically.
+ABUSE_WINDOW_MINUTES = env.int("ABUSE_WINDOW_MINUTES", default=60)
+ABUSE_MIN_ATTEMPTS = env.int("ABUSE_MIN_ATTEMPTS", default=10)
+ABUSE_FAILURE_RATIO = env.float("ABUSE_FAILURE_RATIO", default=0.8)
+# A provider's throttling reply (421 4.7.0, 432 4.3.2, 450 4.2.1, 454 4.7.0) pauses the sender this long.
+PROVIDER_THROTTLE_PAUSE_SECONDS = env.int("PROVIDER_THROTTLE_PAUSE_SECONDS", default=300)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.ApiKeyAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "accounts.permissions.AccountNotSuspended",
+    ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "drake.errors.exception_handler",
@@ -217,7 +230,6 @@ RELAY_SWEEP_INTERVAL_SECONDS = env.float("RELAY_SWEEP_INTERVAL_SECONDS", default
 RELAY_REQUEUE_AFTER_SECONDS = env.float("RELAY_REQUEUE_AFTER_SECONDS", default=60)
 # Pooled SMTP connections per worker process: closed after this long idle.
 RELAY_POOL_IDLE_SECONDS = env.float("RELAY_POOL_IDLE_SECONDS", default=30)
-RELAY_POOL_MAX_PER_SENDER = env.int("RELAY_POOL_MAX_PER_SENDER", default=4)
 
 # --- Stripe -----------------------------------------------------------------------------------
 STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")

@@ -5,17 +5,17 @@ from __future__ import annotations
 import json
 import math
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
-from drake.errors import NotFound, PermissionDenied, ServiceUnavailable
+from drake.errors import IdempotencyConflict, InvalidRequest, NotFound, PermissionDenied, ServiceUnavailable
 from relay import outbox
 from relay.minimize import minimize_subject
-from relay.models import Message, OutboxContent
+from relay.models import IdempotencyKey, Message, OutboxContent
 from relay.validation import SendRequest, address_of
 from senders import crypto
 from senders.models import Sender
@@ -30,8 +30,38 @@ def _message_id(from_email: str) -> str:
     return f"<{secrets.token_hex(16)}@{domain}>"
 
 
-def accept_message(user: Any, request: SendRequest, *, api_key: Any = None, size: int = 0) -> Message:
-    """Durably accept a message for delivery and return it (status `queued`).
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+
+
+def _check_idempotency_key(key: str) -> None:
+    if not (1 <= len(key) <= 255) or not key.isprintable():
+        raise InvalidRequest("Idempotency-Key is 1 to 255 printable characters.", field="Idempotency-Key")
+
+
+def _replay(user: Any, key: str, fingerprint: str, now: datetime) -> Message | None:
+    """The message an unexpired Idempotency-Key already created, or None; 409 if the body differs."""
+    record = (
+        IdempotencyKey.objects.filter(user=user, key=key, created_at__gte=now - IDEMPOTENCY_WINDOW)
+        .select_related("message")
+        .first()
+    )
+    if record is None:
+        return None
+    if record.fingerprint != fingerprint:
+        raise IdempotencyConflict()
+    return record.message
+
+
+def accept_message(
+    user: Any, request: SendRequest, *, api_key: Any = None, size: int = 0, idempotency_key: str | None = None
+) -> tuple[Message, bool]:
+    """Durably accept a message for delivery. Returns (message, replayed).
+
+    With an Idempotency-Key, the same key and body within 24 hours return the original message
+    (replayed=True) and create nothing; the same key with another body raises IdempotencyConflict.
+    Two concurrent requests with one key create one message: the unique constraint decides, and
+    the loser returns the winner's message.
+
 
     One transaction writes the metadata row and the encrypted content; the delivery task is
     published only after commit, carrying only the message id. If the broker is unreachable
@@ -39,12 +69,21 @@ def accept_message(user: Any, request: SendRequest, *, api_key: Any = None, size
     commit, ServiceUnavailable is raised and nothing was queued.
     Raises NotFound (sender unknown or another account's) and PermissionDenied (sender disabled).
     """
+    now = timezone.now()
+    fingerprint = request.fingerprint() if idempotency_key is not None else ""
+    if idempotency_key is not None:
+        _check_idempotency_key(idempotency_key)
+        replayed = _replay(user, idempotency_key, fingerprint, now)
+        if replayed is not None:
+            return replayed, True
     sender = Sender.objects.for_account(user).filter(public_id=request.sender).first()
     if sender is None:
         raise NotFound("No sender with this id.", field="sender")
     if sender.is_disabled:
         raise PermissionDenied(f"This sender is disabled: {sender.disabled_reason or 'by support'}.", field="sender")
-    now = timezone.now()
+    cap = sender.limits().recipients_per_message
+    if len(request.recipients) > cap:
+        raise InvalidRequest(f"This sender's provider takes at most {cap} recipients per message.", field="to")
     message = Message(
         user=user,
         sender=sender,
@@ -67,9 +106,24 @@ def accept_message(user: Any, request: SendRequest, *, api_key: Any = None, size
     )
     try:
         with transaction.atomic():
+            if idempotency_key is not None:
+                # An expired key may be reused: it no longer protects anything.
+                IdempotencyKey.objects.filter(
+                    user=user, key=idempotency_key, created_at__lt=now - IDEMPOTENCY_WINDOW
+                ).delete()
             message.save(force_insert=True)
             OutboxContent.objects.create(message=message, content_encrypted=token)
+            if idempotency_key is not None:
+                IdempotencyKey.objects.create(
+                    user=user, key=idempotency_key, fingerprint=fingerprint, message=message, created_at=now
+                )
             transaction.on_commit(lambda: outbox.enqueue(message.public_id))
+    except IntegrityError as exc:
+        # A concurrent request with the same key won; its row is committed now.
+        winner = _replay(user, idempotency_key, fingerprint, now) if idempotency_key is not None else None
+        if winner is None:
+            raise ServiceUnavailable() from exc
+        return winner, True
     except DatabaseError as exc:
         raise ServiceUnavailable() from exc
-    return message
+    return message, False

@@ -6,10 +6,10 @@ from django.shortcuts import get_object_or_404
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
+from drake.api import ApiView as APIView
 from drake.errors import InvalidRequest
-from relay import actions
+from relay import actions, usage
 from relay.models import Message, Status
 from relay.serializers import message_as_api
 from relay.validation import parse_send_request
@@ -21,8 +21,20 @@ class SendView(APIView):
     def post(self, request: Request) -> Response:
         send = parse_send_request(request.data)
         size = int(request.META.get("CONTENT_LENGTH") or 0)
-        message = actions.accept_message(request.user, send, api_key=request.auth, size=size)
-        return Response({"id": message.public_id, "status": "queued"}, status=status.HTTP_202_ACCEPTED)
+        message, replayed = actions.accept_message(
+            request.user,
+            send,
+            api_key=request.auth,
+            size=size,
+            idempotency_key=request.headers.get("Idempotency-Key"),
+        )
+        headers = {"Idempotent-Replayed": "true"} if replayed else {}
+        return Response({"id": message.public_id, "status": "queued"}, status=status.HTTP_202_ACCEPTED, headers=headers)
+
+
+class UsageView(APIView):
+    def get(self, request: Request) -> Response:
+        return Response(usage.usage_summary(request.user))
 
 
 class MessageListView(APIView):

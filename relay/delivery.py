@@ -17,14 +17,15 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
-from relay import mime, transport
+from relay import mime, pacing, transport
 from relay.actions import content_binding
 from relay.models import DeliveryAttempt, Message, OutboxContent, Status
 from senders import crypto, smtp
 from senders.actions import pause_sender
+from senders.models import Sender
 from senders.presets import hint_for
 
 logger = logging.getLogger(__name__)
@@ -84,6 +85,11 @@ def deliver(public_id: str) -> str | None:
             message, started, Outcome.FAILED, error=("content_unreadable", None, "The content could not be read.")
         )
 
+    try:
+        pacing.reserve(sender, now)
+    except pacing.PaceLimited as paced:
+        return _defer(message, paced.until, ("paced", None, f"Waiting for the sender's pace: {paced.reason}."))
+
     msg = mime.build_message(
         content,
         from_email=sender.from_email,
@@ -95,6 +101,8 @@ def deliver(public_id: str) -> str | None:
     recipients = mime.envelope_recipients(content)
     try:
         result = transport.send(sender, sender.from_email, recipients, data)
+    except pacing.PaceLimited as paced:
+        return _defer(message, paced.until, ("paced", None, f"Waiting for the sender's pace: {paced.reason}."))
     except smtp.SmtpFailure as failure:
         return _smtp_failure(message, started, failure)
     except transport.StageRefused as refused:
@@ -104,7 +112,9 @@ def deliver(public_id: str) -> str | None:
         code, reply = next(iter(refused.refused.values()))
         if any(400 <= c < 500 for c in codes):
             return _retry(message, started, ("recipient_deferred", code, reply))
-        return _finish(message, started, Outcome.FAILED, error=("recipient_rejected", code, reply))
+        outcome = _finish(message, started, Outcome.FAILED, error=("recipient_rejected", code, reply))
+        _check_abuse(sender)
+        return outcome
     return _finish(message, started, Outcome.SENT, result=result)
 
 
@@ -121,9 +131,13 @@ def _smtp_failure(message: Message, started: datetime, failure: smtp.SmtpFailure
         hint = hint_for(sender.provider, failure.smtp_code, failure.message, failure.category)
         pause_sender(sender, f"The provider refused the login ({failure.smtp_code}). {hint}")
         return _defer(message, timezone.now() + _paused_recheck(), error, started=started)
+    if failure.smtp_code and _is_throttle(failure.smtp_code, failure.message):
+        return _throttled(message, started, failure.smtp_code, failure.message)
     if failure.transient:
         return _retry(message, started, error)
-    return _finish(message, started, Outcome.FAILED, error=error)
+    outcome = _finish(message, started, Outcome.FAILED, error=error)
+    _check_abuse(sender)
+    return outcome
 
 
 def _refused(message: Message, started: datetime, stage: str, code: int, reply: str) -> str:
@@ -135,10 +149,45 @@ def _refused(message: Message, started: datetime, stage: str, code: int, reply: 
             message.sender, f"The provider's sending quota is used up ({code}); paused until tomorrow.", until=tomorrow
         )
         return _defer(message, tomorrow, ("provider_quota", code, reply), started=started)
+    if _is_throttle(code, reply):
+        return _throttled(message, started, code, reply)
     if 400 <= code < 500:
         return _retry(message, started, ("deferred_by_provider", code, reply))
-    category = "message_rejected"
-    return _finish(message, started, Outcome.FAILED, error=(category, code, reply))
+    outcome = _finish(message, started, Outcome.FAILED, error=("message_rejected", code, reply))
+    _check_abuse(message.sender)
+    return outcome
+
+
+_THROTTLE_CODES = {421: "4.7.0", 432: "4.3.2", 450: "4.2.1", 454: "4.7.0"}
+
+
+def _is_throttle(code: int, reply: str) -> bool:
+    """A provider saying "slow down" (Microsoft's 432 4.3.2 concurrency, Gmail's 421 4.7.0, ...)."""
+    status = _THROTTLE_CODES.get(code)
+    return status is not None and status in reply
+
+
+def _throttled(message: Message, started: datetime, code: int, reply: str) -> str:
+    until = pacing.throttle_pause_until()
+    pause_sender(message.sender, f"The provider asked to slow down ({code} {reply[:80]}).", until=until)
+    return _defer(message, until, ("provider_throttled", code, reply), started=started)
+
+
+def _check_abuse(sender: Sender | None) -> None:
+    """Pause a sender whose recent deliveries mostly fail (bad credentials, mass rejections)."""
+    if sender is None:
+        return
+    since = timezone.now() - timedelta(minutes=settings.ABUSE_WINDOW_MINUTES)
+    recent = DeliveryAttempt.objects.filter(message__sender=sender, started_at__gte=since).aggregate(
+        total=Count("id"), failed=Count("id", filter=Q(outcome=Outcome.FAILED))
+    )
+    total, failed = recent["total"], recent["failed"]
+    if total >= settings.ABUSE_MIN_ATTEMPTS and failed / total >= settings.ABUSE_FAILURE_RATIO:
+        pause_sender(
+            sender,
+            f"Paused automatically: {failed} of the last {total} deliveries failed. Check the delivery log, "
+            "then update or verify the sender to resume.",
+        )
 
 
 def _retry(message: Message, started: datetime, error: tuple[str, int | None, str]) -> str:

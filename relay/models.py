@@ -117,3 +117,47 @@ class DeliveryAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.message_id} #{self.number} {self.outcome}"
+
+
+class IdempotencyKey(models.Model):
+    """An Idempotency-Key of POST /v1/send, kept 24 hours. Unique per account: the database,
+    not a check-then-insert, decides who was first."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64, help_text="SHA-256 of the canonical request.")
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="idempotency_key_per_account")]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class ApiRequest(models.Model):
+    """Usage metadata of one /v1/ request (privacy policy 2.3): no body, no query string."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.CASCADE, related_name="+")
+    key_prefix = models.CharField(max_length=16, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    method = models.CharField(max_length=8)
+    endpoint = models.CharField(max_length=100, help_text="The route, e.g. /v1/messages/{id}, never the concrete URL.")
+    status = models.PositiveSmallIntegerField()
+    error_type = models.CharField(max_length=40, blank=True)
+    size_bucket = models.CharField(max_length=12, help_text="Approximate request size, e.g. <1K, 1-10K.")
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        indexes = [
+            # The console's API request log and GET /v1/usage, newest first per account.
+            models.Index(fields=["user", "-created_at"], name="apireq_account_recent"),
+            # Retention rotation deletes oldest first.
+            models.Index(fields=["created_at"], name="apireq_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.endpoint} {self.status}"

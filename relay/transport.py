@@ -17,9 +17,12 @@ from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from django.conf import settings
+from django.utils import timezone
 
+from relay import pacing
 from senders import smtp
 from senders.models import Sender
 
@@ -66,17 +69,24 @@ def _close(client: smtplib.SMTP) -> None:
 
 
 class SmtpPool:
+    """Idle connections per sender, in this process. Each open connection holds one of the
+    sender's connection slots (relay.pacing), shared by all workers, until it is closed."""
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._idle: dict[tuple[int, float], list[_Idle]] = defaultdict(list)
-        self._slots: dict[tuple[int, float], threading.BoundedSemaphore] = {}
+        self._slot_of: dict[int, str] = {}
         self.opened = 0  # For benchmarks and tests: how many logins this pool made.
 
-    def _slot(self, key: tuple[int, float]) -> threading.BoundedSemaphore:
+    def _discard(self, client: smtplib.SMTP, *, polite: bool = True) -> None:
+        if polite:
+            _close(client)
+        else:
+            client.close()
         with self._lock:
-            if key not in self._slots:
-                self._slots[key] = threading.BoundedSemaphore(settings.RELAY_POOL_MAX_PER_SENDER)
-            return self._slots[key]
+            slot = self._slot_of.pop(id(client), None)
+        if slot:
+            pacing.release_connection_slot(slot)
 
     def _take_idle(self, key: tuple[int, float]) -> smtplib.SMTP | None:
         now = time.monotonic()
@@ -90,8 +100,11 @@ class SmtpPool:
                     found = entry.client
                     break
                 stale.append(entry.client)
+            slot = self._slot_of.get(id(found)) if found is not None else None
         for client in stale:
-            _close(client)
+            self._discard(client)
+        if slot:
+            pacing.renew_connection_slot(slot)
         return found
 
     def _give_back(self, key: tuple[int, float], client: smtplib.SMTP) -> None:
@@ -99,8 +112,19 @@ class SmtpPool:
             self._idle[key].append(_Idle(client, time.monotonic()))
 
     def _open(self, sender: Sender) -> smtplib.SMTP:
-        client = smtp.open_connection(**sender.connection_params())
+        slot = pacing.acquire_connection_slot(sender)
+        if slot is None:
+            limit = sender.limits().connections
+            raise pacing.PaceLimited(
+                timezone.now() + timedelta(seconds=2), f"{limit} concurrent connections (all in use)"
+            )
+        try:
+            client = smtp.open_connection(**sender.connection_params())
+        except BaseException:
+            pacing.release_connection_slot(slot)
+            raise
         with self._lock:
+            self._slot_of[id(client)] = slot
             self.opened += 1
         return client
 
@@ -111,30 +135,24 @@ class SmtpPool:
         Returned to the pool only if the block ends without an exception.
         """
         key = _key(sender)
-        slot = self._slot(key)
-        if not slot.acquire(timeout=settings.SMTP_TIMEOUT * 3):
-            raise smtp.SmtpFailure("pool_busy", "All connections to this sender are busy.", transient=True)
+        client = None if fresh else self._take_idle(key)
+        reused = client is not None
+        if client is None:
+            client = self._open(sender)
         try:
-            client = None if fresh else self._take_idle(key)
-            reused = client is not None
-            if client is None:
-                client = self._open(sender)
-            try:
-                yield client, reused
-            except BaseException:
-                client.close()
-                raise
-            else:
-                self._give_back(key, client)
-        finally:
-            slot.release()
+            yield client, reused
+        except BaseException:
+            self._discard(client, polite=False)
+            raise
+        else:
+            self._give_back(key, client)
 
     def close_all(self) -> None:
         with self._lock:
             entries = [e for idle in self._idle.values() for e in idle]
             self._idle.clear()
         for entry in entries:
-            _close(entry.client)
+            self._discard(entry.client)
 
 
 pool = SmtpPool()

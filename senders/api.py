@@ -6,8 +6,8 @@ from django.shortcuts import get_object_or_404
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
+from drake.api import ApiView as APIView
 from drake.errors import InvalidRequest, SenderVerificationFailed
 from senders import actions
 from senders.models import Sender

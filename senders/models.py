@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from senders import crypto
 from senders.fields import EncryptedField
-from senders.presets import Provider, Security
+from senders.presets import LIMITS, Limits, Provider, Security
 
 
 def new_public_id() -> str:
@@ -45,6 +45,11 @@ class Sender(models.Model):
     paused_at = models.DateTimeField(null=True, blank=True)
     paused_until = models.DateTimeField(null=True, blank=True)
     paused_reason = models.CharField(max_length=300, blank=True)
+    # Pacing overrides; None means the provider's default (senders.presets.LIMITS).
+    max_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    max_per_day = models.PositiveIntegerField(null=True, blank=True, help_text="Messages per rolling 24 hours.")
+    max_recipients_per_message = models.PositiveIntegerField(null=True, blank=True)
+    max_connections = models.PositiveIntegerField(null=True, blank=True, help_text="Concurrent SMTP connections.")
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -81,6 +86,16 @@ class Sender(models.Model):
         if self.paused_at is None:
             return False
         return self.paused_until is None or self.paused_until > (now or timezone.now())
+
+    def limits(self) -> Limits:
+        """The pacing limits in force: the sender's overrides over its provider's defaults."""
+        default = LIMITS.get(self.provider, LIMITS["smtp"])
+        return Limits(
+            per_minute=self.max_per_minute or default.per_minute,
+            per_day=self.max_per_day or default.per_day,
+            recipients_per_message=self.max_recipients_per_message or default.recipients_per_message,
+            connections=self.max_connections or default.connections,
+        )
 
     def connection_params(self) -> dict[str, object]:
         return {

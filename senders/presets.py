@@ -54,6 +54,25 @@ PRESETS: dict[str, Preset] = {
     ),
 }
 
+
+@dataclass(frozen=True)
+class Limits:
+    per_minute: int
+    per_day: int
+    recipients_per_message: int
+    connections: int
+
+
+# Provider sending limits (defaults; each sender can lower or raise them).
+# Gmail / Workspace over SMTP: 2,000 messages per rolling 24 h, 100 recipients per message.
+# Microsoft 365: 30 messages per minute, 10,000 recipients per 24 h, 500 recipients per message,
+# at most 3 concurrent connections per mailbox (more gets "432 4.3.2").
+LIMITS: dict[str, Limits] = {
+    Provider.GMAIL: Limits(per_minute=60, per_day=2000, recipients_per_message=100, connections=3),
+    Provider.OUTLOOK: Limits(per_minute=30, per_day=10000, recipients_per_message=500, connections=3),
+    Provider.SMTP: Limits(per_minute=600, per_day=100000, recipients_per_message=1000, connections=10),
+}
+
 GMAIL_APP_PASSWORD_HINT = (
     "Gmail wants an app password: turn on 2-Step Verification for the Google account, create an app "
     "password at myaccount.google.com/apppasswords, and use it instead of the account password."

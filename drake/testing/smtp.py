@@ -48,12 +48,19 @@ class _CountingSMTP(SMTP):
         super().__init__(*args, **kwargs)
         self._owner = owner
 
+    _counted = False
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._owner._connected(+1)
+        # STARTTLS calls this a second time for the same connection: count it once.
+        if not self._counted:
+            self._counted = True
+            self._owner._connected(+1)
         super().connection_made(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._owner._connected(-1)
+        if self._counted:
+            self._counted = False
+            self._owner._connected(-1)
         super().connection_lost(exc)
 
 

@@ -135,7 +135,7 @@ def test_server_down_then_up(worker, smtp_server, smtp_sender, send):
 
 
 @pytest.mark.parametrize(
-    ("stage", "code", "text"), [("data", 451, "4.3.0 Try again later"), ("rcpt", 421, "4.7.0 Closing")]
+    ("stage", "code", "text"), [("data", 451, "4.3.0 Try again later"), ("rcpt", 421, "4.4.2 Closing")]
 )
 def test_transient_replies_are_retried(worker, smtp_server, smtp_sender, send, stage, code, text):
     smtp_server.fail_next(stage, code, text)
@@ -143,7 +143,9 @@ def test_transient_replies_are_retried(worker, smtp_server, smtp_sender, send, s
     assert message.status == Status.SENT
     assert message.attempts == 2
     assert len(smtp_server.messages) == 1
-    assert list(message.attempt_log.values_list("outcome", "smtp_code")) == [("retry", code), ("sent", 250)]
+    assert list(message.attempt_log.values_list("outcome", "smtp_code")) == [("retry", code), ("sent", 250)], list(
+        message.attempt_log.values_list("outcome", "category", "reply")
+    )
 
 
 def test_a_permanent_refusal_fails_at_once(worker, smtp_server, smtp_sender, send):
@@ -271,3 +273,18 @@ def test_two_workers_never_send_one_message_twice(worker, smtp_server, smtp_send
         second.stop()
     received = sorted(m.rcpt_tos[0] for m in smtp_server.messages)
     assert received == sorted(f"r{i}@example.com" for i in range(20))
+
+
+def test_a_providers_slow_down_defers_then_delivers(worker, smtp_server, smtp_sender, send):
+    smtp_server.fail_next("data", 421, "4.7.0 Try again later, closing connection")
+    message_id = send(via=smtp_sender).json()["id"]
+    paused = wait_until(
+        lambda: Sender.objects.filter(pk=smtp_sender.pk, paused_until__isnull=False).first(), what="pause"
+    )
+    assert "slow down" in paused.paused_reason
+    message = wait_for_status(message_id, {Status.SENT, Status.FAILED})
+    assert message.status == Status.SENT
+    assert list(message.attempt_log.values_list("outcome", "category")) == [
+        ("deferred", "provider_throttled"),
+        ("sent", ""),
+    ]

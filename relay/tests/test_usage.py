@@ -1,0 +1,40 @@
+"""Usage metadata of every API request, and GET /v1/usage."""
+
+from relay.models import ApiRequest, Message
+
+
+def test_each_request_is_recorded_without_its_body(send, alice, alice_api):
+    send(subject="secret subject", text="secret body")
+    alice_api.get("/v1/messages/msg_nope", HTTP_USER_AGENT="curl/8.0")
+    alice_api.post("/v1/send", {"to": "x"}, format="json")
+    sent, missing, bad = ApiRequest.objects.order_by("id")
+    assert (sent.method, sent.endpoint, sent.status, sent.error_type) == ("POST", "/v1/send", 202, "")
+    assert sent.user == alice and sent.key_prefix.startswith("drk_")
+    assert sent.size_bucket == "<1K"
+    assert sent.ip == "127.0.0.1"
+    assert (missing.endpoint, missing.status, missing.error_type, missing.user_agent) == (
+        "/v1/messages/{message_id}",
+        404,
+        "not_found",
+        "curl/8.0",
+    )
+    assert (bad.status, bad.error_type) == (400, "invalid_request")
+    dump = repr(list(ApiRequest.objects.values()))
+    assert "secret" not in dump and "msg_nope" not in dump
+
+
+def test_refused_requests_are_recorded_too(api, db):
+    api.get("/v1/account")
+    record = ApiRequest.objects.get()
+    assert (record.status, record.error_type, record.user) == (401, "authentication_failed", None)
+
+
+def test_usage_counts_this_period(send, alice_api, alice):
+    ids = [send().json()["id"] for _ in range(3)]
+    Message.objects.filter(public_id=ids[0]).update(status="sent")
+    Message.objects.filter(public_id=ids[1]).update(status="failed")
+    body = alice_api.get("/v1/usage").json()
+    assert body["accepted"] == 3 and body["sent"] == 1 and body["failed"] == 1
+    assert body["quota"] == alice.plan.monthly_quota
+    assert body["remaining"] == alice.plan.monthly_quota - 3
+    assert body["period_start"].endswith("T00:00:00Z")

@@ -1,0 +1,153 @@
+"""Usage metadata of every /v1/ request (privacy policy 2.3) and the usage summary.
+
+Recorded: time, endpoint (the route, never the concrete URL or query string), method, status,
+error type, a size bucket (not the exact size), IP and user agent. Never a body or a header value
+other than the user agent.
+"""
+
+from __future__ import annotations
+
+import calendar
+import json
+import logging
+import re
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Count, Q
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+
+from drake.middleware import is_api_request
+from relay.models import ApiRequest, Message, Status
+
+logger = logging.getLogger(__name__)
+_BUCKETS = (
+    (1024, "<1K"),
+    (10 * 1024, "1-10K"),
+    (100 * 1024, "10-100K"),
+    (1024 * 1024, "100K-1M"),
+    (10 * 1024 * 1024, "1-10M"),
+)
+_PARAM = re.compile(r"<(?:\w+:)?(\w+)>")
+
+
+def size_bucket(size: int) -> str:
+    for limit, label in _BUCKETS:
+        if size < limit:
+            return label
+    return ">10M"
+
+
+def _endpoint(request: HttpRequest) -> str:
+    match = getattr(request, "resolver_match", None)
+    if match is None or not match.route:
+        return "(unknown)"
+    return "/" + _PARAM.sub(r"{\1}", match.route)
+
+
+def _error_type(response: HttpResponse) -> str:
+    if response.status_code < 400:
+        return ""
+    data = getattr(response, "data", None)
+    if data is None:
+        try:
+            data = json.loads(response.content)
+        except (ValueError, AttributeError):
+            return ""
+    try:
+        return str(data["error"]["type"])[:40]
+    except (KeyError, TypeError):
+        return ""
+
+
+class UsageMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if is_api_request(request):
+            try:
+                record(request, response)
+            except Exception:
+                # Usage metadata must never turn a good answer into an error.
+                logger.exception("Could not record API usage")
+        return response
+
+
+def record(request: HttpRequest, response: HttpResponse) -> None:
+    user = getattr(request, "user", None)
+    key = getattr(request, "auth", None)
+    try:
+        size = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        size = 0
+    ApiRequest.objects.create(
+        user=user if getattr(user, "is_authenticated", False) else None,
+        key_prefix=getattr(key, "display_prefix", "")[:16],
+        method=request.method[:8],
+        endpoint=_endpoint(request)[:100],
+        status=response.status_code,
+        error_type=_error_type(response),
+        size_bucket=size_bucket(size),
+        ip=request.META.get("REMOTE_ADDR") or None,
+        user_agent=request.META.get("HTTP_USER_AGENT", "")[:200],
+    )
+
+
+def current_period(now: datetime | None = None) -> tuple[datetime, datetime]:
+    """The billing period: the calendar month (UTC) until billing aligns it with the subscription."""
+    now = now or timezone.now()
+    start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    last = calendar.monthrange(now.year, now.month)[1]
+    end = now.replace(day=last, hour=23, minute=59, second=59, microsecond=999999)
+    return start, end
+
+
+def usage_summary(user: Any, now: datetime | None = None) -> dict[str, Any]:
+    start, end = current_period(now)
+    counts = (
+        Message.objects.for_account(user)
+        .filter(created_at__gte=start, created_at__lte=end)
+        .aggregate(
+            accepted=Count("id"),
+            sent=Count("id", filter=Q(status=Status.SENT)),
+            failed=Count("id", filter=Q(status=Status.FAILED)),
+        )
+    )
+    quota = user.plan.monthly_quota
+    return {
+        "period_start": start.isoformat().replace("+00:00", "Z"),
+        "period_end": end.isoformat().replace("+00:00", "Z"),
+        "accepted": counts["accepted"],
+        "sent": counts["sent"],
+        "failed": counts["failed"],
+        "quota": quota,
+        "remaining": max(0, quota - counts["accepted"]),
+    }
+
+
+def daily_counts(user: Any, days: int = 30, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Sent and failed per day for the last `days` days (for the dashboard chart)."""
+    from datetime import timedelta
+
+    from django.db.models.functions import TruncDate
+
+    now = now or timezone.now()
+    first = (now - timedelta(days=days - 1)).date()
+    rows = (
+        Message.objects.for_account(user)
+        .filter(created_at__date__gte=first)
+        .annotate(day=TruncDate("created_at"))
+        .values("day")
+        .annotate(sent=Count("id", filter=Q(status=Status.SENT)), failed=Count("id", filter=Q(status=Status.FAILED)))
+    )
+    by_day = {row["day"]: row for row in rows}
+    series = []
+    for offset in range(days):
+        day = first + timedelta(days=offset)
+        row = by_day.get(day, {})
+        series.append({"day": day, "sent": row.get("sent", 0), "failed": row.get("failed", 0)})
+    return series
