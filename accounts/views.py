@@ -117,8 +117,15 @@ def activate(request: HttpRequest, uidb64: str, token: str) -> HttpResponse:
 
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
+    from relay.usage import chart, usage_summary
+
     keys = ApiKey.objects.for_account(request.user).active()
-    context = {"has_keys": keys.exists(), "has_senders": request.user.senders.exists()}
+    context = {
+        "has_keys": keys.exists(),
+        "has_senders": request.user.senders.exists(),
+        "usage": usage_summary(request.user),
+        "chart": chart(request.user),
+    }
     return render(request, "accounts/dashboard.html", context)
 
 

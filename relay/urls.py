@@ -6,5 +6,6 @@ app_name = "relay"
 
 urlpatterns = [
     path("", views.message_log, name="log"),
+    path("api-requests/", views.request_log, name="requests"),
     path("<str:message_id>/", views.message_detail, name="detail"),
 ]

@@ -151,3 +151,32 @@ def daily_counts(user: Any, days: int = 30, now: datetime | None = None) -> list
         row = by_day.get(day, {})
         series.append({"day": day, "sent": row.get("sent", 0), "failed": row.get("failed", 0)})
     return series
+
+
+def chart(user: Any, days: int = 30, width: int = 600, height: int = 140) -> dict[str, Any]:
+    """Geometry of a stacked bar chart (sent, failed per day), drawn as SVG by the template."""
+    series = daily_counts(user, days)
+    top = max([row["sent"] + row["failed"] for row in series] + [1])
+    slot = width / days
+    bars = []
+    for index, row in enumerate(series):
+        sent_h = round(height * row["sent"] / top, 1)
+        failed_h = round(height * row["failed"] / top, 1)
+        bars.append(
+            {
+                **row,
+                "x": round(index * slot + 1, 1),
+                "w": round(slot - 2, 1),
+                "sent_y": round(height - sent_h, 1),
+                "sent_h": sent_h,
+                "failed_y": round(height - sent_h - failed_h, 1),
+                "failed_h": failed_h,
+            }
+        )
+    return {
+        "bars": bars,
+        "top": top,
+        "width": width,
+        "height": height,
+        "total": sum(r["sent"] + r["failed"] for r in series),
+    }

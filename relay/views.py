@@ -10,7 +10,7 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
-from relay.models import Message, Status
+from relay.models import ApiRequest, Message, Status
 
 PAGE_SIZE = 50
 
@@ -58,3 +58,26 @@ def message_detail(request: HttpRequest, message_id: str) -> HttpResponse:
         Message.objects.for_account(request.user).select_related("sender"), public_id=message_id
     )
     return render(request, "relay/detail.html", {"message": message, "attempts": message.attempt_log.all()})
+
+
+REQUEST_STATUS_CHOICES = (
+    ("2xx", "Success (2xx)"),
+    ("4xx", "Client errors (4xx)"),
+    ("429", "Rate limited (429)"),
+    ("5xx", "Server errors (5xx)"),
+)
+
+
+@login_required
+def request_log(request: HttpRequest) -> HttpResponse:
+    requests = ApiRequest.objects.filter(user=request.user)
+    status = request.GET.get("status", "")
+    if status in ("2xx", "4xx", "5xx"):
+        low = int(status[0]) * 100
+        requests = requests.filter(status__gte=low, status__lt=low + 100)
+    elif status.isdigit():
+        requests = requests.filter(status=int(status))
+    page = Paginator(requests, PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(
+        request, "relay/requests.html", {"page": page, "status": status, "status_choices": REQUEST_STATUS_CHOICES}
+    )

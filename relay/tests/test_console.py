@@ -45,3 +45,28 @@ def test_charlie_gets_404(client, send, charlie):
     client.force_login(charlie)
     assert client.get(f"/messages/{message_id}/").status_code == 404
     assert message_id not in client.get("/messages/").content.decode()
+
+
+def test_the_dashboard_shows_usage_against_quota_and_a_chart(signed_in, send):
+    ids = [send().json()["id"] for _ in range(3)]
+    Message.objects.filter(public_id__in=ids[:2]).update(status="sent")
+    Message.objects.filter(public_id=ids[2]).update(status="failed")
+    page = signed_in.get("/dashboard/").content.decode()
+    assert '<progress id="quota-bar" class="quota" max="1000" value="3">' in page
+    assert "<svg" in page and 'class="bar-sent"' in page
+    assert ": 2 sent, 1 failed</title>" in page
+
+
+def test_the_api_request_log_filters_by_status(signed_in, send, alice_api):
+    send()
+    alice_api.get("/v1/messages/msg_missing")
+    everything = signed_in.get("/messages/api-requests/").content.decode()
+    assert "/v1/send" in everything and "/v1/messages/{message_id}" in everything
+    errors = signed_in.get("/messages/api-requests/?status=4xx").content.decode()
+    assert "/v1/messages/{message_id}" in errors and "POST /v1/send" not in errors
+
+
+def test_another_accounts_requests_are_not_listed(client, send, charlie):
+    send()
+    client.force_login(charlie)
+    assert "/v1/send" not in client.get("/messages/api-requests/").content.decode()
