@@ -5,7 +5,9 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest
 
+from accounts import actions
 from accounts.models import ApiKey, User
+from drake.admin_actions import reason_action
 
 
 class ApiKeyInline(admin.TabularInline):
@@ -22,18 +24,35 @@ class ApiKeyInline(admin.TabularInline):
 
 @admin.register(User)
 class UserAdmin(admin.ModelAdmin):
-    list_display = ("email", "name", "plan", "is_active", "is_staff", "date_joined")
-    list_filter = ("is_active", "is_staff", "plan", "date_joined")
+    list_display = ("email", "name", "plan", "is_active", "suspended_at", "is_staff", "date_joined")
+    list_filter = ("is_active", "is_staff", "plan", "date_joined", "suspended_at")
     list_select_related = ("plan",)
     search_fields = ("email", "name")
     ordering = ("-date_joined",)
-    readonly_fields = ("email", "date_joined", "last_login")
+    readonly_fields = ("email", "date_joined", "last_login", "suspended_at", "suspension_reason")
     fieldsets = (
         ("Account", {"fields": ("email", "name", "plan", "date_joined", "last_login")}),
+        ("Suspension", {"fields": ("suspended_at", "suspension_reason")}),
         ("Access", {"fields": ("is_active", "is_staff", "is_superuser", "groups")}),
     )
     filter_horizontal = ("groups",)
     inlines = (ApiKeyInline,)
+    actions = (
+        reason_action(
+            "suspend",
+            "Suspend the API access of the selected accounts",
+            lambda user, reason, request: actions.suspend_account(
+                user, reason=reason, actor=request.user, request=request
+            ),
+        ),
+        reason_action(
+            "unsuspend",
+            "Lift the suspension of the selected accounts",
+            lambda user, reason, request: actions.unsuspend_account(
+                user, reason=reason, actor=request.user, request=request
+            ),
+        ),
+    )
 
 
 @admin.register(ApiKey)

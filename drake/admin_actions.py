@@ -1,0 +1,44 @@
+"""Admin actions that ask staff for a reason first, then call an audited action per object."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(
+        max_length=300, widget=forms.Textarea(attrs={"rows": 3}), help_text="Kept in the audit log."
+    )
+
+
+def reason_action(
+    name: str, label: str, perform: Callable[[Any, str, HttpRequest], bool], *, permission: str = "change"
+) -> Callable[..., HttpResponse | None]:
+    """An admin action `name` that shows a reason form, then runs `perform(obj, reason, request)`."""
+
+    def action(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        form = ReasonForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            done = sum(1 for obj in queryset if perform(obj, form.cleaned_data["reason"], request))
+            modeladmin.message_user(request, f"{label}: {done} of {queryset.count()} changed.", messages.SUCCESS)
+            return None
+        context = {
+            **modeladmin.admin_site.each_context(request),
+            "title": label,
+            "objects": queryset,
+            "form": form,
+            "action": name,
+            "opts": modeladmin.model._meta,
+            "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+        }
+        return TemplateResponse(request, "admin/reason_action.html", context)
+
+    action.__name__ = name
+    return admin.action(description=label, permissions=[permission])(action)
