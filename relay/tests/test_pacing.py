@@ -7,7 +7,7 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from relay import delivery, pacing, transport
+from relay import delivery, outbox, pacing, transport
 from relay.models import Message, Status
 from senders.models import Sender
 
@@ -51,7 +51,9 @@ def test_the_daily_limit_defers_until_the_oldest_send_leaves_the_window(send, sm
 
 
 @pytest.mark.django_db(transaction=True)
-def test_connections_are_capped_across_workers(send, smtp_server, smtp_sender, fresh_pool):
+def test_connections_are_capped_across_workers(send, smtp_server, smtp_sender, fresh_pool, monkeypatch):
+    # This test delivers in-process; a session worker running elsewhere must not take the messages.
+    monkeypatch.setattr(outbox, "enqueue", lambda public_id: True)
     Sender.objects.filter(pk=smtp_sender.pk).update(max_connections=1)
     smtp_server.reply_delay = 0.3
     ids = [send(via=smtp_sender, to=f"r{i}@example.com").json()["id"] for i in range(2)]
