@@ -409,8 +409,34 @@ def bench_profile(senders: list[str], count: int = 300) -> None:
     print(f"profile: {elapsed * 1000 / count:.2f} ms per delivery in one thread; see bench/profile.txt")
 
 
+def bench_usage_overhead(key: str, sender: str, count: int = 500) -> None:
+    """What recording usage metadata adds to one API request (in-process, no network)."""
+    from django.conf import settings
+    from django.test import Client
+    from django.test.utils import override_settings
+
+    clear_outbox()
+    client = Client(HTTP_HOST="127.0.0.1")
+    body = send_body(sender)
+
+    def run() -> float:
+        for _ in range(20):
+            client.post("/v1/send", body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {key}")
+        started = time.perf_counter()
+        for _ in range(count):
+            client.post("/v1/send", body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {key}")
+        return (time.perf_counter() - started) * 1000 / count
+
+    with_usage = run()
+    without = [m for m in settings.MIDDLEWARE if m != "relay.usage.UsageMiddleware"]
+    with override_settings(MIDDLEWARE=without, API_ACCOUNT_RATE_PER_MINUTE=10**9):
+        without_usage = run()
+    RESULTS["usage_overhead"] = {"with_ms": round(with_usage, 2), "without_ms": round(without_usage, 2)}
+    print(f"usage metadata: {with_usage:.2f} ms per send with, {without_usage:.2f} ms without")
+
+
 def main() -> None:
-    parts = sys.argv[1:] or ["accept", "delivery", "latency", "rtt", "profile"]
+    parts = sys.argv[1:] or ["accept", "delivery", "latency", "rtt", "profile", "usage"]
     prepare_database()
     setup_django()
     # One sink up while senders are created: nothing connects yet, but the CA file must exist.
@@ -427,8 +453,14 @@ def main() -> None:
         bench_rtt(senders)
     if "profile" in parts:
         bench_profile(senders)
+    if "usage" in parts:
+        bench_usage_overhead(key, senders[0])
     RESULTS["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0], "uname": " ".join(os.uname()[2:5])}
-    (ROOT / "bench" / "results.json").write_text(json.dumps(RESULTS, indent=2) + "\n")
+    # Merge: a partial run updates its own parts and keeps the others' last figures.
+    path = ROOT / "bench" / "results.json"
+    merged = json.loads(path.read_text()) if path.exists() else {}
+    merged.update(RESULTS)
+    path.write_text(json.dumps(merged, indent=2) + "\n")
     print(json.dumps(RESULTS, indent=2))
 
 
