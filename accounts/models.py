@@ -93,7 +93,7 @@ class ApiKeyManager(models.Manager["ApiKey"]):
         parsed = keys.parse(raw)
         if parsed is None:
             return None
-        key = self.select_related("user", "user__plan").filter(prefix=parsed.prefix).first()
+        key = self.select_related("user", "user__plan", "user__subscription").filter(prefix=parsed.prefix).first()
         if key is None or not keys.secret_matches(parsed.secret, key.secret_hash):
             return None
         if key.revoked_at is not None:

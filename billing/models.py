@@ -65,3 +65,71 @@ class Plan(models.Model):
             "rate_per_minute": self.rate_per_minute,
             "subject_policy": self.subject_policy,
         }
+
+
+class Subscription(models.Model):
+    """The account's Stripe subscription, mirrored from Stripe (Stripe is the source of truth)."""
+
+    user = models.OneToOneField("accounts.User", on_delete=models.SET_NULL, null=True, related_name="subscription")
+    stripe_customer_id = models.CharField(max_length=100, unique=True)
+    stripe_subscription_id = models.CharField(max_length=100, blank=True, db_index=True)
+    plan = models.ForeignKey(Plan, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    status = models.CharField(max_length=30, blank=True, help_text="Stripe's status: active, past_due, canceled...")
+    current_period_start = models.DateTimeField(null=True, blank=True)
+    current_period_end = models.DateTimeField(null=True, blank=True)
+    cancel_at_period_end = models.BooleanField(default=False)
+    # When payment started failing; the account keeps its plan for a grace period after it.
+    past_due_since = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.stripe_customer_id} {self.status}"
+
+
+class Invoice(models.Model):
+    """A billing record kept as accounting law requires, even after the account is deleted."""
+
+    # SET_NULL: deleting an account detaches its invoices from personal data but keeps them.
+    user = models.ForeignKey("accounts.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    stripe_invoice_id = models.CharField(max_length=100, unique=True)
+    stripe_customer_id = models.CharField(max_length=100, blank=True)
+    number = models.CharField(max_length=100, blank=True)
+    amount_due = models.IntegerField(default=0, help_text="In the currency's smallest unit.")
+    amount_paid = models.IntegerField(default=0)
+    currency = models.CharField(max_length=3, default="usd")
+    status = models.CharField(max_length=20, blank=True)
+    period_start = models.DateTimeField(null=True, blank=True)
+    period_end = models.DateTimeField(null=True, blank=True)
+    hosted_invoice_url = models.URLField(max_length=500, blank=True)
+    created_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+
+    def __str__(self) -> str:
+        return self.number or self.stripe_invoice_id
+
+
+class StripeEvent(models.Model):
+    """Each webhook event id once: a replayed event hits the unique constraint and does nothing."""
+
+    event_id = models.CharField(max_length=100, unique=True)
+    type = models.CharField(max_length=100)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.event_id} {self.type}"
+
+
+class UsageCounter(models.Model):
+    """Messages accepted per account and period, locked row by row to enforce the quota exactly."""
+
+    user = models.ForeignKey("accounts.User", on_delete=models.CASCADE, related_name="+")
+    period_start = models.DateTimeField()
+    accepted = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "period_start"], name="one_counter_per_period")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.period_start:%Y-%m} {self.accepted}"

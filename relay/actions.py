@@ -12,6 +12,8 @@ from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
+from billing import quota
+from billing.periods import current_period
 from drake.errors import IdempotencyConflict, InvalidRequest, NotFound, PermissionDenied, ServiceUnavailable
 from relay import outbox
 from relay.minimize import minimize_subject
@@ -111,6 +113,8 @@ def accept_message(
                 IdempotencyKey.objects.filter(
                     user=user, key=idempotency_key, created_at__lt=now - IDEMPOTENCY_WINDOW
                 ).delete()
+            period_start, _ = current_period(user, now)
+            quota.charge(user, period_start, user.plan.monthly_quota)
             message.save(force_insert=True)
             OutboxContent.objects.create(message=message, content_encrypted=token)
             if idempotency_key is not None:

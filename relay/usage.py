@@ -7,7 +7,6 @@ other than the user agent.
 
 from __future__ import annotations
 
-import calendar
 import json
 import logging
 import re
@@ -19,6 +18,7 @@ from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
+from billing.periods import current_period
 from drake.middleware import is_api_request
 from relay.models import ApiRequest, Message, Status
 
@@ -97,17 +97,8 @@ def record(request: HttpRequest, response: HttpResponse) -> None:
     )
 
 
-def current_period(now: datetime | None = None) -> tuple[datetime, datetime]:
-    """The billing period: the calendar month (UTC) until billing aligns it with the subscription."""
-    now = now or timezone.now()
-    start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    last = calendar.monthrange(now.year, now.month)[1]
-    end = now.replace(day=last, hour=23, minute=59, second=59, microsecond=999999)
-    return start, end
-
-
 def usage_summary(user: Any, now: datetime | None = None) -> dict[str, Any]:
-    start, end = current_period(now)
+    start, end = current_period(user, now)
     counts = (
         Message.objects.for_account(user)
         .filter(created_at__gte=start, created_at__lte=end)

@@ -28,9 +28,9 @@ def test_it_accepts_and_answers_202(send, alice):
 
 def test_the_send_path_is_a_handful_of_queries(send, django_assert_num_queries):
     send()  # The key's first use records last_used_at; later uses within a minute do not.
-    # Key lookup, sender lookup, one transaction with two inserts (the savepoint pair is the
-    # test's own wrapping transaction showing through), and the usage record.
-    with django_assert_num_queries(7):
+    # Key lookup, sender lookup, one transaction with the quota UPDATE and two INSERTs (the
+    # savepoint pair is the test's own wrapping transaction showing through), the usage record.
+    with django_assert_num_queries(8):
         assert send().status_code == 202
 
 
