@@ -1,6 +1,14 @@
-from django.contrib import admin
+"""Finance's view: plans (editable), subscriptions and invoices (read-only, CSV export)."""
 
-from billing.models import Plan
+from __future__ import annotations
+
+import csv
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+
+from billing.models import Invoice, Plan, StripeEvent, Subscription
 
 
 @admin.register(Plan)
@@ -18,3 +26,54 @@ class PlanAdmin(admin.ModelAdmin):
     )
     list_filter = ("subject_policy", "is_default", "is_public")
     search_fields = ("name", "slug", "stripe_price_id")
+
+
+@admin.action(description="Export the selected rows as CSV", permissions=["view"])
+def export_csv(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet) -> HttpResponse:
+    fields = [f.name for f in modeladmin.model._meta.fields]
+    response = HttpResponse(content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="{modeladmin.model._meta.model_name}s.csv"'
+    writer = csv.writer(response)
+    writer.writerow(fields)
+    for row in queryset.values_list(*fields):
+        # A leading = + - @ would be a formula in a spreadsheet: neutralise it.
+        writer.writerow([f"'{v}" if isinstance(v, str) and v[:1] in "=+-@" else v for v in row])
+    return response
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    actions = (export_csv,)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(ReadOnlyAdmin):
+    list_display = ("stripe_customer_id", "user", "plan", "status", "current_period_end", "past_due_since")
+    list_filter = ("status", "plan", "current_period_end")
+    list_select_related = ("user", "plan")
+    search_fields = ("stripe_customer_id", "stripe_subscription_id", "user__email")
+    date_hierarchy = "current_period_end"
+
+
+@admin.register(Invoice)
+class InvoiceAdmin(ReadOnlyAdmin):
+    list_display = ("number", "user", "amount_due", "amount_paid", "currency", "status", "period_start", "created_at")
+    list_filter = ("status", "currency", "created_at")
+    list_select_related = ("user",)
+    search_fields = ("number", "stripe_invoice_id", "stripe_customer_id", "user__email")
+    date_hierarchy = "created_at"
+
+
+@admin.register(StripeEvent)
+class StripeEventAdmin(ReadOnlyAdmin):
+    list_display = ("event_id", "type", "received_at")
+    list_filter = ("type",)
+    search_fields = ("event_id",)

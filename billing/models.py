@@ -58,6 +58,10 @@ class Plan(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def price_display(self) -> str:
+        return f"{self.price_cents / 100:.2f}"
+
     def as_api(self) -> dict[str, object]:
         return {
             "name": self.name,

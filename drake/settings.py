@@ -235,6 +235,8 @@ RELAY_POOL_IDLE_SECONDS = env.float("RELAY_POOL_IDLE_SECONDS", default=30)
 STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
 STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
+# After a failed payment the account keeps its paid plan this long, then falls back to free.
+BILLING_GRACE_DAYS = env.int("BILLING_GRACE_DAYS", default=7)
 
 # --- HTTP and security ------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"

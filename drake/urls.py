@@ -6,6 +6,7 @@ from drake import views
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    path("billing/", include("billing.urls")),
     path("v1/", include("drake.api_urls")),
     path("senders/", include("senders.urls")),
     path("messages/", include("relay.urls")),

@@ -1,0 +1,141 @@
+"""Billing writes: checkout, portal, mirroring Stripe's state, invoices, grace periods."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from auditlog.events import record
+from billing import stripe_api
+from billing.models import Invoice, Plan, Subscription
+
+ACTIVE = {"active", "trialing"}
+ENDED = {"canceled", "unpaid", "incomplete_expired"}
+
+
+def _ts(value: Any) -> datetime | None:
+    return datetime.fromtimestamp(int(value), tz=UTC) if value else None
+
+
+def customer_for(user: Any) -> Subscription:
+    """The account's billing row, creating its Stripe customer on first use."""
+    subscription = Subscription.objects.filter(user=user).first()
+    if subscription is None:
+        customer = stripe_api.create_customer(user.email, user.pk)
+        subscription = Subscription.objects.create(user=user, stripe_customer_id=customer)
+    return subscription
+
+
+def start_checkout(user: Any, plan: Plan, *, success_url: str, cancel_url: str) -> str:
+    subscription = customer_for(user)
+    record("billing.checkout_started", actor=user, account=user, detail={"plan": plan.slug})
+    return stripe_api.create_checkout_session(
+        customer=subscription.stripe_customer_id,
+        price=plan.stripe_price_id,
+        account_id=user.pk,
+        success_url=success_url,
+        cancel_url=cancel_url,
+    )
+
+
+def portal_url(user: Any, *, return_url: str) -> str:
+    return stripe_api.create_portal_session(customer=customer_for(user).stripe_customer_id, return_url=return_url)
+
+
+def _set_plan(user: Any, plan: Plan, reason: str) -> None:
+    if user is None or user.plan_id == plan.pk:
+        return
+    old = user.plan.slug
+    type(user).objects.filter(pk=user.pk).update(plan=plan)
+    user.plan = plan
+    record(
+        "plan.changed",
+        account=user,
+        target=user,
+        actor_label="stripe",
+        detail={"from": old, "to": plan.slug, "reason": reason},
+    )
+
+
+def sync_subscription(stripe_subscription: Any) -> Subscription | None:
+    """Mirror a subscription as Stripe has it *now* (callers fetch it fresh: events may arrive
+    out of order), and give the account the plan it pays for."""
+    subscription = (
+        Subscription.objects.select_related("user", "user__plan")
+        .filter(stripe_customer_id=stripe_subscription.customer)
+        .first()
+    )
+    if subscription is None:
+        return None
+    plan = Plan.objects.filter(stripe_price_id=stripe_api.price_of(stripe_subscription)).first()
+    status = stripe_subscription.status
+    subscription.stripe_subscription_id = stripe_subscription.id
+    subscription.status = status
+    subscription.plan = plan
+    subscription.current_period_start = _ts(getattr(stripe_subscription, "current_period_start", None))
+    subscription.current_period_end = _ts(getattr(stripe_subscription, "current_period_end", None))
+    subscription.cancel_at_period_end = bool(getattr(stripe_subscription, "cancel_at_period_end", False))
+    if status in ACTIVE:
+        subscription.past_due_since = None
+    elif status == "past_due" and subscription.past_due_since is None:
+        subscription.past_due_since = timezone.now()
+    subscription.save()
+    user = subscription.user
+    if status in ACTIVE and plan is not None:
+        _set_plan(user, plan, f"subscription {status}")
+    elif status in ENDED:
+        _set_plan(user, Plan.objects.default(), f"subscription {status}")
+    elif status == "past_due":
+        enforce_grace(subscription)
+    return subscription
+
+
+def enforce_grace(subscription: Subscription, now: datetime | None = None) -> bool:
+    """After BILLING_GRACE_DAYS of failed payment, the account falls back to the free plan."""
+    now = now or timezone.now()
+    if subscription.past_due_since is None or subscription.user is None:
+        return False
+    if now - subscription.past_due_since < timedelta(days=settings.BILLING_GRACE_DAYS):
+        return False
+    _set_plan(subscription.user, Plan.objects.default(), "payment failed past the grace period")
+    return True
+
+
+def enforce_all_grace_periods() -> int:
+    return sum(
+        enforce_grace(s)
+        for s in Subscription.objects.select_related("user", "user__plan").filter(past_due_since__isnull=False)
+    )
+
+
+def sync_invoice(stripe_invoice: Any) -> Invoice:
+    subscription = (
+        Subscription.objects.select_related("user").filter(stripe_customer_id=stripe_invoice.customer).first()
+    )
+    fields = {
+        "user": subscription.user if subscription else None,
+        "stripe_customer_id": stripe_invoice.customer or "",
+        "number": getattr(stripe_invoice, "number", None) or "",
+        "amount_due": getattr(stripe_invoice, "amount_due", 0) or 0,
+        "amount_paid": getattr(stripe_invoice, "amount_paid", 0) or 0,
+        "currency": getattr(stripe_invoice, "currency", "usd") or "usd",
+        "status": getattr(stripe_invoice, "status", "") or "",
+        "period_start": _ts(getattr(stripe_invoice, "period_start", None)),
+        "period_end": _ts(getattr(stripe_invoice, "period_end", None)),
+        "hosted_invoice_url": getattr(stripe_invoice, "hosted_invoice_url", None) or "",
+        "created_at": _ts(getattr(stripe_invoice, "created", None)),
+    }
+    invoice, _ = Invoice.objects.update_or_create(stripe_invoice_id=stripe_invoice.id, defaults=fields)
+    return invoice
+
+
+def payment_failed(stripe_invoice: Any) -> None:
+    sync_invoice(stripe_invoice)
+    with transaction.atomic():
+        Subscription.objects.filter(stripe_customer_id=stripe_invoice.customer, past_due_since__isnull=True).update(
+            past_due_since=timezone.now()
+        )

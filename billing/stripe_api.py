@@ -1,0 +1,75 @@
+"""Everything that talks to Stripe, in one small module (tests point it at a local Stripe)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import stripe
+from django.conf import settings
+
+
+class NotConfigured(Exception):
+    """STRIPE_SECRET_KEY is unset: billing shows as not configured and the free plan applies."""
+
+
+def configured() -> bool:
+    return bool(settings.STRIPE_SECRET_KEY)
+
+
+def client() -> stripe.StripeClient:
+    if not configured():
+        raise NotConfigured()
+    kwargs: dict[str, Any] = {"max_network_retries": 2}
+    if settings.STRIPE_API_BASE:
+        kwargs["base_addresses"] = {"api": settings.STRIPE_API_BASE}
+    return stripe.StripeClient(settings.STRIPE_SECRET_KEY, **kwargs)
+
+
+def create_customer(email: str, account_id: int) -> str:
+    customer = client().v1.customers.create(params={"email": email, "metadata": {"account_id": str(account_id)}})
+    return customer.id
+
+
+def create_checkout_session(*, customer: str, price: str, account_id: int, success_url: str, cancel_url: str) -> str:
+    session = client().v1.checkout.sessions.create(
+        params={
+            "mode": "subscription",
+            "customer": customer,
+            "client_reference_id": str(account_id),
+            "line_items": [{"price": price, "quantity": 1}],
+            "success_url": success_url,
+            "cancel_url": cancel_url,
+        }
+    )
+    return session.url
+
+
+def create_portal_session(*, customer: str, return_url: str) -> str:
+    return client().v1.billing_portal.sessions.create(params={"customer": customer, "return_url": return_url}).url
+
+
+def retrieve_subscription(subscription_id: str) -> Any:
+    return client().v1.subscriptions.retrieve(subscription_id)
+
+
+def retrieve_invoice(invoice_id: str) -> Any:
+    return client().v1.invoices.retrieve(invoice_id)
+
+
+def cancel_subscription(subscription_id: str) -> None:
+    client().v1.subscriptions.cancel(subscription_id)
+
+
+def construct_event(payload: bytes, signature: str) -> Any:
+    """Verify a webhook's signature (and its age: at most 5 minutes). Raises ValueError or
+    stripe.SignatureVerificationError."""
+    return stripe.Webhook.construct_event(payload, signature, settings.STRIPE_WEBHOOK_SECRET)
+
+
+def price_of(subscription: Any) -> str:
+    """The price (or, in older API shapes, the plan) id of a subscription's first item."""
+    item = subscription["items"]["data"][0]
+    price = getattr(item, "price", None)
+    if price:
+        return price.id
+    return item.plan.id

@@ -1,0 +1,223 @@
+"""Billing against a real local Stripe (localstripe on loopback, with a Checkout/Portal shim).
+
+Customer, subscription and invoice calls go to localstripe itself; webhook payloads are signed
+with the stripe library's own signing helper.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import stripe
+
+from auditlog.models import AuditEvent
+from billing.models import Invoice, Plan, StripeEvent, Subscription
+
+ROOT = Path(__file__).resolve().parents[2]
+WEBHOOK_SECRET = "whsec_test_" + "x" * 24
+pytestmark = [pytest.mark.services, pytest.mark.django_db]
+
+
+@pytest.fixture(scope="module")
+def local_stripe():
+    from drake.testing.smtp import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "drake.testing.stripe_server", "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout.readline().strip() == "ready"
+    yield f"http://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def stripe_settings(settings, local_stripe):
+    settings.STRIPE_SECRET_KEY = "sk_test_" + "1" * 24
+    settings.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
+    settings.STRIPE_API_BASE = local_stripe
+    return settings
+
+
+@pytest.fixture
+def stripe_client(stripe_settings):
+    from billing import stripe_api
+
+    return stripe_api.client()
+
+
+@pytest.fixture
+def pro_plan(stripe_client, db):
+    price_id = f"price_pro_{secrets.token_hex(4)}"
+    product = stripe_client.v1.products.create(params={"name": "Pro"})
+    stripe_client.v1.plans.create(
+        params={"id": price_id, "product": product.id, "amount": 1500, "currency": "usd", "interval": "month"}
+    )
+    return Plan.objects.create(
+        name="Pro", slug="pro", monthly_quota=50000, rate_per_minute=600, stripe_price_id=price_id, price_cents=1500
+    )
+
+
+def _pay(stripe_client, customer: str, price: str, card: str = "4242424242424242"):
+    pm = stripe_client.v1.payment_methods.create(
+        params={"type": "card", "card": {"number": card, "exp_month": 12, "exp_year": 2030, "cvc": "123"}}
+    )
+    stripe_client.v1.payment_methods.attach(pm.id, params={"customer": customer})
+    stripe_client.v1.customers.update(customer, params={"invoice_settings": {"default_payment_method": pm.id}})
+    return stripe_client.v1.subscriptions.create(params={"customer": customer, "items": [{"plan": price}]})
+
+
+def _event(event_type: str, obj: dict, event_id: str | None = None) -> dict:
+    return {
+        "id": event_id or f"evt_{secrets.token_hex(8)}",
+        "object": "event",
+        "type": event_type,
+        "created": int(time.time()),
+        "data": {"object": obj},
+    }
+
+
+def _post(client, event: dict, *, secret: str = WEBHOOK_SECRET, timestamp: int | None = None, tamper: bool = False):
+    payload = json.dumps(event)
+    header = stripe.WebhookSignature.generate_signature_header(payload, secret, timestamp=timestamp)
+    if tamper:
+        payload = payload.replace('"object": "event"', '"object": "event", "x": 1')
+    return client.post(
+        "/billing/stripe/webhook", data=payload, content_type="application/json", HTTP_STRIPE_SIGNATURE=header
+    )
+
+
+def test_alice_upgrades_through_checkout(client, alice, pro_plan, stripe_client):
+    client.force_login(alice)
+    response = client.post("/billing/checkout/", {"plan": "pro"})
+    assert response.status_code == 302
+    assert "/checkout/cs_test_" in response["Location"]
+    subscription = Subscription.objects.get(user=alice)
+    # Checkout happens at Stripe: the customer pays, Stripe creates the subscription.
+    stripe_sub = _pay(stripe_client, subscription.stripe_customer_id, pro_plan.stripe_price_id)
+    session = {
+        "id": "cs_test_1",
+        "object": "checkout.session",
+        "customer": subscription.stripe_customer_id,
+        "subscription": stripe_sub.id,
+        "client_reference_id": str(alice.pk),
+    }
+    assert _post(client, _event("checkout.session.completed", session)).status_code == 200
+    alice.refresh_from_db()
+    assert alice.plan == pro_plan
+    subscription.refresh_from_db()
+    assert subscription.status == "active" and subscription.current_period_end is not None
+    assert AuditEvent.objects.filter(action="plan.changed", account_id=alice.pk, detail__to="pro").count() == 1
+    page = client.get("/billing/").content.decode()
+    assert "Your plan: Pro" in page
+
+
+def test_the_portal_opens_for_a_customer(client, alice, pro_plan, stripe_settings):
+    client.force_login(alice)
+    response = client.post("/billing/portal/")
+    assert response.status_code == 302
+    assert "/portal/bps_" in response["Location"]
+
+
+def test_a_bad_signature_changes_nothing(client, alice, stripe_settings):
+    event = _event("customer.subscription.deleted", {"id": "sub_x", "object": "subscription"})
+    assert _post(client, event, secret="whsec_wrong_" + "y" * 20).status_code == 400
+    assert _post(client, event, tamper=True).status_code == 400
+    assert client.post("/billing/stripe/webhook", data="{}", content_type="application/json").status_code == 400
+    assert not StripeEvent.objects.exists()
+
+
+def test_a_stale_signature_is_refused(client, stripe_settings):
+    event = _event("invoice.paid", {"id": "in_x", "object": "invoice"})
+    assert _post(client, event, timestamp=int(time.time()) - 301).status_code == 400
+    assert not StripeEvent.objects.exists()
+
+
+def test_a_replayed_event_is_applied_once(client, alice, pro_plan, stripe_client):
+    client.force_login(alice)
+    client.post("/billing/checkout/", {"plan": "pro"})
+    subscription = Subscription.objects.get(user=alice)
+    stripe_sub = _pay(stripe_client, subscription.stripe_customer_id, pro_plan.stripe_price_id)
+    invoice = stripe_client.v1.invoices.list(params={"customer": subscription.stripe_customer_id}).data[0]
+    event = _event(
+        "invoice.paid", {"id": invoice.id, "object": "invoice", "subscription": stripe_sub.id}, event_id="evt_replay"
+    )
+    first = _post(client, event)
+    second = _post(client, event)
+    assert first.json() == {"received": True, "handled": True}
+    assert second.json() == {"received": True, "duplicate": True}
+    assert StripeEvent.objects.filter(event_id="evt_replay").count() == 1
+    record = Invoice.objects.get(stripe_invoice_id=invoice.id)
+    assert (record.user, record.amount_due, record.status) == (alice, 1500, "paid")
+
+
+def test_out_of_order_events_end_in_stripes_current_state(client, alice, pro_plan, stripe_client):
+    client.force_login(alice)
+    client.post("/billing/checkout/", {"plan": "pro"})
+    subscription = Subscription.objects.get(user=alice)
+    stripe_sub = _pay(stripe_client, subscription.stripe_customer_id, pro_plan.stripe_price_id)
+    stripe_client.v1.subscriptions.cancel(stripe_sub.id)
+    # The deletion arrives first, then a stale "updated: active" from before the cancellation.
+    deleted = _event(
+        "customer.subscription.deleted", {"id": stripe_sub.id, "object": "subscription", "status": "canceled"}
+    )
+    stale = _event("customer.subscription.updated", {"id": stripe_sub.id, "object": "subscription", "status": "active"})
+    assert _post(client, deleted).status_code == 200
+    assert _post(client, stale).status_code == 200
+    alice.refresh_from_db()
+    subscription.refresh_from_db()
+    assert subscription.status == "canceled"
+    assert alice.plan.slug == "free"
+
+
+def test_unknown_event_types_are_acknowledged_and_ignored(client, stripe_settings):
+    response = _post(client, _event("customer.tax_id.created", {"id": "txi_1", "object": "tax_id"}))
+    assert response.status_code == 200
+    assert response.json()["handled"] is False
+    assert not StripeEvent.objects.exists()
+
+
+def test_a_failed_payment_keeps_the_plan_through_the_grace_period(client, alice, pro_plan, stripe_client, settings):
+    from datetime import timedelta
+
+    import time_machine
+    from django.utils import timezone
+
+    from billing import actions
+
+    client.force_login(alice)
+    client.post("/billing/checkout/", {"plan": "pro"})
+    subscription = Subscription.objects.get(user=alice)
+    stripe_sub = _pay(stripe_client, subscription.stripe_customer_id, pro_plan.stripe_price_id)
+    actions.sync_subscription(stripe_client.v1.subscriptions.retrieve(stripe_sub.id))
+    invoice = stripe_client.v1.invoices.list(params={"customer": subscription.stripe_customer_id}).data[0]
+    assert _post(client, _event("invoice.payment_failed", {"id": invoice.id, "object": "invoice"})).status_code == 200
+    subscription.refresh_from_db()
+    assert subscription.past_due_since is not None
+    alice.refresh_from_db()
+    assert alice.plan == pro_plan
+    with time_machine.travel(timezone.now() + timedelta(days=settings.BILLING_GRACE_DAYS, hours=1)):
+        assert actions.enforce_all_grace_periods() == 1
+    alice.refresh_from_db()
+    assert alice.plan.slug == "free"
+
+
+def test_without_stripe_keys_billing_shows_as_not_configured(client, alice, settings):
+    settings.STRIPE_SECRET_KEY = ""
+    client.force_login(alice)
+    page = client.get("/billing/")
+    assert page.status_code == 200
+    assert "Billing is not configured" in page.content.decode()
+    assert client.post("/billing/checkout/", {"plan": "pro"}).status_code == 302
+    assert client.post("/billing/stripe/webhook", data="{}", content_type="application/json").status_code == 400

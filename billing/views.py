@@ -1,0 +1,49 @@
+"""Console billing page: plan, usage against quota, upgrade (Checkout), manage (Portal), invoices."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from billing import actions, stripe_api
+from billing.models import Invoice, Plan, Subscription
+from relay.usage import usage_summary
+
+
+@login_required
+def billing_page(request: HttpRequest) -> HttpResponse:
+    context = {
+        "configured": stripe_api.configured(),
+        "usage": usage_summary(request.user),
+        "plans": Plan.objects.filter(is_public=True).exclude(stripe_price_id=""),
+        "subscription": Subscription.objects.filter(user=request.user).first(),
+        "invoices": Invoice.objects.filter(user=request.user)[:24],
+    }
+    return render(request, "billing/page.html", context)
+
+
+@login_required
+@require_POST
+def checkout(request: HttpRequest) -> HttpResponse:
+    if not stripe_api.configured():
+        messages.error(request, "Billing is not configured on this server.")
+        return redirect("billing:page")
+    plan = get_object_or_404(
+        Plan.objects.filter(is_public=True).exclude(stripe_price_id=""), slug=request.POST.get("plan")
+    )
+    page = request.build_absolute_uri(reverse("billing:page"))
+    url = actions.start_checkout(request.user, plan, success_url=f"{page}?checkout=done", cancel_url=page)
+    return redirect(url)
+
+
+@login_required
+@require_POST
+def portal(request: HttpRequest) -> HttpResponse:
+    if not stripe_api.configured():
+        messages.error(request, "Billing is not configured on this server.")
+        return redirect("billing:page")
+    return redirect(actions.portal_url(request.user, return_url=request.build_absolute_uri(reverse("billing:page"))))

@@ -1,0 +1,76 @@
+"""POST /billing/stripe/webhook: verified first, each event applied once, state fetched fresh."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import stripe
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from billing import actions, stripe_api
+from billing.models import StripeEvent, Subscription
+
+logger = logging.getLogger(__name__)
+
+
+def _checkout_completed(session: Any) -> None:
+    account_id = getattr(session, "client_reference_id", None)
+    if account_id:
+        # The session names the account that started it: link the customer if it is new to us.
+        Subscription.objects.filter(user_id=int(account_id)).exclude(stripe_customer_id=session.customer).update(
+            stripe_customer_id=session.customer
+        )
+    if getattr(session, "subscription", None):
+        actions.sync_subscription(stripe_api.retrieve_subscription(session.subscription))
+
+
+def _subscription_changed(subscription: Any) -> None:
+    # Events can arrive out of order: apply what Stripe says now, not what the event said then.
+    actions.sync_subscription(stripe_api.retrieve_subscription(subscription.id))
+
+
+def _invoice_paid(invoice: Any) -> None:
+    actions.sync_invoice(stripe_api.retrieve_invoice(invoice.id))
+    if getattr(invoice, "subscription", None):
+        actions.sync_subscription(stripe_api.retrieve_subscription(invoice.subscription))
+
+
+def _invoice_failed(invoice: Any) -> None:
+    actions.payment_failed(stripe_api.retrieve_invoice(invoice.id))
+
+
+HANDLERS = {
+    "checkout.session.completed": _checkout_completed,
+    "customer.subscription.created": _subscription_changed,
+    "customer.subscription.updated": _subscription_changed,
+    "customer.subscription.deleted": _subscription_changed,
+    "invoice.paid": _invoice_paid,
+    "invoice.payment_failed": _invoice_failed,
+}
+
+
+@csrf_exempt
+@require_POST
+def stripe_webhook(request: HttpRequest) -> HttpResponse:
+    if not stripe_api.configured() or not request.headers.get("Stripe-Signature"):
+        return JsonResponse({"error": "not accepted"}, status=400)
+    try:
+        event = stripe_api.construct_event(request.body, request.headers["Stripe-Signature"])
+    except (ValueError, stripe.SignatureVerificationError):
+        return JsonResponse({"error": "bad signature or payload"}, status=400)
+    handler = HANDLERS.get(event.type)
+    if handler is None:
+        return JsonResponse({"received": True, "handled": False})
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                StripeEvent.objects.create(event_id=event.id, type=event.type)
+        except IntegrityError:
+            return JsonResponse({"received": True, "duplicate": True})
+        # Same transaction as the event id: if the handler fails, Stripe retries and nothing half-applies.
+        handler(event.data.object)
+    return JsonResponse({"received": True, "handled": True})
