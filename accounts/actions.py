@@ -60,7 +60,12 @@ def create_api_key(
 
 
 def revoke_api_key(
-    key: ApiKey, *, actor: User | None = None, request: HttpRequest | None = None, via: str = "console"
+    key: ApiKey,
+    *,
+    actor: User | None = None,
+    request: HttpRequest | None = None,
+    via: str = "console",
+    reason: str = "",
 ) -> bool:
     """Revoke a key; returns False if it was revoked already (nothing changes then)."""
     with transaction.atomic():
@@ -74,7 +79,7 @@ def revoke_api_key(
             account=key.user,
             target=key,
             request=request,
-            detail={"prefix": key.display_prefix, "via": via},
+            detail={"prefix": key.display_prefix, "via": via, **({"reason": reason[:300]} if reason else {})},
         )
     return True
 

@@ -7,6 +7,7 @@ from django.http import HttpRequest
 
 from accounts import actions
 from accounts.models import ApiKey, User
+from drake.admin import AuditedAdmin
 from drake.admin_actions import reason_action
 
 
@@ -23,7 +24,7 @@ class ApiKeyInline(admin.TabularInline):
 
 
 @admin.register(User)
-class UserAdmin(admin.ModelAdmin):
+class UserAdmin(AuditedAdmin):
     list_display = ("email", "name", "plan", "is_active", "suspended_at", "is_staff", "date_joined")
     list_filter = ("is_active", "is_staff", "plan", "date_joined", "suspended_at")
     list_select_related = ("plan",)
@@ -44,6 +45,7 @@ class UserAdmin(admin.ModelAdmin):
             lambda user, reason, request: actions.suspend_account(
                 user, reason=reason, actor=request.user, request=request
             ),
+            permission="suspend",
         ),
         reason_action(
             "unsuspend",
@@ -51,18 +53,42 @@ class UserAdmin(admin.ModelAdmin):
             lambda user, reason, request: actions.unsuspend_account(
                 user, reason=reason, actor=request.user, request=request
             ),
+            permission="suspend",
         ),
     )
 
+    def has_suspend_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("accounts.suspend_account")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: object = None) -> tuple[str, ...]:
+        # Only superusers hand out staff rights or change plans; nobody does it by accident.
+        if request.user.is_superuser:
+            return self.readonly_fields
+        return (*self.readonly_fields, "is_staff", "is_superuser", "groups", "plan", "is_active")
+
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(AuditedAdmin):
     list_display = ("display_prefix", "name", "user", "created_at", "last_used_at", "revoked_at")
     list_filter = ("revoked_at", "created_at")
     list_select_related = ("user",)
     search_fields = ("prefix", "name", "user__email")
     fields = ("user", "name", "display_prefix", "created_at", "last_used_at", "revoked_at")
     readonly_fields = fields
+
+    actions = (
+        reason_action(
+            "revoke",
+            "Revoke the selected API keys",
+            lambda key, reason, request: actions.revoke_api_key(
+                key, actor=request.user, request=request, via="admin", reason=reason
+            ),
+            permission="revoke",
+        ),
+    )
+
+    def has_revoke_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("accounts.revoke_apikey")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Keys are created by their owners, who alone see the raw value once.

@@ -58,6 +58,7 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     class Meta:
         constraints = [models.UniqueConstraint(Lower("email"), name="user_email_ci_unique")]
+        permissions = [("suspend_account", "Can suspend or unsuspend an account's API access")]
 
     def __str__(self) -> str:
         return self.email
@@ -117,6 +118,7 @@ class ApiKey(models.Model):
     class Meta:
         ordering = ("-created_at",)
         verbose_name = "API key"
+        permissions = [("revoke_apikey", "Can revoke an API key")]
 
     def __str__(self) -> str:
         return f"{self.display_prefix} ({self.name})"

@@ -9,6 +9,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
 from billing.models import Invoice, Plan, StripeEvent, Subscription
+from drake.admin import AuditedAdmin
 
 
 @admin.register(Plan)
@@ -41,7 +42,7 @@ def export_csv(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: Que
     return response
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(AuditedAdmin):
     actions = (export_csv,)
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -7,3 +7,10 @@ class DrakeConfig(AppConfig):
 
     def ready(self) -> None:
         from drake import checks  # noqa: F401  (registers the system checks)
+
+
+from django.contrib.admin.apps import AdminConfig  # noqa: E402
+
+
+class DrakeAdminConfig(AdminConfig):
+    default_site = "drake.admin.DrakeAdminSite"

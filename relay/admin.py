@@ -5,7 +5,8 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest
 
-from relay.models import DeliveryAttempt, Message
+from drake.admin import AuditedAdmin
+from relay.models import ApiRequest, DeliveryAttempt, Message
 
 
 class AttemptInline(admin.TabularInline):
@@ -20,7 +21,7 @@ class AttemptInline(admin.TabularInline):
 
 
 @admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
+class MessageAdmin(AuditedAdmin):
     list_display = ("public_id", "user", "from_email", "status", "attempts", "created_at", "sent_at")
     list_filter = ("status", "created_at")
     list_select_related = ("user",)
@@ -37,6 +38,26 @@ class MessageAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         # Viewing is allowed through view permission; nothing is editable.
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(ApiRequest)
+class ApiRequestAdmin(AuditedAdmin):
+    """Usage metadata for support: who called what, when, with what result."""
+
+    list_display = ("created_at", "user", "key_prefix", "method", "endpoint", "status", "error_type", "ip")
+    list_filter = ("status", "error_type", "method", "created_at")
+    list_select_related = ("user",)
+    search_fields = ("user__email", "key_prefix", "endpoint", "ip")
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:

@@ -128,8 +128,10 @@ def _meta(sender: Sender, via: str) -> dict[str, Any]:
     return {"provider": sender.provider, "from_email": sender.from_email, "host": sender.host, "via": via}
 
 
-def pause_sender(sender: Sender, reason: str, *, until: Any = None) -> bool:
-    """Pause delivery through a sender (called by the relay). Returns False if already paused."""
+def pause_sender(
+    sender: Sender, reason: str, *, until: Any = None, actor: Any = None, request: HttpRequest | None = None
+) -> bool:
+    """Pause delivery through a sender (by the relay, or by staff). Returns False if already paused."""
     now = timezone.now()
     with transaction.atomic():
         updated = Sender.objects.filter(pk=sender.pk, paused_at__isnull=True).update(
@@ -138,9 +140,28 @@ def pause_sender(sender: Sender, reason: str, *, until: Any = None) -> bool:
         if updated:
             record(
                 "sender.paused",
+                actor=actor,
+                actor_label=None if actor else "system",
                 account=sender.user,
                 target=sender,
-                actor_label="system",
+                request=request,
                 detail={"reason": reason[:300], "until": until.isoformat() if until else None},
+            )
+    return bool(updated)
+
+
+def resume_sender(sender: Sender, reason: str, *, actor: Any, request: HttpRequest | None = None) -> bool:
+    with transaction.atomic():
+        updated = Sender.objects.filter(pk=sender.pk, paused_at__isnull=False).update(
+            paused_at=None, paused_until=None, paused_reason=""
+        )
+        if updated:
+            record(
+                "sender.resumed",
+                actor=actor,
+                account=sender.user,
+                target=sender,
+                request=request,
+                detail={"reason": reason[:300]},
             )
     return bool(updated)

@@ -5,11 +5,14 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest
 
+from drake.admin import AuditedAdmin
+from drake.admin_actions import reason_action
+from senders import actions
 from senders.models import Sender
 
 
 @admin.register(Sender)
-class SenderAdmin(admin.ModelAdmin):
+class SenderAdmin(AuditedAdmin):
     list_display = (
         "public_id",
         "from_email",
@@ -44,8 +47,28 @@ class SenderAdmin(admin.ModelAdmin):
     )
     readonly_fields = (
         "public_id", "user", "provider", "from_email", "from_name", "host", "port", "security", "username",
-        "verified_at", "last_verify_error", "disabled_at", "disabled_reason", "created_at", "updated_at",
+        "verified_at", "last_verify_error", "paused_at", "paused_until", "paused_reason", "disabled_at",
+        "disabled_reason", "created_at", "updated_at",
     )  # fmt: skip
+    actions = (
+        reason_action(
+            "pause",
+            "Pause delivery through the selected senders",
+            lambda sender, reason, request: actions.pause_sender(
+                sender, f"Paused by support: {reason}", actor=request.user, request=request
+            ),
+            permission="pause",
+        ),
+        reason_action(
+            "resume",
+            "Resume the selected senders",
+            lambda sender, reason, request: actions.resume_sender(sender, reason, actor=request.user, request=request),
+            permission="pause",
+        ),
+    )
+
+    def has_pause_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("senders.pause_sender")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

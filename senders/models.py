@@ -57,6 +57,7 @@ class Sender(models.Model):
 
     class Meta:
         ordering = ("-created_at",)
+        permissions = [("pause_sender", "Can pause or resume a sender")]
 
     def __str__(self) -> str:
         return f"{self.from_email} via {self.host}"

@@ -1,0 +1,154 @@
+"""Staff roles, audited admin access, append-only audit events, and the staff second factor."""
+
+import pytest
+from django.contrib.auth.models import Group
+from django.core.management import call_command
+
+from accounts.models import ApiKey
+from auditlog.models import AuditEvent
+from billing.models import Invoice
+from senders import actions as sender_actions
+from senders.models import Sender
+
+STAFF_PASSWORD = "a sturdy staff passphrase"
+
+
+@pytest.fixture(autouse=True)
+def roles(db, settings):
+    settings.ADMIN_REQUIRE_2FA = False  # force_login cannot pass a TOTP step; one test below does.
+    call_command("setup_roles", stdout=open("/dev/null", "w"))  # noqa: SIM115
+
+
+def _staff(django_user_model, email, group):
+    user = django_user_model.objects.create_user(email, STAFF_PASSWORD, is_staff=True)
+    user.groups.add(Group.objects.get(name=group))
+    return user
+
+
+@pytest.fixture
+def sam(django_user_model):
+    return _staff(django_user_model, "sam@3drake.test", "Support")
+
+
+@pytest.fixture
+def fiona(django_user_model):
+    return _staff(django_user_model, "fiona@3drake.test", "Finance")
+
+
+@pytest.fixture
+def alice_sender(alice):
+    return sender_actions.create_sender(
+        alice, {"provider": "gmail", "from_email": "alice@example.org", "password": "pw"}
+    )
+
+
+def _act(client, url, action, pk, reason):
+    return client.post(url, {"action": action, "_selected_action": [pk], "apply": "1", "reason": reason})
+
+
+def test_support_does_exactly_the_support_actions(client, sam, alice, alice_key, alice_sender):
+    client.force_login(sam)
+    assert client.get("/admin/accounts/user/").status_code == 200
+    assert client.get(f"/admin/accounts/user/{alice.pk}/change/").status_code == 200
+    assert client.get("/admin/senders/sender/").status_code == 200
+    assert client.get("/admin/relay/message/").status_code == 200
+
+    key = ApiKey.objects.get(user=alice)
+    assert _act(client, "/admin/accounts/user/", "suspend", alice.pk, "chargeback fraud").status_code == 302
+    assert _act(client, "/admin/accounts/apikey/", "revoke", key.pk, "leaked on a forum").status_code == 302
+    assert _act(client, "/admin/senders/sender/", "pause", alice_sender.pk, "spam reports").status_code == 302
+    alice.refresh_from_db()
+    key.refresh_from_db()
+    assert alice.suspended_at and key.revoked_at and Sender.objects.get(pk=alice_sender.pk).paused_at
+    for action, reason in [("account.suspended", "chargeback fraud"), ("api_key.revoked", "leaked on a forum")]:
+        event = AuditEvent.objects.get(action=action)
+        assert (event.actor, event.detail["reason"]) == (sam, reason)
+    assert AuditEvent.objects.get(action="sender.paused").actor == sam
+
+    # Nothing beyond that: no edits, no billing.
+    response = client.post(f"/admin/accounts/user/{alice.pk}/change/", {"name": "Mallory", "is_staff": "on"})
+    assert response.status_code == 403
+    for url in ["/admin/billing/invoice/", "/admin/billing/subscription/", "/admin/billing/plan/"]:
+        assert client.get(url).status_code == 403
+
+
+def test_finance_sees_billing_and_nothing_else(client, fiona, alice):
+    Invoice.objects.create(user=alice, stripe_invoice_id="in_1", number="INV-1", amount_due=1500, status="paid")
+    client.force_login(fiona)
+    for url in ["/admin/billing/invoice/", "/admin/billing/subscription/", "/admin/billing/plan/"]:
+        assert client.get(url).status_code == 200
+    export = client.post(
+        "/admin/billing/invoice/", {"action": "export_csv", "_selected_action": [Invoice.objects.get().pk]}
+    )
+    assert export["Content-Type"] == "text/csv"
+    assert "INV-1" in export.content.decode()
+    for url in [
+        "/admin/accounts/user/",
+        "/admin/senders/sender/",
+        "/admin/relay/message/",
+        "/admin/auditlog/auditevent/",
+    ]:
+        assert client.get(url).status_code == 403
+
+
+def test_viewing_an_account_in_the_admin_is_audited(client, sam, alice):
+    client.force_login(sam)
+    client.get(f"/admin/accounts/user/{alice.pk}/change/")
+    event = AuditEvent.objects.get(action="admin.viewed")
+    assert (event.actor, event.account_id, event.target_id) == (sam, alice.pk, str(alice.pk))
+
+
+def test_opening_the_message_log_is_audited(client, sam):
+    client.force_login(sam)
+    client.get("/admin/relay/message/?status=failed")
+    event = AuditEvent.objects.get(action="admin.listed")
+    assert event.detail == {"model": "relay.message", "query": {"status": "failed"}}
+
+
+def test_nobody_edits_or_deletes_audit_events(client, sam, django_user_model, alice):
+    root = django_user_model.objects.create_superuser("root@3drake.test", STAFF_PASSWORD)
+    event = AuditEvent.objects.filter(account_id=alice.pk).first()
+    for user in (sam, root):
+        client.force_login(user)
+        assert client.post(f"/admin/auditlog/auditevent/{event.pk}/delete/", {"post": "yes"}).status_code == 403
+        assert client.post(f"/admin/auditlog/auditevent/{event.pk}/change/", {"action": "x"}).status_code in (403, 200)
+    assert AuditEvent.objects.filter(pk=event.pk).exists()
+    event.action = "tampered"
+    with pytest.raises(TypeError):
+        event.save()
+    with pytest.raises(TypeError):
+        AuditEvent.objects.filter(pk=event.pk).update(action="tampered")
+    with pytest.raises(TypeError):
+        event.delete()
+    assert AuditEvent.objects.get(pk=event.pk).action != "tampered"
+
+
+def test_staff_without_a_second_factor_cannot_reach_the_admin(client, sam, settings):
+    settings.ADMIN_REQUIRE_2FA = True
+    client.force_login(sam)
+    response = client.get("/admin/accounts/user/")
+    assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
+    # Password alone is not enough on the login form either.
+    client.logout()
+    login = client.post("/admin/login/", {"username": sam.email, "password": STAFF_PASSWORD})
+    assert client.get("/admin/accounts/user/").status_code == 302
+    assert login.status_code == 200
+
+
+def test_staff_with_a_verified_totp_code_get_in(client, sam, settings):
+    from django_otp.oath import totp
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    settings.ADMIN_REQUIRE_2FA = True
+    device = TOTPDevice.objects.create(user=sam, name="phone", confirmed=True)
+    response = client.post(
+        "/admin/login/?next=/admin/",
+        {
+            "username": sam.email,
+            "password": STAFF_PASSWORD,
+            "otp_device": device.persistent_id,
+            "otp_token": str(totp(device.bin_key)).zfill(6),
+        },
+    )
+    assert response.status_code == 302
+    assert client.get("/admin/accounts/user/").status_code == 200
