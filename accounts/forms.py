@@ -48,3 +48,11 @@ class ProfileForm(forms.ModelForm):
 
 class ApiKeyForm(forms.Form):
     name = forms.CharField(max_length=100, help_text="What uses this key, e.g. “production web app”.")
+
+
+class TokenForm(forms.Form):
+    code = forms.CharField(
+        label="6-digit code from your authenticator app",
+        max_length=10,
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric", "autofocus": True}),
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model, login
@@ -18,8 +20,8 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 from django_ratelimit.decorators import ratelimit
 
-from accounts import actions
-from accounts.forms import ApiKeyForm, LoginForm, ProfileForm, SignupForm
+from accounts import actions, twofactor
+from accounts.forms import ApiKeyForm, LoginForm, ProfileForm, SignupForm, TokenForm
 from accounts.models import ApiKey, User
 from auditlog.events import record
 
@@ -65,6 +67,11 @@ class LoginView(auth_views.LoginView):
         return super().post(request, *args, **kwargs)
 
     def form_valid(self, form: LoginForm) -> HttpResponse:
+        user = form.get_user()
+        if twofactor.confirmed_device(user) is not None:
+            # The password was right; the session is not logged in until the code is too.
+            self.request.session[PENDING_2FA] = {"user": user.pk, "next": self.get_success_url()}
+            return redirect("accounts:login_verify")
         response = super().form_valid(form)
         record("login.succeeded", actor=self.request.user, account=self.request.user, request=self.request)
         return response
@@ -74,6 +81,87 @@ class LoginView(auth_views.LoginView):
         # Audited against the account it targeted, if any; the page says the same either way.
         record("login.failed", account=user, request=self.request)
         return super().form_invalid(form)
+
+
+PENDING_2FA = "drake_pending_2fa"
+
+
+@never_cache
+@ratelimit(key="ip", rate=lambda g, r: settings.LOGIN_RATE_PER_IP, method="POST", block=False)
+@require_http_methods(["GET", "POST"])
+def login_verify(request: HttpRequest) -> HttpResponse:
+    """The second step of a login with two-factor authentication on."""
+    pending = request.session.get(PENDING_2FA)
+    user = User.objects.filter(pk=pending["user"], is_active=True).first() if pending else None
+    device = twofactor.confirmed_device(user) if user else None
+    if device is None:
+        return redirect("accounts:login")
+    form = TokenForm(request.POST or None)
+    if request.method == "POST":
+        if getattr(request, "limited", False):
+            form.add_error(None, THROTTLED_MESSAGE)
+            return render(request, "accounts/login_verify.html", {"form": form}, status=429)
+        if form.is_valid() and twofactor.verify(device, form.cleaned_data["code"]):
+            del request.session[PENDING_2FA]
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            twofactor.otp_login(request, device)
+            record("login.succeeded", actor=user, account=user, request=request, detail={"second_factor": True})
+            return redirect(pending.get("next") or "accounts:dashboard")
+        record("login.failed", account=user, request=request, detail={"second_factor": True})
+        form.add_error("code", "That code is not right. Codes change every 30 seconds.")
+    return render(request, "accounts/login_verify.html", {"form": form})
+
+
+@never_cache
+@login_required
+@require_http_methods(["GET", "POST"])
+def two_factor(request: HttpRequest) -> HttpResponse:
+    device = twofactor.confirmed_device(request.user)
+    form = TokenForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        code = form.cleaned_data["code"]
+        if device is not None:
+            if twofactor.disable(request.user, code, request=request):
+                messages.success(request, "Two-factor authentication is off.")
+                return redirect("accounts:two_factor")
+        else:
+            if twofactor.enable(request.user, twofactor.pending_device(request.user), code, request=request):
+                messages.success(request, "Two-factor authentication is on. You will be asked for a code at sign-in.")
+                return redirect("accounts:two_factor")
+        form.add_error("code", "That code is not right. Codes change every 30 seconds.")
+    context = {"form": form, "enabled": device is not None}
+    if device is None:
+        pending = twofactor.pending_device(request.user)
+        context.update(qr=twofactor.qr_svg(pending), secret=twofactor.secret_base32(pending))
+    return render(request, "accounts/two_factor.html", context)
+
+
+@login_required
+def activity(request: HttpRequest) -> HttpResponse:
+    from auditlog.models import AuditEvent
+
+    events = AuditEvent.objects.for_account(request.user).select_related("actor")[:100]
+    return render(request, "accounts/activity.html", {"events": events})
+
+
+class PasswordChangeView(auth_views.PasswordChangeView):
+    template_name = "accounts/password_change.html"
+    success_url = reverse_lazy("accounts:password_change_done")
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        response = super().form_valid(form)
+        record("password.changed", actor=self.request.user, account=self.request.user, request=self.request)
+        return response
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    template_name = "accounts/password_reset_confirm.html"
+    success_url = reverse_lazy("accounts:login")
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        response = super().form_valid(form)
+        record("password.reset", actor_label=form.user.email, account=form.user, target=form.user, request=self.request)
+        return response
 
 
 def _domain(request: HttpRequest) -> str:
