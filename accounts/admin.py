@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 
 from accounts import actions
 from accounts.models import ApiKey, User
@@ -30,9 +32,9 @@ class UserAdmin(AuditedAdmin):
     list_select_related = ("plan",)
     search_fields = ("email", "name")
     ordering = ("-date_joined",)
-    readonly_fields = ("email", "date_joined", "last_login", "suspended_at", "suspension_reason")
+    readonly_fields = ("email", "date_joined", "last_login", "suspended_at", "suspension_reason", "related")
     fieldsets = (
-        ("Account", {"fields": ("email", "name", "plan", "date_joined", "last_login")}),
+        ("Account", {"fields": ("email", "name", "plan", "date_joined", "last_login", "related")}),
         ("Suspension", {"fields": ("suspended_at", "suspension_reason")}),
         ("Access", {"fields": ("is_active", "is_staff", "is_superuser", "groups")}),
     )
@@ -56,6 +58,21 @@ class UserAdmin(AuditedAdmin):
             permission="suspend",
         ),
     )
+
+    @admin.display(description="Related records")
+    def related(self, user: User) -> str:
+        links = [
+            ("Senders", "admin:senders_sender_changelist"),
+            ("Messages", "admin:relay_message_changelist"),
+            ("API requests", "admin:relay_apirequest_changelist"),
+            ("Invoices", "admin:billing_invoice_changelist"),
+            ("Audit events", "admin:auditlog_auditevent_changelist"),
+        ]
+        parts = []
+        for label, name in links:
+            field = "account_id__exact" if name.startswith("admin:auditlog") else "user__id__exact"
+            parts.append(format_html('<a href="{}?{}={}">{}</a>', reverse(name), field, user.pk, label))
+        return format_html_join(" · ", "{}", ((p,) for p in parts))
 
     def has_suspend_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("accounts.suspend_account")

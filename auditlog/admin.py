@@ -6,9 +6,9 @@ from auditlog.models import AuditEvent
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(admin.ModelAdmin):
-    list_display = ("created_at", "actor_label", "actor_ip", "action", "target_type", "target_id")
-    list_filter = ("action", "created_at")
-    search_fields = ("actor_label", "action", "target_id")
+    list_display = ("created_at", "actor_label", "actor_ip", "action", "target_type", "target_id", "account_id")
+    list_filter = ("action", "target_type", "created_at")
+    search_fields = ("actor_label", "action", "target_id", "=account_id")
     date_hierarchy = "created_at"
 
     def has_add_permission(self, request: HttpRequest) -> bool:

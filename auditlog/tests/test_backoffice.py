@@ -152,3 +152,13 @@ def test_staff_with_a_verified_totp_code_get_in(client, sam, settings):
     )
     assert response.status_code == 302
     assert client.get("/admin/accounts/user/").status_code == 200
+
+
+def test_the_account_page_links_to_its_records(client, django_user_model, alice):
+    root = django_user_model.objects.create_superuser("root@3drake.test", STAFF_PASSWORD)
+    client.force_login(root)
+    page = client.get(f"/admin/accounts/user/{alice.pk}/change/").content.decode()
+    assert f"/admin/senders/sender/?user__id__exact={alice.pk}" in page
+    assert f"/admin/billing/invoice/?user__id__exact={alice.pk}" in page
+    assert f"/admin/auditlog/auditevent/?account_id__exact={alice.pk}" in page
+    assert client.get(f"/admin/relay/message/?user__id__exact={alice.pk}").status_code == 200

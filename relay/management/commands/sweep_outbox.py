@@ -6,6 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
+from auditlog.events import record
 from relay import outbox
 
 
@@ -17,4 +18,5 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         counts = outbox.sweep()
+        record("outbox.swept", actor_label="shell", detail=counts)
         self.stdout.write(f"Published {counts['published']} message(s); expired {counts['expired']}.")
