@@ -154,3 +154,42 @@ def unsuspend_account(user: User, *, reason: str, actor: User | None, request: H
             )
     user.refresh_from_db(fields=["suspended_at", "suspension_reason"])
     return bool(updated)
+
+
+EMAIL_CHANGE_SALT = "drake.accounts.email-change"
+EMAIL_CHANGE_MAX_AGE = 60 * 60 * 48
+
+
+def request_email_change(user: User, new_email: str, *, request: HttpRequest, confirm_url: str) -> None:
+    """Mail a confirmation link to the new address; nothing changes until it is followed.
+
+    `confirm_url` is a format string with a `{token}` placeholder.
+    """
+    from django.core import signing
+
+    from accounts import mail
+
+    token = signing.dumps({"u": user.pk, "e": new_email.strip()}, salt=EMAIL_CHANGE_SALT)
+    mail.send_email_change(new_email.strip(), request.build_absolute_uri(confirm_url.format(token=token)))
+    record("email.change_requested", actor=user, account=user, request=request)
+
+
+def confirm_email_change(token: str, *, request: HttpRequest) -> User | None:
+    """Apply a confirmed email change; None if the link is bad, expired or the address taken."""
+    from django.core import signing
+
+    try:
+        data = signing.loads(token, salt=EMAIL_CHANGE_SALT, max_age=EMAIL_CHANGE_MAX_AGE)
+    except signing.BadSignature:
+        return None
+    user = User.objects.filter(pk=data["u"]).first()
+    if user is None or User.objects.filter(email__iexact=data["e"]).exclude(pk=user.pk).exists():
+        return None
+    try:
+        with transaction.atomic():
+            User.objects.filter(pk=user.pk).update(email=data["e"])
+            record("email.changed", actor=user, actor_label=data["e"], account=user, request=request)
+    except IntegrityError:
+        return None
+    user.email = data["e"]
+    return user

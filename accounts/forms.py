@@ -56,3 +56,34 @@ class TokenForm(forms.Form):
         max_length=10,
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric", "autofocus": True}),
     )
+
+
+class ConfirmPasswordForm(forms.Form):
+    """Re-authentication before something sensitive (export, deletion)."""
+
+    password = forms.CharField(
+        label="Your password", strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "current-password"})
+    )
+
+    def __init__(self, user: User, *args: object, **kwargs: object) -> None:
+        self.user = user
+        super().__init__(*args, **kwargs)
+
+    def clean_password(self) -> str:
+        password = self.cleaned_data["password"]
+        if not self.user.check_password(password):
+            raise forms.ValidationError("That is not your password.")
+        return password
+
+
+class DeleteAccountForm(ConfirmPasswordForm):
+    confirm = forms.CharField(label='Type "delete my account" to confirm', max_length=40)
+
+    def clean_confirm(self) -> str:
+        if self.cleaned_data["confirm"].strip().lower() != "delete my account":
+            raise forms.ValidationError("Type exactly: delete my account")
+        return self.cleaned_data["confirm"]
+
+
+class EmailChangeForm(ConfirmPasswordForm):
+    new_email = forms.EmailField(label="New email address", max_length=254)

@@ -29,3 +29,9 @@ def send_signup_existing(user: User, *, request: HttpRequest) -> None:
         "reset_link": request.build_absolute_uri(reverse("accounts:password_reset")),
     }
     _send(user, "signup_existing", context)
+
+
+def send_email_change(new_email: str, link: str) -> None:
+    subject = render_to_string("accounts/email/email_change_subject.txt", {}).strip()
+    body = render_to_string("accounts/email/email_change.txt", {"link": link})
+    send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [new_email])

@@ -16,7 +16,10 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("account/", views.profile, name="profile"),
     path("account/two-factor/", views.two_factor, name="two_factor"),
+    path("account/email/<str:token>/", views.email_confirm, name="email_confirm"),
     path("account/activity/", views.activity, name="activity"),
+    path("account/export/", views.export, name="export"),
+    path("account/delete/", views.delete_account, name="delete"),
     path(
         "account/password/",
         views.PasswordChangeView.as_view(),

@@ -6,11 +6,11 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import get_user_model, login
+from django.contrib.auth import get_user_model, login, logout
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.tokens import default_token_generator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils.decorators import method_decorator
@@ -20,8 +20,17 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 from django_ratelimit.decorators import ratelimit
 
-from accounts import actions, twofactor
-from accounts.forms import ApiKeyForm, LoginForm, ProfileForm, SignupForm, TokenForm
+from accounts import actions, privacy, twofactor
+from accounts.forms import (
+    ApiKeyForm,
+    ConfirmPasswordForm,
+    DeleteAccountForm,
+    EmailChangeForm,
+    LoginForm,
+    ProfileForm,
+    SignupForm,
+    TokenForm,
+)
 from accounts.models import ApiKey, User
 from auditlog.events import record
 
@@ -164,6 +173,38 @@ class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
         return response
 
 
+@sensitive_post_parameters("password")
+@login_required
+@require_http_methods(["GET", "POST"])
+def export(request: HttpRequest) -> HttpResponse:
+    """Download everything we hold about the account, after re-entering the password."""
+    form = ConfirmPasswordForm(request.user, request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        privacy.export_requested(request.user, request=request)
+        response = StreamingHttpResponse(privacy.export_chunks(request.user), content_type="application/json")
+        response["Content-Disposition"] = 'attachment; filename="3drake-export.json"'
+        response["Cache-Control"] = "no-store"
+        return response
+    return render(request, "accounts/export.html", {"form": form})
+
+
+@sensitive_post_parameters("password")
+@login_required
+@require_http_methods(["GET", "POST"])
+def delete_account(request: HttpRequest) -> HttpResponse:
+    form = DeleteAccountForm(request.user, request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = request.user
+        try:
+            privacy.delete_account(user, request=request, via="console")
+        except privacy.DeletionBlocked as exc:
+            form.add_error(None, f"Your account was not deleted: {exc} Please contact support.")
+        else:
+            logout(request)
+            return render(request, "accounts/deleted.html")
+    return render(request, "accounts/delete.html", {"form": form})
+
+
 def _domain(request: HttpRequest) -> str:
     return (request.POST.get("username") or "").rpartition("@")[2][:100]
 
@@ -217,15 +258,34 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     return render(request, "accounts/dashboard.html", context)
 
 
+@sensitive_post_parameters("password")
 @login_required
 @require_http_methods(["GET", "POST"])
 def profile(request: HttpRequest) -> HttpResponse:
-    form = ProfileForm(request.POST or None, instance=request.user)
-    if request.method == "POST" and form.is_valid():
+    is_email = request.method == "POST" and "new_email" in request.POST
+    form = ProfileForm(request.POST if request.method == "POST" and not is_email else None, instance=request.user)
+    email_form = EmailChangeForm(request.user, request.POST if is_email else None)
+    if request.method == "POST" and not is_email and form.is_valid():
         form.save()
         messages.success(request, "Profile saved.")
         return redirect("accounts:profile")
-    return render(request, "accounts/profile.html", {"form": form})
+    if is_email and email_form.is_valid():
+        confirm = reverse("accounts:email_confirm", kwargs={"token": "TOKEN"}).replace("TOKEN", "{token}")
+        actions.request_email_change(
+            request.user, email_form.cleaned_data["new_email"], request=request, confirm_url=confirm
+        )
+        messages.success(request, "Check the new address: the change happens when you follow the link we sent there.")
+        return redirect("accounts:profile")
+    return render(request, "accounts/profile.html", {"form": form, "email_form": email_form})
+
+
+@never_cache
+def email_confirm(request: HttpRequest, token: str) -> HttpResponse:
+    user = actions.confirm_email_change(token, request=request)
+    if user is None:
+        return render(request, "accounts/activation_invalid.html", status=400)
+    messages.success(request, f"Your email is now {user.email}.")
+    return redirect("accounts:profile" if request.user.is_authenticated else "accounts:login")
 
 
 @never_cache

@@ -36,7 +36,7 @@ def record(
         raise ValueError(f"Audit detail may not carry {sorted(leaked)}")
     if actor is not None and not getattr(actor, "is_authenticated", False):
         actor = None
-    label = actor_label or (actor.email if actor is not None else "")
+    label = actor_label if actor_label is not None else (actor.email if actor is not None else "")
     return AuditEvent.objects.create(
         actor=actor,
         actor_label=label,

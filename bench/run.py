@@ -435,8 +435,62 @@ def bench_usage_overhead(key: str, sender: str, count: int = 500) -> None:
     print(f"usage metadata: {with_usage:.2f} ms per send with, {without_usage:.2f} ms without")
 
 
+def bench_retention(rows: int = 1_000_000) -> None:
+    """rotate_logs over a million old request records: time and peak memory (max RSS)."""
+    from django.db import connection
+
+    from accounts.models import User
+
+    user = User.objects.get(email="bench@example.org")
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM relay_apirequest")
+        cursor.execute(
+            """
+            INSERT INTO relay_apirequest (user_id, key_prefix, created_at, method, endpoint, status, error_type,
+                                          size_bucket, ip, ip_truncated, user_agent)
+            SELECT %s, 'drk_bench', now() - interval '40 days' - (g %% 1000) * interval '1 minute', 'POST',
+                   CASE WHEN g %% 3 = 0 THEN '/v1/messages' ELSE '/v1/send' END,
+                   CASE WHEN g %% 10 = 0 THEN 429 ELSE 202 END,
+                   CASE WHEN g %% 10 = 0 THEN 'rate_limited' ELSE '' END,
+                   '<1K', '203.0.113.7', false, 'bench'
+            FROM generate_series(1, %s) AS g
+            """,
+            [user.pk, rows],
+        )
+
+    def max_rss(*args: str) -> tuple[float, int]:
+        started = time.monotonic()
+        out = subprocess.run(
+            ["/usr/bin/time", "-v", sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", out.stderr).group(1))
+        return time.monotonic() - started, rss
+
+    _, baseline = max_rss("check")
+    elapsed, rss = max_rss("rotate_logs", "--quiet")
+    from relay.models import ApiRequest, DailyUsage
+
+    left = ApiRequest.objects.count()
+    folded = sum(DailyUsage.objects.filter(metric="requests.endpoint").values_list("count", flat=True))
+    RESULTS["retention"] = {
+        "rows": rows,
+        "seconds": round(elapsed, 1),
+        "max_rss_mb": round(rss / 1024, 1),
+        "baseline_rss_mb": round(baseline / 1024, 1),
+        "rows_left": left,
+        "aggregated": folded,
+    }
+    print(
+        f"rotate_logs: {rows} rows in {elapsed:.1f} s, max RSS {rss / 1024:.0f} MB (manage.py check: {baseline / 1024:.0f} MB); left {left}, aggregated {folded}"
+    )
+
+
 def main() -> None:
-    parts = sys.argv[1:] or ["accept", "delivery", "latency", "rtt", "profile", "usage"]
+    parts = sys.argv[1:] or ["accept", "delivery", "latency", "rtt", "profile", "usage", "retention"]
     prepare_database()
     setup_django()
     # One sink up while senders are created: nothing connects yet, but the CA file must exist.
@@ -455,6 +509,8 @@ def main() -> None:
         bench_profile(senders)
     if "usage" in parts:
         bench_usage_overhead(key, senders[0])
+    if "retention" in parts:
+        bench_retention()
     RESULTS["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0], "uname": " ".join(os.uname()[2:5])}
     # Merge: a partial run updates its own parts and keeps the others' last figures.
     path = ROOT / "bench" / "results.json"

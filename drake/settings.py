@@ -238,6 +238,13 @@ RELAY_REQUEUE_AFTER_SECONDS = env.float("RELAY_REQUEUE_AFTER_SECONDS", default=6
 # Pooled SMTP connections per worker process: closed after this long idle.
 RELAY_POOL_IDLE_SECONDS = env.float("RELAY_POOL_IDLE_SECONDS", default=30)
 
+# --- Retention (rotate_logs) ----------------------------------------------------------------
+# Raw message and request logs follow the plan's retention_days; IPs are truncated sooner.
+REQUEST_IP_RETENTION_DAYS = env.int("REQUEST_IP_RETENTION_DAYS", default=7)
+# Customers' own security events (logins, key and sender changes) are kept this long.
+SECURITY_EVENT_RETENTION_DAYS = env.int("SECURITY_EVENT_RETENTION_DAYS", default=365)
+RETENTION_BATCH = env.int("RETENTION_BATCH", default=5000)
+
 # --- Stripe -----------------------------------------------------------------------------------
 STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
 STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")

@@ -148,6 +148,8 @@ class ApiRequest(models.Model):
     error_type = models.CharField(max_length=40, blank=True)
     size_bucket = models.CharField(max_length=12, help_text="Approximate request size, e.g. <1K, 1-10K.")
     ip = models.GenericIPAddressField(null=True, blank=True)
+    # Set once the IP is cut to its /24 (IPv4) or /48 (IPv6) network after REQUEST_IP_RETENTION_DAYS.
+    ip_truncated = models.BooleanField(default=False)
     user_agent = models.CharField(max_length=200, blank=True)
 
     class Meta:
@@ -161,3 +163,23 @@ class ApiRequest(models.Model):
 
     def __str__(self) -> str:
         return f"{self.method} {self.endpoint} {self.status}"
+
+
+class DailyUsage(models.Model):
+    """What raw logs become after their retention window: counts per account, day and dimension."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    # e.g. "messages.status" / "sent", "messages.error" / "auth_failed", "requests.endpoint" / "POST /v1/send"
+    metric = models.CharField(max_length=40)
+    dimension = models.CharField(max_length=120)
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ("-day", "metric", "dimension")
+        constraints = [
+            models.UniqueConstraint(fields=["user", "day", "metric", "dimension"], name="one_aggregate_per_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.metric}={self.dimension}: {self.count}"

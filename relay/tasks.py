@@ -30,3 +30,10 @@ def sweep() -> dict[str, int]:
 @worker_process_shutdown.connect
 def _close_pool(**kwargs: object) -> None:
     transport.pool.close_all()
+
+
+@shared_task(name="relay.rotate_logs", ignore_result=True, time_limit=3600)
+def rotate_logs() -> str:
+    from relay import retention
+
+    return retention.rotate().line()

@@ -1,0 +1,39 @@
+"""`export_account --email E [--output FILE]`: the account's data as JSON (GDPR access/export)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from accounts import privacy
+from accounts.models import User
+
+
+class Command(BaseCommand):
+    help = (
+        "Write everything 3drake holds about an account as one JSON document: profile, plan, billing "
+        "records, sender metadata, API key metadata, message metadata, request logs, aggregates and "
+        "security events. Never secrets, key hashes or message content. Streams, so large accounts fit."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--email", required=True)
+        parser.add_argument("--output", help="File to write (default: standard output).")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        user = User.objects.filter(email__iexact=options["email"].strip()).select_related("plan").first()
+        if user is None:
+            raise CommandError(f"No account with the email {options['email']}.")
+        privacy.export_requested(user, via="shell")
+        size = 0
+        if options["output"]:
+            with open(options["output"], "w", encoding="utf-8") as out:
+                for chunk in privacy.export_chunks(user):
+                    out.write(chunk)
+                    size += len(chunk)
+        else:
+            for chunk in privacy.export_chunks(user):
+                self.stdout.write(chunk, ending="")
+        if options["output"]:
+            self.stdout.write(self.style.SUCCESS(f"Exported {user.email} to {options['output']} ({size} characters)."))

@@ -1,0 +1,186 @@
+"""Users' rights: export everything we hold about an account, and erase the account.
+
+Export streams a JSON document section by section (bounded memory for large accounts) and never
+contains a secret, a key hash or message content (we do not have content to give). Deletion
+removes the account and everything personal; it keeps the billing records accounting law requires,
+detached from the person, and one audit event saying that the deletion happened.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from datetime import date, datetime
+from typing import Any
+
+from django.contrib.admin.models import LogEntry
+from django.contrib.contenttypes.models import ContentType
+from django.contrib.sessions.models import Session
+from django.db import transaction
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from accounts.models import ApiKey, User
+from auditlog.events import record
+from auditlog.models import AuditEvent
+
+CHUNK = 1000
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
+
+
+def _rows(queryset: QuerySet, fields: list[str]) -> Iterator[dict[str, Any]]:
+    yield from queryset.values(*fields).iterator(chunk_size=CHUNK)
+
+
+def _section(name: str, rows: Iterable[dict[str, Any]]) -> Iterator[str]:
+    yield f',\n"{name}": ['
+    for index, row in enumerate(rows):
+        yield ("" if index == 0 else ",") + "\n  " + json.dumps(row, default=_default, ensure_ascii=False)
+    yield "\n]"
+
+
+def export_chunks(user: User) -> Iterator[str]:
+    """The account's data as one JSON document, in pieces."""
+    from billing.models import Invoice, Subscription
+    from relay.models import ApiRequest, DailyUsage, DeliveryAttempt, Message
+    from senders.models import Sender
+
+    header = {
+        "format": "3drake-export-1",
+        "exported_at": datetime.now().astimezone().isoformat(),
+        "account": {
+            "email": user.email,
+            "name": user.name,
+            "date_joined": user.date_joined,
+            "last_login": user.last_login,
+            "plan": user.plan.as_api() | {"retention_days": user.plan.retention_days},
+            "suspended_at": user.suspended_at,
+        },
+    }
+    yield json.dumps(header, default=_default, ensure_ascii=False)[:-1]
+    subscription = Subscription.objects.filter(user=user).values(
+        "status", "current_period_start", "current_period_end", "cancel_at_period_end"
+    )
+    yield from _section("subscription", subscription)
+    invoice_fields = [
+        "number",
+        "amount_due",
+        "amount_paid",
+        "currency",
+        "status",
+        "period_start",
+        "period_end",
+        "hosted_invoice_url",
+        "created_at",
+    ]
+    yield from _section("invoices", _rows(Invoice.objects.filter(user=user).order_by("pk"), invoice_fields))
+    sender_fields = [
+        "public_id", "provider", "from_email", "from_name", "host", "port", "security", "username",
+        "verified_at", "paused_at", "paused_reason", "created_at",
+    ]  # fmt: skip
+    yield from _section("senders", _rows(Sender.objects.for_account(user).order_by("pk"), sender_fields))
+    key_fields = ["prefix", "name", "created_at", "last_used_at", "revoked_at"]
+    yield from _section("api_keys", _rows(ApiKey.objects.for_account(user).order_by("pk"), key_fields))
+    message_fields = [
+        "public_id", "from_email", "to", "cc_count", "bcc_count", "subject", "size_approx", "status", "attempts",
+        "last_error", "provider_message_id", "refused_recipients", "created_at", "sent_at",
+    ]  # fmt: skip
+    yield from _section("messages", _rows(Message.objects.for_account(user).order_by("pk"), message_fields))
+    attempt_fields = ["message__public_id", "number", "started_at", "outcome", "category", "smtp_code", "reply"]
+    yield from _section(
+        "delivery_attempts", _rows(DeliveryAttempt.objects.filter(message__user=user).order_by("pk"), attempt_fields)
+    )
+    request_fields = [
+        "created_at",
+        "key_prefix",
+        "method",
+        "endpoint",
+        "status",
+        "error_type",
+        "size_bucket",
+        "ip",
+        "user_agent",
+    ]
+    yield from _section("api_requests", _rows(ApiRequest.objects.filter(user=user).order_by("pk"), request_fields))
+    yield from _section(
+        "daily_aggregates",
+        _rows(DailyUsage.objects.filter(user=user).order_by("pk"), ["day", "metric", "dimension", "count"]),
+    )
+    event_fields = ["created_at", "action", "actor_ip", "target_type", "target_id", "detail"]
+    yield from _section("security_events", _rows(AuditEvent.objects.for_account(user).order_by("pk"), event_fields))
+    yield "\n}\n"
+
+
+def export_requested(user: User, *, request: HttpRequest | None = None, via: str = "console") -> None:
+    actor = user if via == "console" else None
+    record(
+        "export.requested",
+        actor=actor,
+        actor_label=None if actor else "shell",
+        account=user,
+        target=user,
+        request=request,
+        detail={"via": via},
+    )
+
+
+class DeletionBlocked(Exception):
+    """Something outside us must happen first (e.g. Stripe could not cancel the subscription)."""
+
+
+@transaction.atomic
+def delete_account(
+    user: User, *, actor: Any = None, request: HttpRequest | None = None, via: str = "console"
+) -> dict[str, int]:
+    """Erase an account. Returns counts of what was removed.
+
+    Removed: the account, its senders (secrets overwritten first), API keys, messages and their
+    encrypted outbox content (so queued messages are never sent), delivery attempts, request logs,
+    aggregates, idempotency keys, two-factor devices, sessions, and its own security events.
+    Kept: invoices (accounting law), detached from the account; staff access trails (they name
+    staff, not the customer); one audit event that the deletion happened, without the email.
+    """
+    from billing import stripe_api
+    from billing.models import Subscription
+    from senders.models import Sender
+
+    pk = user.pk
+    subscription = Subscription.objects.filter(user=user).first()
+    if (
+        subscription
+        and subscription.stripe_subscription_id
+        and subscription.status not in ("canceled", "incomplete_expired")
+    ):
+        if not stripe_api.configured():
+            raise DeletionBlocked("The account has a Stripe subscription but Stripe is not configured here.")
+        try:
+            stripe_api.cancel_subscription(subscription.stripe_subscription_id)
+        except Exception as exc:
+            raise DeletionBlocked(f"Stripe could not cancel the subscription: {exc}") from exc
+    Sender.objects.filter(user=user).update(password_encrypted="")
+    counts: dict[str, int] = {}
+    counts["security_events"] = AuditEvent.objects.filter(account_id=pk, actor_id=pk).delete()[0]
+    AuditEvent.objects.filter(actor_label__iexact=user.email).delete()
+    LogEntry.objects.filter(content_type=ContentType.objects.get_for_model(User), object_id=str(pk)).delete()
+    for session in Session.objects.iterator():
+        if str(session.get_decoded().get("_auth_user_id")) == str(pk):
+            session.delete()
+    if subscription is not None:
+        subscription.delete()
+    _, deleted = user.delete()
+    counts.update({label: n for label, n in deleted.items() if n})
+    # The person who acted is kept only if it is someone else (staff); a self-deletion names no one.
+    staff = actor if actor is not None and getattr(actor, "pk", None) != pk else None
+    record(
+        "account.deleted",
+        actor=staff,
+        actor_label=None if staff else "account owner",
+        request=request,
+        detail={"via": via},
+    )
+    return counts

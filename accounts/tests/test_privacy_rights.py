@@ -1,0 +1,147 @@
+"""GDPR rights: export everything (no secrets), and delete everything but the billing records."""
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+
+from accounts.models import ApiKey
+from auditlog.models import AuditEvent
+from billing.models import Invoice
+from conftest import PASSWORD
+from relay.models import Message, OutboxContent
+from senders import actions as sender_actions
+
+SECRET = "sender-secret-for-export"
+
+
+@pytest.fixture
+def busy_alice(alice, alice_key, alice_api):
+    sender = sender_actions.create_sender(
+        alice, {"provider": "gmail", "from_email": "alice@example.org", "password": SECRET}
+    )
+    alice_api.post(
+        "/v1/send",
+        {"sender": sender.public_id, "to": "bob@example.com", "subject": "Top secret subject", "text": "body text"},
+        format="json",
+    )
+    Invoice.objects.create(user=alice, stripe_invoice_id="in_alice", number="INV-9", amount_due=1500, status="paid")
+    return alice
+
+
+def _export(email="alice@example.org"):
+    out = StringIO()
+    call_command("export_account", "--email", email, stdout=out)
+    return out.getvalue()
+
+
+def test_the_export_has_every_kind_of_record_and_no_secret(busy_alice, alice_key):
+    raw = _export()
+    data = json.loads(raw)
+    assert data["account"]["email"] == "alice@example.org"
+    for section in [
+        "subscription",
+        "invoices",
+        "senders",
+        "api_keys",
+        "messages",
+        "delivery_attempts",
+        "api_requests",
+        "daily_aggregates",
+        "security_events",
+    ]:
+        assert section in data
+    assert data["invoices"][0]["number"] == "INV-9"
+    assert data["senders"][0]["host"] == "smtp.gmail.com"
+    assert data["api_keys"][0]["prefix"] == ApiKey.objects.get(user=busy_alice).prefix
+    assert data["messages"][0]["to"] == ["bob@example.com"]
+    assert data["api_requests"][0]["endpoint"] == "/v1/send"
+    key = ApiKey.objects.get(user=busy_alice)
+    for forbidden in [
+        SECRET,
+        key.secret_hash,
+        alice_key,
+        "Top secret subject",
+        "body text",
+        "password_encrypted",
+        "gAAAA",
+    ]:
+        assert forbidden not in raw
+    assert AuditEvent.objects.filter(action="export.requested", account_id=busy_alice.pk).count() == 1
+
+
+def test_the_console_export_needs_the_password_again(client, busy_alice):
+    client.force_login(busy_alice)
+    refused = client.post("/account/export/", {"password": "not it"})
+    assert refused.status_code == 200 and "That is not your password" in refused.content.decode()
+    response = client.post("/account/export/", {"password": PASSWORD})
+    assert response["Content-Disposition"] == 'attachment; filename="3drake-export.json"'
+    data = json.loads(b"".join(response.streaming_content))
+    assert data["account"]["email"] == "alice@example.org"
+
+
+def _tables_mentioning(text: str) -> set[str]:
+    found = set()
+    with connection.cursor() as cursor:
+        for table in connection.introspection.table_names():
+            cursor.execute(f'SELECT * FROM "{table}"')  # noqa: S608  (names from introspection)
+            if text.lower() in repr(cursor.fetchall()).lower():
+                found.add(table)
+    return found
+
+
+def test_deletion_leaves_only_billing_records_and_one_audit_event(busy_alice, charlie):
+    assert _tables_mentioning("alice@example.org")
+    pk = busy_alice.pk
+    message = Message.objects.get(user=busy_alice)
+    assert OutboxContent.objects.filter(message=message).exists()
+    with pytest.raises(CommandError, match="--yes"):
+        call_command("delete_account", "--email", "alice@example.org", stdout=StringIO())
+    call_command("delete_account", "--email", "alice@example.org", "--yes", stdout=StringIO())
+
+    assert _tables_mentioning("alice@example.org") == set()
+    invoice = Invoice.objects.get(stripe_invoice_id="in_alice")
+    assert invoice.user is None and invoice.number == "INV-9"
+    # The queued message and its content are gone: it can never be sent.
+    assert not Message.objects.filter(pk=message.pk).exists()
+    assert not OutboxContent.objects.exists()
+    assert AuditEvent.objects.filter(action="account.deleted").count() == 1
+    assert not AuditEvent.objects.filter(account_id=pk, action__startswith="login").exists()
+    # Charlie is untouched.
+    charlie.refresh_from_db()
+
+
+def test_alice_deletes_her_account_from_the_console(client, busy_alice):
+    client.force_login(busy_alice)
+    wrong = client.post("/account/delete/", {"password": PASSWORD, "confirm": "yes"})
+    assert wrong.status_code == 200
+    done = client.post("/account/delete/", {"password": PASSWORD, "confirm": "delete my account"})
+    assert "Your account is deleted" in done.content.decode()
+    assert client.get("/dashboard/").status_code == 302
+    assert _tables_mentioning("alice@example.org") == set()
+
+
+def test_alice_changes_her_email_by_confirming_a_link(client, alice):
+    import re
+
+    from django.core import mail
+
+    client.force_login(alice)
+    client.post("/account/", {"new_email": "alice@new.example", "password": PASSWORD})
+    alice.refresh_from_db()
+    assert alice.email == "alice@example.org"  # Not before the link is followed.
+    assert mail.outbox[-1].to == ["alice@new.example"]
+    link = re.search(r"http://testserver(/account/email/\S+/)", mail.outbox[-1].body).group(1)
+    assert client.get(link).status_code == 302
+    alice.refresh_from_db()
+    assert alice.email == "alice@new.example"
+    assert client.get(link.replace("/email/", "/email/x")).status_code == 400
+
+
+def test_the_name_can_be_corrected(client, alice):
+    client.force_login(alice)
+    client.post("/account/", {"name": "Alice Liddell"})
+    alice.refresh_from_db()
+    assert alice.name == "Alice Liddell"

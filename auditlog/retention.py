@@ -1,0 +1,21 @@
+"""Customers' own security events have a window of their own; staff access trails are kept."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Q
+
+from auditlog.models import AuditEvent
+
+# Events a customer's own activity produces (not staff access, not account-level decisions).
+SECURITY_EVENT_PREFIXES = ("login.", "api_key.", "sender.", "2fa.", "password.", "billing.checkout")
+
+
+def prune_security_events(now: datetime) -> int:
+    cutoff = now - timedelta(days=settings.SECURITY_EVENT_RETENTION_DAYS)
+    prefixes = Q()
+    for prefix in SECURITY_EVENT_PREFIXES:
+        prefixes |= Q(action__startswith=prefix)
+    return AuditEvent.objects.filter(prefixes, created_at__lt=cutoff).delete()[0]

@@ -1,0 +1,98 @@
+"""rotate_logs: old raw logs become exact daily aggregates, IPs are truncated, a rerun changes nothing."""
+
+from datetime import timedelta
+from io import StringIO
+
+import time_machine
+from django.core.management import call_command
+from django.utils import timezone
+
+from auditlog.models import AuditEvent
+from relay.models import ApiRequest, DailyUsage, Message
+from relay.retention import truncate_ip
+
+
+def _message(user, sender, status, days_ago, category=None):
+    now = timezone.now()
+    return Message.objects.create(
+        user=user,
+        sender=sender,
+        from_email=sender.from_email,
+        to=["bob@example.com"],
+        message_id_header="<x@example.org>",
+        status=status,
+        last_error={"category": category, "smtp_code": 550, "message": "no"} if category else None,
+        expires_at=now,
+        created_at=now - timedelta(days=days_ago),
+    )
+
+
+def _request(user, endpoint, status, days_ago, ip="203.0.113.77"):
+    return ApiRequest.objects.create(
+        user=user,
+        method="POST",
+        endpoint=endpoint,
+        status=status,
+        size_bucket="<1K",
+        ip=ip,
+        created_at=timezone.now() - timedelta(days=days_ago),
+    )
+
+
+def test_old_logs_fold_into_aggregates_that_add_up(alice, alice_sender):
+    for _ in range(3):
+        _message(alice, alice_sender, "sent", 40)
+    _message(alice, alice_sender, "failed", 40, category="recipient_rejected")
+    recent = _message(alice, alice_sender, "sent", 2)
+    for _ in range(2):
+        _request(alice, "/v1/send", 202, 40)
+    _request(alice, "/v1/send", 429, 40)
+    fresh = _request(alice, "/v1/send", 202, 1)
+    old_ip = _request(alice, "/v1/account", 200, 10, ip="2001:db8:abcd:12:3456::1")
+    out = StringIO()
+    call_command("rotate_logs", "--quiet", stdout=out)
+    assert "Rotated 4 message record(s) and 3 request record(s)" in out.getvalue()
+
+    assert list(Message.objects.values_list("pk", flat=True)) == [recent.pk]
+    assert set(ApiRequest.objects.values_list("pk", flat=True)) == {fresh.pk, old_ip.pk}
+    counts = {(a.metric, a.dimension): a.count for a in DailyUsage.objects.filter(user=alice)}
+    assert counts[("messages.status", "sent")] == 3
+    assert counts[("messages.status", "failed")] == 1
+    assert counts[("messages.error", "recipient_rejected")] == 1
+    assert counts[("requests.endpoint", "POST /v1/send")] == 3
+    assert counts[("requests.status", "202")] == 2 and counts[("requests.status", "429")] == 1
+    assert sum(c for (m, _), c in counts.items() if m == "messages.status") == 4
+
+    old_ip.refresh_from_db()
+    assert (old_ip.ip, old_ip.ip_truncated) == ("2001:db8:abcd::", True)
+    fresh.refresh_from_db()
+    assert fresh.ip == "203.0.113.77"
+
+    # A second run changes nothing.
+    before = list(DailyUsage.objects.values_list("metric", "dimension", "count"))
+    out = StringIO()
+    call_command("rotate_logs", "--quiet", stdout=out)
+    assert "Rotated 0 message record(s) and 0 request record(s)" in out.getvalue()
+    assert list(DailyUsage.objects.values_list("metric", "dimension", "count")) == before
+
+
+def test_the_window_is_the_plans(alice, alice_sender):
+    alice.plan.retention_days = 90
+    alice.plan.save()
+    kept = _message(alice, alice_sender, "sent", 40)
+    call_command("rotate_logs", "--quiet", stdout=StringIO())
+    assert Message.objects.filter(pk=kept.pk).exists()
+
+
+def test_old_customer_security_events_go_staff_trails_stay(alice, settings):
+    with time_machine.travel(timezone.now() - timedelta(days=settings.SECURITY_EVENT_RETENTION_DAYS + 5)):
+        AuditEvent.objects.create(action="login.succeeded", account_id=alice.pk)
+        AuditEvent.objects.create(action="admin.viewed", account_id=alice.pk)
+    call_command("rotate_logs", "--quiet", stdout=StringIO())
+    actions = set(AuditEvent.objects.filter(account_id=alice.pk).values_list("action", flat=True))
+    assert "login.succeeded" not in actions and "admin.viewed" in actions
+
+
+def test_ip_truncation():
+    assert truncate_ip("203.0.113.77") == "203.0.113.0"
+    assert truncate_ip("2001:db8:abcd:12::1") == "2001:db8:abcd::"
