@@ -49,6 +49,8 @@ class User(AbstractBaseUser, PermissionsMixin):
     # Suspended by staff: the API answers 403 permission_denied, the console still works.
     suspended_at = models.DateTimeField(null=True, blank=True)
     suspension_reason = models.CharField(max_length=300, blank=True)
+    # The privacy policy version the customer last acknowledged (a newer one shows a notice).
+    policy_acknowledged_at = models.DateField(null=True, blank=True)
 
     objects = UserManager()
 

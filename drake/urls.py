@@ -1,12 +1,15 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from drake import views
+from drake import legal, views
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("billing/", include("billing.urls")),
+    path("privacy/", legal.privacy_policy, name="privacy"),
+    path("privacy/acknowledge/", legal.acknowledge, name="privacy_acknowledge"),
+    path("docs/", views.docs, name="docs"),
     path("v1/", include("drake.api_urls")),
     path("senders/", include("senders.urls")),
     path("messages/", include("relay.urls")),

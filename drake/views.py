@@ -57,3 +57,14 @@ def server_error(request: HttpRequest) -> HttpResponse:
     if is_api_request(request):
         return error_response(InternalError())
     return defaults.server_error(request)
+
+
+def docs(request: HttpRequest) -> HttpResponse:
+    """Quick start, with the signed-in customer's own sender id in the example."""
+    from django.shortcuts import render
+
+    sender = None
+    if request.user.is_authenticated:
+        sender = request.user.senders.filter(disabled_at__isnull=True).first()
+    base = request.build_absolute_uri("/").rstrip("/")
+    return render(request, "docs.html", {"sender": sender, "base": base})

@@ -5,12 +5,17 @@ from __future__ import annotations
 import json
 from datetime import date
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
 
+from drake.errors import ApiError
+from relay import actions
 from relay.models import ApiRequest, Message, Status
+from relay.validation import SendRequest
 
 PAGE_SIZE = 50
 
@@ -81,3 +86,25 @@ def request_log(request: HttpRequest) -> HttpResponse:
     return render(
         request, "relay/requests.html", {"page": page, "status": status, "status_choices": REQUEST_STATUS_CHOICES}
     )
+
+
+@login_required
+@require_POST
+def send_test(request: HttpRequest, sender_id: str) -> HttpResponse:
+    """Send a test message to the customer's own address through the real relay path."""
+    from senders.models import Sender
+
+    sender = get_object_or_404(Sender.objects.for_account(request.user), public_id=sender_id)
+    test = SendRequest(
+        sender=sender.public_id,
+        to=[request.user.email],
+        subject="3drake test message",
+        text="This is a test message sent through 3drake. If you can read it, your sender works.",
+    )
+    try:
+        message, _ = actions.accept_message(request.user, test, size=len(test.text or ""))
+    except ApiError as error:
+        messages.error(request, f"Not sent: {error.message}")
+        return redirect("senders:detail", sender_id=sender.public_id)
+    messages.success(request, f"Test message queued to {request.user.email}.")
+    return redirect("relay:detail", message_id=message.public_id)

@@ -70,3 +70,23 @@ def test_another_accounts_requests_are_not_listed(client, send, charlie):
     send()
     client.force_login(charlie)
     assert "/v1/send" not in client.get("/messages/api-requests/").content.decode()
+
+
+def test_the_test_email_button_goes_through_the_relay(signed_in, alice, alice_sender):
+    response = signed_in.post(f"/messages/test/{alice_sender.public_id}/")
+    message = Message.objects.get()
+    assert response["Location"] == f"/messages/{message.public_id}/"
+    assert message.to == [alice.email]
+
+
+def test_docs_use_the_customers_own_sender(signed_in, alice_sender):
+    assert alice_sender.public_id in signed_in.get("/docs/").content.decode()
+
+
+def test_the_policy_notice_shows_until_dismissed(signed_in, alice):
+    page = signed_in.get("/dashboard/").content.decode()
+    assert "Privacy Policy</a> was updated" in page
+    signed_in.post("/privacy/acknowledge/", {"next": "/dashboard/"})
+    assert "was updated" not in signed_in.get("/dashboard/").content.decode()
+    policy = signed_in.get("/privacy/").content.decode()
+    assert "Last updated" in policy and "What we do NOT collect" in policy
