@@ -103,10 +103,14 @@ def sign_up(email: str, password: str, *, name: str = "", request: HttpRequest, 
         make_password(password)  # Same work as the other branch: no timing tell.
         mail.send_signup_existing(existing, request=request)
         return
+    from drake.legal import policy
+
     try:
         user = create_account(email, password, name=name, is_active=False, request=request, via="signup")
     except EmailTaken:
         return  # Lost a race with an identical sign-up: that one sends the mail.
+    # Signing up accepts the policy in force (the page says so): no "updated" notice for it.
+    User.objects.filter(pk=user.pk).update(policy_acknowledged_at=policy()["updated"])
     uid = urlsafe_base64_encode(force_bytes(user.pk))
     token = default_token_generator.make_token(user)
     mail.send_activation(user, request.build_absolute_uri(activation_url.format(uid=uid, token=token)))
