@@ -65,6 +65,15 @@ def page(browser):
 def shot(page, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    # Accessibility: every visible form control has a label a screen reader can announce.
+    unlabelled = page.evaluate(
+        """() => [...document.querySelectorAll('input, select, textarea')]
+            .filter(el => el.type !== 'hidden' && el.offsetParent !== null)
+            .filter(el => !el.getAttribute('aria-label') && !(el.id && document.querySelector(`label[for="${el.id}"]`))
+                          && !el.closest('label'))
+            .map(el => el.name || el.id)"""
+    )
+    assert unlabelled == [], f"{name}: controls without a label: {unlabelled}"
 
 
 def test_a_new_customer_goes_from_sign_up_to_deletion(page, live_server, worker, smtp_server, relay_settings):
