@@ -123,41 +123,30 @@ def activate_account(user: User, *, request: HttpRequest) -> None:
         record("account.activated", actor=user, account=user, target=user, request=request)
 
 
-def suspend_account(user: User, *, reason: str, actor: User | None, request: HttpRequest | None = None) -> bool:
-    """Suspend an account (staff): its API keys get 403 until unsuspended. Audited with the reason."""
+def _set_suspension(
+    user: User, *, suspended: bool, reason: str, actor: User | None, request: HttpRequest | None
+) -> bool:
     with transaction.atomic():
-        updated = User.objects.filter(pk=user.pk, suspended_at__isnull=True).update(
-            suspended_at=timezone.now(), suspension_reason=reason[:300]
+        fields = (
+            {"suspended_at": timezone.now(), "suspension_reason": reason[:300]}
+            if suspended
+            else {"suspended_at": None, "suspension_reason": ""}
         )
+        updated = User.objects.filter(pk=user.pk, suspended_at__isnull=suspended).update(**fields)
         if updated:
-            record(
-                "account.suspended",
-                actor=actor,
-                account=user,
-                target=user,
-                request=request,
-                detail={"reason": reason[:300]},
-            )
+            action = "account.suspended" if suspended else "account.unsuspended"
+            record(action, actor=actor, account=user, target=user, request=request, detail={"reason": reason[:300]})
     user.refresh_from_db(fields=["suspended_at", "suspension_reason"])
     return bool(updated)
+
+
+def suspend_account(user: User, *, reason: str, actor: User | None, request: HttpRequest | None = None) -> bool:
+    """Suspend an account (staff): its API keys get 403 until unsuspended. Audited with the reason."""
+    return _set_suspension(user, suspended=True, reason=reason, actor=actor, request=request)
 
 
 def unsuspend_account(user: User, *, reason: str, actor: User | None, request: HttpRequest | None = None) -> bool:
-    with transaction.atomic():
-        updated = User.objects.filter(pk=user.pk, suspended_at__isnull=False).update(
-            suspended_at=None, suspension_reason=""
-        )
-        if updated:
-            record(
-                "account.unsuspended",
-                actor=actor,
-                account=user,
-                target=user,
-                request=request,
-                detail={"reason": reason[:300]},
-            )
-    user.refresh_from_db(fields=["suspended_at", "suspension_reason"])
-    return bool(updated)
+    return _set_suspension(user, suspended=False, reason=reason, actor=actor, request=request)
 
 
 EMAIL_CHANGE_SALT = "drake.accounts.email-change"

@@ -9,7 +9,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
 from billing.models import Invoice, Plan, StripeEvent, Subscription
-from drake.admin import AuditedAdmin
+from drake.admin import ReadOnlyAdmin
 
 
 @admin.register(Plan)
@@ -42,21 +42,12 @@ def export_csv(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: Que
     return response
 
 
-class ReadOnlyAdmin(AuditedAdmin):
+class FinanceAdmin(ReadOnlyAdmin):
     actions = (export_csv,)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
 @admin.register(Subscription)
-class SubscriptionAdmin(ReadOnlyAdmin):
+class SubscriptionAdmin(FinanceAdmin):
     list_display = ("stripe_customer_id", "user", "plan", "status", "current_period_end", "past_due_since")
     list_filter = ("status", "plan", "current_period_end")
     list_select_related = ("user", "plan")
@@ -65,7 +56,7 @@ class SubscriptionAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(ReadOnlyAdmin):
+class InvoiceAdmin(FinanceAdmin):
     list_display = ("number", "user", "amount_due", "amount_paid", "currency", "status", "period_start", "created_at")
     list_filter = ("status", "currency", "created_at")
     list_select_related = ("user",)
@@ -74,7 +65,7 @@ class InvoiceAdmin(ReadOnlyAdmin):
 
 
 @admin.register(StripeEvent)
-class StripeEventAdmin(ReadOnlyAdmin):
+class StripeEventAdmin(FinanceAdmin):
     list_display = ("event_id", "type", "received_at")
     list_filter = ("type",)
     search_fields = ("event_id",)

@@ -87,3 +87,16 @@ class AuditedAdmin(admin.ModelAdmin):
         for obj in queryset:
             record("admin.deleted", actor=request.user, account=_account_of(obj), target=obj, request=request)
         return super().log_deletions(request, queryset)
+
+
+class ReadOnlyAdmin(AuditedAdmin):
+    """Records that staff may look at but never add, change or delete (logs, billing mirrors)."""
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False

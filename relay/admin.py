@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest
 
-from drake.admin import AuditedAdmin
+from drake.admin import ReadOnlyAdmin
 from relay.models import ApiRequest, DeliveryAttempt, Message
 
 
@@ -21,7 +21,7 @@ class AttemptInline(admin.TabularInline):
 
 
 @admin.register(Message)
-class MessageAdmin(AuditedAdmin):
+class MessageAdmin(ReadOnlyAdmin):
     list_display = ("public_id", "user", "from_email", "status", "attempts", "created_at", "sent_at")
     list_filter = ("status", "created_at")
     list_select_related = ("user",)
@@ -33,19 +33,9 @@ class MessageAdmin(AuditedAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: object = None) -> list[str]:
         return [f.name for f in self.model._meta.fields if f.name != "api_key"]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        # Viewing is allowed through view permission; nothing is editable.
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
 
 @admin.register(ApiRequest)
-class ApiRequestAdmin(AuditedAdmin):
+class ApiRequestAdmin(ReadOnlyAdmin):
     """Usage metadata for support: who called what, when, with what result."""
 
     list_display = ("created_at", "user", "key_prefix", "method", "endpoint", "status", "error_type", "ip")
@@ -53,12 +43,3 @@ class ApiRequestAdmin(AuditedAdmin):
     list_select_related = ("user",)
     search_fields = ("user__email", "key_prefix", "endpoint", "ip")
     date_hierarchy = "created_at"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
