@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from drake import openapi
 from drake.api import ApiView as APIView
 from drake.errors import InvalidRequest
 from relay import actions, usage
@@ -18,6 +20,11 @@ MAX_PAGE = 100
 
 
 class SendView(APIView):
+    @extend_schema(
+        request=openapi.SendBody,
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False)],
+        responses={202: openapi.Accepted, **openapi.errors(402, 409, 503)},
+    )
     def post(self, request: Request) -> Response:
         send = parse_send_request(request.data)
         size = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -33,11 +40,23 @@ class SendView(APIView):
 
 
 class UsageView(APIView):
+    @extend_schema(responses={200: openapi.Usage, **openapi.errors()})
     def get(self, request: Request) -> Response:
         return Response(usage.usage_summary(request.user))
 
 
 class MessageListView(APIView):
+    @extend_schema(
+        operation_id="messages_list",
+        parameters=[
+            OpenApiParameter("status", str, enum=list(Status.values), required=False),
+            OpenApiParameter(
+                "limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 20}, required=False
+            ),
+            OpenApiParameter("starting_after", {"type": "string", "pattern": "^msg_[0-9a-f]{24}$"}, required=False),
+        ],
+        responses={200: openapi.MessagePage, **openapi.errors()},
+    )
     def get(self, request: Request) -> Response:
         messages = Message.objects.for_account(request.user).select_related("sender")
         wanted = request.query_params.get("status")
@@ -66,6 +85,7 @@ class MessageListView(APIView):
 
 
 class MessageDetailView(APIView):
+    @extend_schema(responses={200: openapi.MessageOut, **openapi.errors()})
     def get(self, request: Request, message_id: str) -> Response:
         message = get_object_or_404(
             Message.objects.for_account(request.user).select_related("sender"), public_id=message_id

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
-from rest_framework import status
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from drake import openapi
 from drake.api import ApiView as APIView
 from drake.errors import InvalidRequest, SenderVerificationFailed
 from senders import actions
@@ -23,11 +25,18 @@ def _config_error(exc: ConfigError) -> InvalidRequest:
     return InvalidRequest(exc.message, field=exc.field)
 
 
+SenderPage = inline_serializer(
+    "SenderPage", {"data": SenderSerializer(many=True), "has_more": serializers.BooleanField()}
+)
+
+
 class SenderListView(APIView):
+    @extend_schema(operation_id="senders_list", responses={200: SenderPage, **openapi.errors()})
     def get(self, request: Request) -> Response:
         senders = Sender.objects.for_account(request.user)
         return Response({"data": SenderSerializer(senders, many=True).data, "has_more": False})
 
+    @extend_schema(request=SenderInputSerializer, responses={201: SenderSerializer, **openapi.errors()})
     def post(self, request: Request) -> Response:
         body = SenderInputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -39,9 +48,11 @@ class SenderListView(APIView):
 
 
 class SenderDetailView(APIView):
+    @extend_schema(responses={200: SenderSerializer, **openapi.errors()})
     def get(self, request: Request, sender_id: str) -> Response:
         return Response(SenderSerializer(_get(request, sender_id)).data)
 
+    @extend_schema(request=SenderInputSerializer(partial=True), responses={200: SenderSerializer, **openapi.errors()})
     def patch(self, request: Request, sender_id: str) -> Response:
         sender = _get(request, sender_id)
         body = SenderInputSerializer(data=request.data, partial=True)
@@ -52,12 +63,14 @@ class SenderDetailView(APIView):
             raise _config_error(exc) from exc
         return Response(SenderSerializer(sender).data)
 
+    @extend_schema(responses={204: None, **openapi.errors()})
     def delete(self, request: Request, sender_id: str) -> Response:
         actions.delete_sender(_get(request, sender_id), actor=request.user, request=request)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class SenderVerifyView(APIView):
+    @extend_schema(request=None, responses={200: openapi.Verified, **openapi.errors(422)})
     def post(self, request: Request, sender_id: str) -> Response:
         sender = _get(request, sender_id)
         failure = actions.verify_sender(sender, actor=request.user, request=request)
