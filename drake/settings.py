@@ -258,6 +258,9 @@ REQUEST_IP_RETENTION_DAYS = env.int("REQUEST_IP_RETENTION_DAYS", default=7)
 SECURITY_EVENT_RETENTION_DAYS = env.int("SECURITY_EVENT_RETENTION_DAYS", default=365)
 RETENTION_BATCH = env.int("RETENTION_BATCH", default=5000)
 
+# Bearer token guarding GET /metrics (Prometheus); unset: the endpoint is off.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+
 # --- Stripe -----------------------------------------------------------------------------------
 STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
 STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")

@@ -2,9 +2,11 @@ from django.contrib import admin
 from django.urls import include, path
 
 from drake import legal, views
+from relay import metrics
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("billing/", include("billing.urls")),
     path("privacy/", legal.privacy_policy, name="privacy"),
