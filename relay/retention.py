@@ -98,6 +98,23 @@ def _rotate_requests(user_id: int, cutoff: datetime, report: Report, progress: P
         progress(f"  account {user_id}: {report.requests} request record(s) rotated")
 
 
+def _prune_anonymous_requests(now: datetime) -> int:
+    """Requests no account made (failed authentication): kept as long as the default plan's logs."""
+    from billing.plans import default_plan
+
+    cutoff = now - timedelta(days=default_plan().retention_days)
+    removed = 0
+    while True:
+        batch = list(
+            ApiRequest.objects.filter(user__isnull=True, created_at__lt=cutoff).values_list("pk", flat=True)[
+                : settings.RETENTION_BATCH
+            ]
+        )
+        if not batch:
+            return removed
+        removed += ApiRequest.objects.filter(pk__in=batch).delete()[0]
+
+
 def _truncate_ips(now: datetime, report: Report, progress: Progress) -> None:
     cutoff = now - timedelta(days=settings.REQUEST_IP_RETENTION_DAYS)
     pending = ApiRequest.objects.filter(created_at__lt=cutoff, ip_truncated=False)
@@ -129,6 +146,7 @@ def rotate(now: datetime | None = None, progress: Progress | None = None) -> Rep
         _rotate_requests(user.pk, cutoff, report, progress)
         if (report.messages, report.requests) != before:
             report.accounts += 1
+    report.requests += _prune_anonymous_requests(now)
     _truncate_ips(now, report, progress)
     report.security_events = prune_security_events(now)
     return report

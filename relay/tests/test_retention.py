@@ -96,3 +96,9 @@ def test_old_customer_security_events_go_staff_trails_stay(alice, settings):
 def test_ip_truncation():
     assert truncate_ip("203.0.113.77") == "203.0.113.0"
     assert truncate_ip("2001:db8:abcd:12::1") == "2001:db8:abcd::"
+
+
+def test_anonymous_requests_expire_too(db):
+    old = _request(None, "/v1/account", 401, 40)
+    call_command("rotate_logs", "--quiet", stdout=StringIO())
+    assert not ApiRequest.objects.filter(pk=old.pk).exists()
