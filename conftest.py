@@ -46,6 +46,12 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _loopback_only(settings) -> None:  # noqa: ANN001
+    # No test may reach a real provider: every SMTP connection must land on loopback.
+    settings.SMTP_ALLOWED_NETWORKS = ["127.0.0.0/8", "::1/128"]
+
+
+@pytest.fixture(autouse=True)
 def _fast_password_hashing(settings) -> None:  # noqa: ANN001
     # PBKDF2's deliberate slowness would dominate the suite's time; no test is about its cost.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

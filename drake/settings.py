@@ -223,6 +223,9 @@ elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
 SMTP_ALLOW_PRIVATE_HOSTS = env.bool("SMTP_ALLOW_PRIVATE_HOSTS", default=False)
 SMTP_ALLOWED_PORTS = env.str("SMTP_ALLOWED_PORTS", default="25,465,587,2525")
 SMTP_CA_FILE = env.str("SMTP_CA_FILE", default="") or None
+# Optional allowlist (comma-separated CIDRs): every SMTP connection must land inside one of them.
+# Tests set 127.0.0.0/8 so no test can ever reach a real provider; self-hosters can pin their relay.
+SMTP_ALLOWED_NETWORKS = env.list("SMTP_ALLOWED_NETWORKS", default=[])
 # Every network wait on an SMTP connection (connect, each reply) is bounded by this.
 SMTP_TIMEOUT = env.float("SMTP_TIMEOUT", default=10.0)
 # Verification answers an HTTP request: a tighter bound so the request never hangs.

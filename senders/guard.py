@@ -114,6 +114,14 @@ def check(host: str, port: int) -> Target:
     addresses = resolve(host, port)
     if not addresses:
         raise HostNotAllowed(f"The host {host!r} does not resolve.")
+    allowed_networks = [
+        ipaddress.ip_network(n.strip(), strict=False) for n in settings.SMTP_ALLOWED_NETWORKS if n.strip()
+    ]
+    if allowed_networks:
+        for raw in addresses:
+            address = ipaddress.ip_address(raw.split("%", 1)[0])
+            if not any(address in network for network in allowed_networks):
+                raise HostNotAllowed(f"The host {host!r} is outside the networks this server may connect to.")
     if not settings.SMTP_ALLOW_PRIVATE_HOSTS:
         for raw in addresses:
             address = ipaddress.ip_address(raw.split("%", 1)[0])

@@ -33,6 +33,8 @@ REFUSED_LITERALS = [
 
 @pytest.fixture(autouse=True)
 def _public_only(settings):
+    # These tests resolve literals and stub DNS answers; the one that "connects" fakes the socket.
+    settings.SMTP_ALLOWED_NETWORKS = []
     settings.SMTP_ALLOW_PRIVATE_HOSTS = False
     settings.SMTP_ALLOWED_PORTS = "25,465,587,2525"
 
@@ -128,3 +130,11 @@ def test_a_name_that_does_not_resolve_is_refused(monkeypatch):
     monkeypatch.setattr(socket, "getaddrinfo", fail)
     with pytest.raises(guard.HostNotAllowed, match="does not resolve"):
         guard.check("nowhere.test", 587)
+
+
+def test_an_allowlist_of_networks_confines_every_connection(settings):
+    settings.SMTP_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    with pytest.raises(guard.HostNotAllowed, match="outside the networks"):
+        guard.check("8.8.8.8", 587)
+    settings.SMTP_ALLOW_PRIVATE_HOSTS = True
+    assert guard.check("127.0.0.1", 587).address == "127.0.0.1"
