@@ -15,23 +15,25 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 
 from billing.models import UsageCounter
-from drake.errors import QuotaExceeded
+from drake.errors import QuotaExceeded, ServiceUnavailable
 
 
 def charge(user: Any, period_start: datetime, quota: int) -> None:
     """Count one accepted message against `quota`; raises QuotaExceeded. Run inside a transaction."""
     counters = UsageCounter.objects.filter(user=user, period_start=period_start)
-    for _ in range(2):
+    # A few rounds at most: the period's row can appear (another request creating it commits)
+    # between any two of these statements; each round re-reads what is committed now.
+    for _ in range(5):
         if counters.filter(accepted__lt=quota).update(accepted=F("accepted") + 1):
             return
-        if counters.exists():
-            break
-        if quota < 1:
-            break
+        if quota < 1 or counters.filter(accepted__gte=quota).exists():
+            raise QuotaExceeded(
+                f"The plan's quota of {quota} messages this period is used up. Upgrade on the billing page."
+            )
         try:
             with transaction.atomic():
                 UsageCounter.objects.create(user=user, period_start=period_start, accepted=1)
             return
         except IntegrityError:
             continue  # Another request created the period's row first: count against it.
-    raise QuotaExceeded(f"The plan's quota of {quota} messages this period is used up. Upgrade on the billing page.")
+    raise ServiceUnavailable("The usage counter is too contended right now; nothing was queued. Retry.")
