@@ -489,6 +489,41 @@ def bench_retention(rows: int = 1_000_000) -> None:
     )
 
 
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def bench_worker_memory(senders: list[str], count: int = int(os.environ.get("BENCH_MEMORY_MESSAGES", "20000"))) -> None:
+    """Worker RSS while it delivers `count` messages: flat means no per-message leak."""
+    from relay.models import Message
+
+    clear_outbox()
+    prefill(senders[:4], count)
+    sink = Sink()
+    proc = worker(8, "worker-memory")
+    samples = []
+    try:
+        started = time.monotonic()
+        step = max(1, count // 10)
+        next_mark = step
+        while time.monotonic() - started < 3600:
+            done = Message.objects.filter(status__in=["sent", "failed"]).count()
+            if done >= next_mark or done >= count:
+                samples.append({"delivered": done, "rss_mb": round(_rss_mb(proc.pid), 1)})
+                print(f"memory: {done} delivered, worker RSS {samples[-1]['rss_mb']} MB")
+                next_mark += step
+            if done >= count:
+                break
+            time.sleep(0.5)
+    finally:
+        stop(proc)
+        sink.close()
+    RESULTS["worker_memory"] = {"messages": count, "samples": samples}
+
+
 def main() -> None:
     parts = sys.argv[1:] or ["accept", "delivery", "latency", "rtt", "profile", "usage", "retention"]
     prepare_database()
@@ -511,6 +546,8 @@ def main() -> None:
         bench_usage_overhead(key, senders[0])
     if "retention" in parts:
         bench_retention()
+    if "memory" in parts:
+        bench_worker_memory(senders)
     RESULTS["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0], "uname": " ".join(os.uname()[2:5])}
     # Merge: a partial run updates its own parts and keeps the others' last figures.
     path = ROOT / "bench" / "results.json"
