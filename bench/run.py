@@ -252,9 +252,11 @@ class Workers:
 
 
 def worker(concurrency: int, name: str) -> subprocess.Popen:
+    # --beat: deferred (paced, retried) messages are re-published by the outbox sweep.
     return start(
         [sys.executable, "-m", "celery", "-A", "drake", "worker", "--pool", "threads", "--concurrency", str(concurrency),
-         "--loglevel", "WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat", "-Q", "celery"],
+         "--loglevel", "WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat", "-Q", "celery",
+         "--beat", "--schedule", str(TMP / f"{name}.beat")],
         name,
     )  # fmt: skip
 
