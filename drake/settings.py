@@ -122,6 +122,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://drake")}
 CACHE_IS_LOCAL = CACHES["default"]["BACKEND"] == "django.core.cache.backends.locmem.LocMemCache"
+if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
+    # The same cache, without a new Redis client object per call (see drake/cache.py).
+    CACHES["default"]["BACKEND"] = "drake.cache.RedisCache"
 SILENCED_SYSTEM_CHECKS = [
     # Django's own RedisCache has atomic incr; django-ratelimit just does not list it.
     "django_ratelimit.W001",

@@ -113,14 +113,16 @@ def accept_message(
                 IdempotencyKey.objects.filter(
                     user=user, key=idempotency_key, created_at__lt=now - IDEMPOTENCY_WINDOW
                 ).delete()
-            period_start, _ = current_period(user, now)
-            quota.charge(user, period_start, user.plan.monthly_quota)
             message.save(force_insert=True)
             OutboxContent.objects.create(message=message, content_encrypted=token)
             if idempotency_key is not None:
                 IdempotencyKey.objects.create(
                     user=user, key=idempotency_key, fingerprint=fingerprint, message=message, created_at=now
                 )
+            # Last before the commit: the charge locks the account's usage counter row, and every
+            # concurrent accept of this account waits for that lock until this one commits.
+            period_start, _ = current_period(user, now)
+            quota.charge(user, period_start, user.plan.monthly_quota)
             transaction.on_commit(lambda: outbox.enqueue(message.public_id))
     except IntegrityError as exc:
         # A concurrent request with the same key won; its row is committed now.
