@@ -258,6 +258,8 @@ RELAY_SWEEP_INTERVAL_SECONDS = env.float("RELAY_SWEEP_INTERVAL_SECONDS", default
 RELAY_REQUEUE_AFTER_SECONDS = env.float("RELAY_REQUEUE_AFTER_SECONDS", default=60)
 # Pooled SMTP connections per worker process: closed after this long idle.
 RELAY_POOL_IDLE_SECONDS = env.float("RELAY_POOL_IDLE_SECONDS", default=30)
+# A worker sends up to this many due messages of one sender per claim, over one connection.
+RELAY_BATCH_SIZE = env.int("RELAY_BATCH_SIZE", default=20)
 
 # --- Retention (rotate_logs) ----------------------------------------------------------------
 # Raw message and request logs follow the plan's retention_days; IPs are truncated sooner.

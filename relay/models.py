@@ -82,6 +82,12 @@ class Message(models.Model):
                 condition=Q(status__in=["queued", "sending"]),
                 name="msg_sweep_due",
             ),
+            # relay.delivery.claim_more: a sender's due messages, oldest first.
+            models.Index(
+                fields=["sender", "next_attempt_at"],
+                condition=Q(status="queued"),
+                name="msg_sender_due",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -5,13 +5,15 @@ adjustable per sender): messages per minute, messages per rolling 24 hours, and 
 connections. A message over the pace is deferred (it waits, it does not fail).
 
 - per minute: a fixed-window counter in the cache, incremented atomically;
-- per 24 hours: counted exactly from the message log (sent in the last 24 hours);
+- per 24 hours: counted from the message log (sent in the last 24 hours) at most once a minute,
+  and in the shared cache in between, where every reservation adds to it;
 - connections: numbered slots in the cache, each taken with an atomic `add` and held with a
   lease that is renewed while the connection lives, so a crashed worker's slot frees itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from datetime import datetime, timedelta
 
@@ -32,26 +34,62 @@ class PaceLimited(Exception):
         self.reason = reason
 
 
-def reserve(sender: Sender, now: datetime | None = None) -> None:
-    """Count one message against the sender's pace; raise PaceLimited if it must wait."""
+# How long a sender's 24-hour count, taken from the message log, is trusted before it is taken
+# again. Meanwhile every reservation adds to it, so it only ever overstates what was sent.
+DAY_COUNT_SECONDS = 60
+
+
+def reserve(sender: Sender, now: datetime | None = None, count: int = 1) -> int:
+    """Count up to `count` messages against the sender's pace. Returns how many may go now (at
+    least one; the caller defers the rest), or raises PaceLimited if none may."""
     now = now or timezone.now()
     limits = sender.limits()
     minute = int(now.timestamp() // 60)
-    key = f"drake:pace:{sender.pk}:{minute}"
-    cache.add(key, 0, timeout=120)
-    try:
-        used = cache.incr(key)
-    except ValueError:  # Evicted between add and incr: start the window again.
-        cache.set(key, 1, timeout=120)
-        used = 1
-    if used > limits.per_minute:
+    minute_key = f"drake:pace:{sender.pk}:{minute}"
+    used = _add_to(minute_key, count, start=0, timeout=120)
+    allowed = max(0, min(count, limits.per_minute - (used - count)))
+    if allowed:
+        allowed = _reserve_day(sender, limits.per_day, now, allowed)
+        if not allowed:
+            _give_back(minute_key, count)
+            sent = Message.objects.filter(sender=sender, status=Status.SENT, sent_at__gte=now - timedelta(hours=24))
+            oldest = sent.order_by("sent_at").values_list("sent_at", flat=True).first() or now
+            raise PaceLimited(oldest + timedelta(hours=24), f"{limits.per_day} messages per 24 hours")
+    if allowed < count:
+        _give_back(minute_key, count - allowed)
+    if not allowed:
         next_minute = datetime.fromtimestamp((minute + 1) * 60, tz=now.tzinfo)
         raise PaceLimited(next_minute, f"{limits.per_minute} messages per minute")
-    day_ago = now - timedelta(hours=24)
-    sent = Message.objects.filter(sender=sender, status=Status.SENT, sent_at__gte=day_ago)
-    if sent.count() >= limits.per_day:
-        oldest = sent.order_by("sent_at").values_list("sent_at", flat=True).first() or now
-        raise PaceLimited(oldest + timedelta(hours=24), f"{limits.per_day} messages per 24 hours")
+    return allowed
+
+
+def _reserve_day(sender: Sender, per_day: int, now: datetime, count: int) -> int:
+    """How many of `count` fit in the rolling 24 hours. The count comes from the message log
+    (exact) at most every DAY_COUNT_SECONDS, and from the shared cache in between: counting a
+    busy sender's log for every message cost more than sending it."""
+    key = f"drake:pace-day:{sender.pk}"
+    if cache.get(key) is None:
+        sent = Message.objects.filter(sender=sender, status=Status.SENT, sent_at__gte=now - timedelta(hours=24))
+        cache.add(key, sent.count(), timeout=DAY_COUNT_SECONDS)
+    used = _add_to(key, count, start=0, timeout=DAY_COUNT_SECONDS)
+    allowed = max(0, min(count, per_day - (used - count)))
+    if allowed < count:
+        _give_back(key, count - allowed)
+    return allowed
+
+
+def _add_to(key: str, count: int, *, start: int, timeout: int) -> int:
+    cache.add(key, start, timeout=timeout)
+    try:
+        return cache.incr(key, count)
+    except ValueError:  # Evicted between add and incr: start the window again.
+        cache.set(key, start + count, timeout=timeout)
+        return start + count
+
+
+def _give_back(key: str, count: int) -> None:
+    with contextlib.suppress(ValueError):  # Expired meanwhile: nothing to give back.
+        cache.decr(key, count)
 
 
 def acquire_connection_slot(sender: Sender) -> str | None:

@@ -19,7 +19,7 @@ from relay import delivery, outbox, transport
     soft_time_limit=max(1, int(settings.RELAY_TASK_TIME_LIMIT * 0.9)),
 )
 def deliver(public_id: str) -> str | None:
-    return delivery.deliver(public_id)
+    return delivery.deliver(public_id, batch=settings.RELAY_BATCH_SIZE)
 
 
 @shared_task(name="relay.sweep", ignore_result=True, time_limit=300)

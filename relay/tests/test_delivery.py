@@ -198,13 +198,16 @@ def test_a_refused_login_pauses_the_sender_and_keeps_the_message(worker, smtp_se
     assert len(smtp_server.messages) == 1
 
 
-def test_gmail_daily_quota_defers_to_tomorrow(worker, smtp_server, smtp_sender, send):
+def test_gmail_daily_quota_defers_to_tomorrow(worker, smtp_server, smtp_sender, send, settings):
+    # Tomorrow 00:05 is up to 24 h 05 min away (just after midnight): the message must outlive that.
+    settings.RELAY_MESSAGE_LIFETIME_HOURS = 48
     smtp_server.fail_next("data", 550, "5.4.5 Daily user sending limit exceeded")
     message_id = send(via=smtp_sender).json()["id"]
     sender = wait_until(
         lambda: Sender.objects.filter(pk=smtp_sender.pk, paused_until__isnull=False).first(), what="pause"
     )
-    message = Message.objects.get(public_id=message_id)
+    # The sender is paused first, then the message is deferred (two transactions).
+    message = wait_until(lambda: Message.objects.exclude(status=Status.SENDING).filter(public_id=message_id).first())
     assert message.status == Status.QUEUED
     assert message.last_error["category"] == "provider_quota"
     assert message.next_attempt_at == sender.paused_until

@@ -1,0 +1,123 @@
+"""Batches: a worker that claims one message of a busy sender sends that sender's other due
+messages over the same connection, records them together, and never takes one twice."""
+
+import threading
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from relay import delivery, outbox, transport
+from relay.models import DeliveryAttempt, Message, OutboxContent, Status
+
+
+@pytest.fixture(autouse=True)
+def in_process(monkeypatch):
+    """These tests deliver in this process: no task is published (a session worker must not
+    take the messages), but what would be published is noted."""
+    published = []
+    monkeypatch.setattr(outbox, "enqueue", lambda public_id: published.append(public_id) or True)
+    pool = transport.SmtpPool()
+    monkeypatch.setattr(transport, "pool", pool)
+    yield published
+    pool.close_all()
+
+
+def _queue(send, sender, count):
+    return [send(via=sender, to=f"r{i}@example.com").json()["id"] for i in range(count)]
+
+
+def test_a_batch_goes_out_over_one_login_and_is_recorded_together(send, smtp_server, smtp_sender):
+    ids = _queue(send, smtp_sender, 5)
+    assert delivery.deliver(ids[2], batch=10) == "sent"
+    assert len(smtp_server.messages) == 5
+    assert smtp_server.logins == 1
+    assert sorted(r.rcpt_tos[0] for r in smtp_server.messages) == [f"r{i}@example.com" for i in range(5)]
+    messages = Message.objects.filter(public_id__in=ids)
+    assert {m.status for m in messages} == {Status.SENT}
+    assert {m.attempts for m in messages} == {1}
+    assert all(m.sent_at and m.provider_message_id for m in messages)
+    assert DeliveryAttempt.objects.filter(message__in=messages, outcome="sent").count() == 5
+    assert not OutboxContent.objects.exists()
+    # The other messages' own tasks find nothing left to do.
+    assert [delivery.deliver(i, batch=10) for i in ids if i != ids[2]] == [None] * 4
+
+
+def test_a_batch_costs_the_same_statements_whatever_its_size(send, smtp_server, smtp_sender):
+    def statements_to_deliver(count):
+        ids = _queue(send, smtp_sender, count)
+        with CaptureQueriesContext(connection) as queries:
+            assert delivery.deliver(ids[0], batch=count) == "sent"
+        assert Message.objects.filter(public_id__in=ids, status=Status.SENT).count() == count
+        return len(queries)
+
+    statements_to_deliver(1)  # Warm: the sender's 24-hour count is taken once a minute.
+    assert statements_to_deliver(3) == statements_to_deliver(12)
+
+
+def test_a_batch_stops_at_a_refusal_and_gives_the_rest_back(send, smtp_server, smtp_sender, in_process):
+    ids = _queue(send, smtp_sender, 4)
+    smtp_server.fail_next("data", 554, "5.7.1 Message rejected")
+    assert delivery.deliver(ids[0], batch=10) == "failed"
+    assert Message.objects.get(public_id=ids[0]).last_error["category"] == "message_rejected"
+    rest = Message.objects.filter(public_id__in=ids[1:])
+    # Untried: back in the queue, due now, no attempt counted, and prompted again.
+    assert {m.status for m in rest} == {Status.QUEUED}
+    assert {m.attempts for m in rest} == {0}
+    assert all(m.next_attempt_at <= timezone.now() for m in rest)
+    assert sorted(in_process) == sorted(ids[1:])
+    assert OutboxContent.objects.filter(message__in=rest).count() == 3
+    assert [delivery.deliver(i) for i in ids[1:]] == ["sent"] * 3
+
+
+def test_the_pace_caps_a_batch(send, smtp_server, smtp_sender, in_process):
+    from senders.models import Sender
+
+    Sender.objects.filter(pk=smtp_sender.pk).update(max_per_minute=2)
+    ids = _queue(send, smtp_sender, 5)
+    assert delivery.deliver(ids[0], batch=10) == "sent"
+    assert len(smtp_server.messages) == 2
+    assert Message.objects.filter(public_id__in=ids, status=Status.QUEUED, attempts=0).count() == 3
+    assert len(in_process) == 3
+
+
+def test_a_paused_sender_sends_nothing_of_a_batch(send, smtp_server, smtp_sender):
+    from senders.models import Sender
+
+    ids = _queue(send, smtp_sender, 3)
+    Sender.objects.filter(pk=smtp_sender.pk).update(paused_at=timezone.now(), paused_reason="Checking.")
+    assert delivery.deliver(ids[0], batch=10) == "deferred"
+    assert smtp_server.messages == []
+    assert Message.objects.filter(public_id__in=ids, status=Status.QUEUED).count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_racing_workers_never_claim_one_message_twice(send, smtp_sender):
+    ids = _queue(send, smtp_sender, 60)
+    sender = Message.objects.get(public_id=ids[0]).sender
+    claimed: list[list[str]] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(6)
+
+    def worker():
+        try:
+            start.wait()
+            for _ in range(4):
+                claimed.append([m.public_id for m in delivery.claim_more(sender, timezone.now(), 5)])
+        except BaseException as exc:  # Reported below: a thread's failure must fail the test.
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    # Whatever the racers skipped while another held it is still there to claim, once.
+    claimed.append([m.public_id for m in delivery.claim_more(sender, timezone.now(), 100)])
+    every = [public_id for batch in claimed for public_id in batch]
+    assert len(every) == len(set(every)) == 60
+    assert Message.objects.filter(status=Status.SENDING, attempts=1).count() == 60
