@@ -258,6 +258,8 @@ RELAY_SWEEP_INTERVAL_SECONDS = env.float("RELAY_SWEEP_INTERVAL_SECONDS", default
 RELAY_REQUEUE_AFTER_SECONDS = env.float("RELAY_REQUEUE_AFTER_SECONDS", default=60)
 # Pooled SMTP connections per worker process: closed after this long idle.
 RELAY_POOL_IDLE_SECONDS = env.float("RELAY_POOL_IDLE_SECONDS", default=30)
+# A worker waits this long for one of a sender's connections when all are in use, then defers.
+RELAY_CONNECTION_WAIT_SECONDS = env.float("RELAY_CONNECTION_WAIT_SECONDS", default=2)
 # A worker sends up to this many due messages of one sender per claim, over one connection.
 RELAY_BATCH_SIZE = env.int("RELAY_BATCH_SIZE", default=20)
 

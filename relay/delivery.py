@@ -13,16 +13,15 @@ import logging
 import random
 import re
 import time
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
-from relay import mime, outbox, pacing, transport
+from relay import claims, mime, outbox, pacing, transport
 from relay.actions import content_binding
 from relay.models import DeliveryAttempt, Message, OutboxContent, Status
 from senders import crypto, smtp
@@ -42,16 +41,6 @@ class Outcome:
     DEFERRED = "deferred"
 
 
-def claim(public_id: str, now: datetime) -> bool:
-    due = Q(status=Status.QUEUED, next_attempt_at__lte=now) | Q(status=Status.SENDING, lease_until__lt=now)
-    updated = Message.objects.filter(Q(public_id=public_id) & due).update(
-        status=Status.SENDING,
-        lease_until=now + timedelta(seconds=settings.RELAY_LEASE_SECONDS),
-        attempts=F("attempts") + 1,
-    )
-    return updated == 1
-
-
 def backoff(attempt: int) -> timedelta:
     """Exponential with full jitter, never below RELAY_RETRY_MIN_SECONDS."""
     ceiling = min(settings.RELAY_RETRY_MAX_SECONDS, settings.RELAY_RETRY_BASE_SECONDS * 2 ** max(0, attempt - 1))
@@ -61,32 +50,6 @@ def backoff(attempt: int) -> timedelta:
 
 def _paused_recheck() -> timedelta:
     return timedelta(seconds=settings.RELAY_PAUSED_RECHECK_SECONDS)
-
-
-def claim_more(sender: Sender, now: datetime, limit: int) -> list[Message]:
-    """Claim up to `limit` more due messages of `sender` (oldest first), with their content.
-
-    One UPDATE ... RETURNING: rows another worker holds are skipped (PostgreSQL's SKIP LOCKED)
-    or, once it commits, no longer match `queued`, so a message is never claimed twice.
-    """
-    table = Message._meta.db_table
-    skip_locked = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
-    when = connection.ops.adapt_datetimefield_value
-    lease = when(now + timedelta(seconds=settings.RELAY_LEASE_SECONDS))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET status = %s, lease_until = %s, attempts = attempts + 1 "  # noqa: S608 (names are ours)
-            f"WHERE id IN (SELECT id FROM {table} WHERE sender_id = %s AND status = %s AND next_attempt_at <= %s "
-            f"ORDER BY next_attempt_at LIMIT %s{skip_locked}) AND status = %s AND next_attempt_at <= %s RETURNING id",
-            [Status.SENDING, lease, sender.pk, Status.QUEUED, when(now), limit, Status.QUEUED, when(now)],
-        )
-        ids = [row[0] for row in cursor.fetchall()]
-    if not ids:
-        return []
-    messages = list(Message.objects.select_related("content").filter(pk__in=ids).order_by("created_at", "id"))
-    for message in messages:
-        message.sender = sender  # Already loaded: no query per message.
-    return messages
 
 
 def deliver(public_id: str, *, batch: int = 1) -> str | None:
@@ -99,7 +62,7 @@ def deliver(public_id: str, *, batch: int = 1) -> str | None:
     one message, so nothing waits for a batch to fill.
     """
     now = timezone.now()
-    if not claim(public_id, now):
+    if not claims.claim(public_id, now):
         return None
     message = Message.objects.select_related("sender", "content").get(public_id=public_id)
     sender = message.sender
@@ -112,16 +75,8 @@ def deliver(public_id: str, *, batch: int = 1) -> str | None:
         return _defer(message, until, ("sender_paused", None, reason))
     messages = [message]
     if batch > 1:
-        messages += claim_more(sender, now, batch - 1)
+        messages += claims.claim_more(sender, now, batch - 1)
     return _send_batch(sender, messages, now)
-
-
-@dataclass
-class _Sent:
-    message: Message
-    started: datetime
-    done: datetime
-    result: transport.SendResult
 
 
 def _send_batch(sender: Sender, messages: list[Message], now: datetime) -> str:
@@ -137,10 +92,12 @@ def _send_batch(sender: Sender, messages: list[Message], now: datetime) -> str:
         allowed = pacing.reserve(sender, now, len(messages))
     except pacing.PaceLimited as paced:
         head = messages[0]
-        _release(messages[1:])
+        claims.release(messages[1:])
+        for message in messages[1:]:
+            outbox.enqueue(message.public_id)
         return _defer(head, paced.until, ("paced", None, f"Waiting for the sender's pace: {paced.reason}."))
     budget = time.monotonic() + settings.RELAY_TASK_TIME_LIMIT / 2
-    sent: list[_Sent] = []
+    sent: list[claims.Sent] = []
     try:
         for index, message in enumerate(messages[:allowed]):
             if index and time.monotonic() > budget:
@@ -151,14 +108,16 @@ def _send_batch(sender: Sender, messages: list[Message], now: datetime) -> str:
                 break
     finally:
         # Whatever happens next, what the provider accepted is recorded as sent.
-        if sent:
-            _finish_sent(sent)
-            outcomes.update((s.message.pk, Outcome.SENT) for s in sent)
-    _release([m for m in messages if m.pk not in outcomes])
+        claims.record_sent(sent)
+        outcomes.update((item.message.pk, Outcome.SENT) for item in sent)
+    untried = [m for m in messages if m.pk not in outcomes]
+    claims.release(untried)
+    for message in untried:
+        outbox.enqueue(message.public_id)
     return outcomes[messages[0].pk]
 
 
-def _send_one(sender: Sender, message: Message, sent: list[_Sent]) -> str | None:
+def _send_one(sender: Sender, message: Message, sent: list[claims.Sent]) -> str | None:
     """Send one claimed message. Appends it to `sent` on success (None); else records the
     outcome (retry, defer, fail) and returns it."""
     started = timezone.now()
@@ -192,50 +151,19 @@ def _send_one(sender: Sender, message: Message, sent: list[_Sent]) -> str | None
         outcome = _finish(message, started, error=("recipient_rejected", code, reply))
         _check_abuse(sender)
         return outcome
-    sent.append(_Sent(message, started, timezone.now(), result))
-    return None
-
-
-def _release(messages: list[Message]) -> None:
-    """Give claimed, untried messages back: queued and due, the claim's attempt uncounted, a new task each."""
-    if not messages:
-        return
-    now = timezone.now()
-    Message.objects.filter(pk__in=[m.pk for m in messages], status=Status.SENDING).update(
-        status=Status.QUEUED, lease_until=None, next_attempt_at=now, enqueued_at=now, attempts=F("attempts") - 1
-    )
-    for message in messages:
-        outbox.enqueue(message.public_id)
-
-
-def _finish_sent(sent: list[_Sent]) -> None:
-    """Record messages the provider accepted: one transaction for the batch; the content goes."""
-    attempts = []
-    for item in sent:
-        message, reply = item.message, item.result.reply
-        message.status = Status.SENT
-        message.sent_at = message.finished_at = item.done
-        message.lease_until = message.last_error = None
-        message.provider_message_id = provider_message_id(reply)
-        message.refused_recipients = _refusals(item.result.refused)
-        attempts.append(
-            DeliveryAttempt(
-                message=message,
-                number=message.attempts,
-                started_at=item.started,
-                finished_at=item.done,
-                outcome=Outcome.SENT,
-                smtp_code=item.result.code,
-                reply=smtp.clean_reply(reply),
-            )
+    reply = smtp.clean_reply(result.reply)
+    sent.append(
+        claims.Sent(
+            message=message,
+            started=started,
+            done=timezone.now(),
+            code=result.code,
+            reply=reply,
+            provider_message_id=provider_message_id(reply),
+            refused=_refusals(result.refused),
         )
-    fields = ["status", "sent_at", "finished_at", "lease_until", "last_error", "provider_message_id"]
-    fields.append("refused_recipients")
-    with transaction.atomic():
-        DeliveryAttempt.objects.bulk_create(attempts)
-        Message.objects.bulk_update([item.message for item in sent], fields)
-        # Terminal: nothing of the content remains.
-        OutboxContent.objects.filter(message_id__in=[item.message.pk for item in sent]).delete()
+    )
+    return None
 
 
 def _content(message: Message) -> dict[str, Any]:

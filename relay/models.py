@@ -82,7 +82,7 @@ class Message(models.Model):
                 condition=Q(status__in=["queued", "sending"]),
                 name="msg_sweep_due",
             ),
-            # relay.delivery.claim_more: a sender's due messages, oldest first.
+            # relay.claims.claim_more: a sender's due messages, oldest first.
             models.Index(
                 fields=["sender", "next_attempt_at"],
                 condition=Q(status="queued"),

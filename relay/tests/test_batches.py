@@ -8,7 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from relay import delivery, outbox, transport
+from relay import claims, delivery, outbox, transport
 from relay.models import DeliveryAttempt, Message, OutboxContent, Status
 
 
@@ -104,7 +104,7 @@ def test_racing_workers_never_claim_one_message_twice(send, smtp_sender):
         try:
             start.wait()
             for _ in range(4):
-                claimed.append([m.public_id for m in delivery.claim_more(sender, timezone.now(), 5)])
+                claimed.append([m.public_id for m in claims.claim_more(sender, timezone.now(), 5)])
         except BaseException as exc:  # Reported below: a thread's failure must fail the test.
             errors.append(exc)
         finally:
@@ -117,7 +117,7 @@ def test_racing_workers_never_claim_one_message_twice(send, smtp_sender):
         thread.join()
     assert not errors
     # Whatever the racers skipped while another held it is still there to claim, once.
-    claimed.append([m.public_id for m in delivery.claim_more(sender, timezone.now(), 100)])
+    claimed.append([m.public_id for m in claims.claim_more(sender, timezone.now(), 100)])
     every = [public_id for batch in claimed for public_id in batch]
     assert len(every) == len(set(every)) == 60
     assert Message.objects.filter(status=Status.SENDING, attempts=1).count() == 60

@@ -7,15 +7,15 @@ import time_machine
 from django.core.management import call_command
 from django.utils import timezone
 
-from relay import delivery, outbox
+from relay import claims, delivery, outbox
 from relay.models import Message, OutboxContent, Status
 
 
 def test_a_message_is_claimed_once(send):
     message_id = send().json()["id"]
     now = timezone.now()
-    assert delivery.claim(message_id, now) is True
-    assert delivery.claim(message_id, now) is False
+    assert claims.claim(message_id, now) is True
+    assert claims.claim(message_id, now) is False
     message = Message.objects.get(public_id=message_id)
     assert message.status == Status.SENDING and message.attempts == 1
 
@@ -23,9 +23,9 @@ def test_a_message_is_claimed_once(send):
 def test_an_expired_lease_can_be_claimed_again(send, settings):
     message_id = send().json()["id"]
     now = timezone.now()
-    assert delivery.claim(message_id, now)
-    assert not delivery.claim(message_id, now + timedelta(seconds=settings.RELAY_LEASE_SECONDS - 1))
-    assert delivery.claim(message_id, now + timedelta(seconds=settings.RELAY_LEASE_SECONDS + 1))
+    assert claims.claim(message_id, now)
+    assert not claims.claim(message_id, now + timedelta(seconds=settings.RELAY_LEASE_SECONDS - 1))
+    assert claims.claim(message_id, now + timedelta(seconds=settings.RELAY_LEASE_SECONDS + 1))
     assert Message.objects.get(public_id=message_id).attempts == 2
 
 
@@ -48,7 +48,7 @@ def test_the_sweep_republishes_only_what_was_lost(send, settings):
 def test_the_sweep_picks_up_a_dead_workers_message(send, settings):
     message_id = send().json()["id"]
     start = timezone.now()
-    delivery.claim(message_id, start)
+    claims.claim(message_id, start)
     assert outbox.due_messages(start) == []
     later = start + timedelta(seconds=settings.RELAY_LEASE_SECONDS + 1)
     assert outbox.due_messages(later) == [message_id]

@@ -51,9 +51,10 @@ def test_the_daily_limit_defers_until_the_oldest_send_leaves_the_window(send, sm
 
 
 @pytest.mark.django_db(transaction=True)
-def test_connections_are_capped_across_workers(send, smtp_server, smtp_sender, fresh_pool, monkeypatch):
+def test_connections_are_capped_across_workers(send, smtp_server, smtp_sender, fresh_pool, monkeypatch, settings):
     # This test delivers in-process; a session worker running elsewhere must not take the messages.
     monkeypatch.setattr(outbox, "enqueue", lambda public_id: True)
+    settings.RELAY_CONNECTION_WAIT_SECONDS = 0  # Defer at once rather than wait for the slot.
     Sender.objects.filter(pk=smtp_sender.pk).update(max_connections=1)
     smtp_server.reply_delay = 0.3
     ids = [send(via=smtp_sender, to=f"r{i}@example.com").json()["id"] for i in range(2)]
@@ -104,3 +105,24 @@ def test_the_sender_page_says_why_and_until_when(client, alice, smtp_sender):
     page = client.get(f"/senders/{smtp_sender.public_id}/").content.decode()
     assert "The provider asked to slow down (421 4.7.0)." in page
     assert until.strftime("%Y-%m-%d %H:%M") in page
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_waits_for_the_senders_connection_instead_of_deferring(
+    send, smtp_server, smtp_sender, fresh_pool, monkeypatch, settings
+):
+    monkeypatch.setattr(outbox, "enqueue", lambda public_id: True)
+    settings.RELAY_CONNECTION_WAIT_SECONDS = 30
+    Sender.objects.filter(pk=smtp_sender.pk).update(max_connections=1)
+    smtp_server.reply_delay = 0.1
+    ids = [send(via=smtp_sender, to=f"r{i}@example.com").json()["id"] for i in range(3)]
+    results = []
+    threads = [threading.Thread(target=lambda i=i: results.append(delivery.deliver(i))) for i in ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # One connection, one login, taken in turn: every message sent, none deferred.
+    assert results == ["sent"] * 3
+    assert smtp_server.max_connections_seen == 1
+    assert smtp_server.logins == 1

@@ -1,0 +1,142 @@
+"""Who holds a message: claiming due messages, giving untried ones back, recording sent ones.
+
+These are the statements every delivery runs, so they are written once as SQL rather than built
+by the ORM per call (building an UPDATE cost more CPU than running it: bench/README.md). They
+run on PostgreSQL and on SQLite (3.35+, for RETURNING).
+
+A claim is one conditional UPDATE: queued and due, or sending with an expired lease → sending
+with a new lease and one more attempt. Whoever updates the row owns the attempt; anyone else
+does nothing (a second task for one message, a racing worker).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connection, transaction
+from django.utils import timezone
+
+from relay.models import DeliveryAttempt, Message, OutboxContent, Status
+from senders.models import Sender
+
+_TABLE = Message._meta.db_table
+_CONTENT = OutboxContent._meta.db_table
+
+
+def _when(value: datetime) -> object:
+    return connection.ops.adapt_datetimefield_value(value)
+
+
+def _lease(now: datetime) -> object:
+    return _when(now + timedelta(seconds=settings.RELAY_LEASE_SECONDS))
+
+
+def claim(public_id: str, now: datetime) -> bool:
+    """Claim one message if it is due. True if this caller now holds it."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {_TABLE} SET status = %s, lease_until = %s, attempts = attempts + 1 "  # noqa: S608 (our names)
+            "WHERE public_id = %s AND ((status = %s AND next_attempt_at <= %s) OR (status = %s AND lease_until < %s))",
+            [Status.SENDING, _lease(now), public_id, Status.QUEUED, _when(now), Status.SENDING, _when(now)],
+        )
+        return cursor.rowcount == 1
+
+
+def claim_more(sender: Sender, now: datetime, limit: int) -> list[Message]:
+    """Claim up to `limit` more due messages of `sender` (oldest first), with their content.
+
+    One UPDATE ... RETURNING: rows another worker holds are skipped (PostgreSQL's SKIP LOCKED)
+    or, once it commits, no longer match `queued`, so a message is never claimed twice.
+    """
+    skip_locked = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {_TABLE} SET status = %s, lease_until = %s, attempts = attempts + 1 "  # noqa: S608 (our names)
+            f"WHERE id IN (SELECT id FROM {_TABLE} WHERE sender_id = %s AND status = %s AND next_attempt_at <= %s "
+            f"ORDER BY next_attempt_at LIMIT %s{skip_locked}) AND status = %s AND next_attempt_at <= %s RETURNING id",
+            [Status.SENDING, _lease(now), sender.pk, Status.QUEUED, _when(now), limit, Status.QUEUED, _when(now)],
+        )
+        ids = [row[0] for row in cursor.fetchall()]
+    if not ids:
+        return []
+    messages = list(Message.objects.select_related("content").filter(pk__in=ids).order_by("created_at", "id"))
+    for message in messages:
+        message.sender = sender  # Already loaded: no query per message.
+    return messages
+
+
+def release(messages: list[Message]) -> None:
+    """Give claimed, untried messages back: queued, due now, the claim's attempt uncounted."""
+    if not messages:
+        return
+    now = _when(timezone.now())
+    placeholders = ", ".join(["%s"] * len(messages))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {_TABLE} SET status = %s, lease_until = NULL, next_attempt_at = %s, enqueued_at = %s, "  # noqa: S608
+            f"attempts = attempts - 1 WHERE status = %s AND id IN ({placeholders})",
+            [Status.QUEUED, now, now, Status.SENDING, *[m.pk for m in messages]],
+        )
+
+
+@dataclass
+class Sent:
+    """A message the provider accepted: when the attempt started and ended, and its reply."""
+
+    message: Message
+    started: datetime
+    done: datetime
+    code: int
+    reply: str  # Already cleaned (smtp.clean_reply).
+    provider_message_id: str
+    refused: dict
+
+
+def record_sent(sent: list[Sent]) -> None:
+    """Record messages the provider accepted, in one transaction: the attempt rows, the
+    messages' terminal state, and the deletion of their content (nothing of it remains)."""
+    if not sent:
+        return
+    adapt_json = connection.ops.adapt_json_value
+    rows = [
+        [
+            Status.SENT,
+            _when(item.done),
+            _when(item.done),
+            item.provider_message_id,
+            adapt_json(item.refused, DjangoJSONEncoder),
+            item.message.pk,
+            Status.SENDING,
+        ]
+        for item in sent
+    ]
+    placeholders = ", ".join(["%s"] * len(sent))
+    with transaction.atomic(), connection.cursor() as cursor:
+        DeliveryAttempt.objects.bulk_create(
+            DeliveryAttempt(
+                message=item.message,
+                number=item.message.attempts,
+                started_at=item.started,
+                finished_at=item.done,
+                outcome=Status.SENT,
+                smtp_code=item.code,
+                reply=item.reply,
+            )
+            for item in sent
+        )
+        # psycopg sends these as one pipeline: one round trip for the batch.
+        cursor.executemany(
+            f"UPDATE {_TABLE} SET status = %s, sent_at = %s, finished_at = %s, lease_until = NULL, "  # noqa: S608
+            "last_error = NULL, provider_message_id = %s, refused_recipients = %s WHERE id = %s AND status = %s",
+            rows,
+        )
+        cursor.execute(
+            f"DELETE FROM {_CONTENT} WHERE message_id IN ({placeholders})",  # noqa: S608
+            [item.message.pk for item in sent],
+        )
+    for item in sent:
+        item.message.status = Status.SENT
+        item.message.sent_at = item.message.finished_at = item.done
