@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from celery import shared_task
-from celery.signals import worker_process_shutdown
+from celery.signals import worker_process_shutdown, worker_shutdown
 from django.conf import settings
 
 from relay import delivery, outbox, transport
@@ -27,8 +27,11 @@ def sweep() -> dict[str, int]:
     return outbox.sweep()
 
 
-@worker_process_shutdown.connect
+@worker_process_shutdown.connect  # prefork: each child process
+@worker_shutdown.connect  # threads and solo pools: the worker process itself
 def _close_pool(**kwargs: object) -> None:
+    # Closing returns the connections' slots, so a restarted worker finds them free at once
+    # instead of after their lease (relay.pacing.SLOT_LEASE_SECONDS).
     transport.pool.close_all()
 
 

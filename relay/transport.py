@@ -74,8 +74,13 @@ class SmtpPool:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        # Signalled whenever a connection comes back to the pool (see _open_or_wait).
+        self._returned = threading.Condition(self._lock)
         self._idle: dict[tuple[int, float], list[_Idle]] = defaultdict(list)
         self._slot_of: dict[int, str] = {}
+        # When each connection's slot lease was last renewed: renewing it on every message was a
+        # cache round trip per message; a quarter of the lease is plenty of margin.
+        self._renewed: dict[int, float] = {}
         self.opened = 0  # For benchmarks and tests: how many logins this pool made.
 
     def _discard(self, client: smtplib.SMTP, *, polite: bool = True) -> None:
@@ -85,6 +90,7 @@ class SmtpPool:
             client.close()
         with self._lock:
             slot = self._slot_of.pop(id(client), None)
+            self._renewed.pop(id(client), None)
         if slot:
             pacing.release_connection_slot(slot)
 
@@ -101,15 +107,39 @@ class SmtpPool:
                     break
                 stale.append(entry.client)
             slot = self._slot_of.get(id(found)) if found is not None else None
+            renew = slot is not None and now - self._renewed.get(id(found), 0.0) > pacing.SLOT_LEASE_SECONDS / 4
+            if renew:
+                self._renewed[id(found)] = now
         for client in stale:
             self._discard(client)
-        if slot:
+        if renew:
             pacing.renew_connection_slot(slot)
         return found
 
     def _give_back(self, key: tuple[int, float], client: smtplib.SMTP) -> None:
         with self._lock:
             self._idle[key].append(_Idle(client, time.monotonic()))
+            self._returned.notify()
+
+    def _open_or_wait(self, sender: Sender, key: tuple[int, float]) -> tuple[smtplib.SMTP, bool]:
+        """A new connection, or, while the sender's connection cap is reached, the first of its
+        connections that comes back to this pool (or a slot another worker frees) within
+        RELAY_CONNECTION_WAIT_SECONDS. Waiting briefly beats deferring the message: a busy
+        sender's connections turn over every few milliseconds."""
+        deadline = time.monotonic() + settings.RELAY_CONNECTION_WAIT_SECONDS
+        while True:
+            try:
+                return self._open(sender), False
+            except pacing.PaceLimited:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise
+            with self._returned:
+                # Slots held by other processes free themselves without a signal here: look again soon.
+                self._returned.wait(timeout=min(remaining, 0.2))
+            client = self._take_idle(key)
+            if client is not None:
+                return client, True
 
     def _open(self, sender: Sender) -> smtplib.SMTP:
         slot = pacing.acquire_connection_slot(sender)
@@ -125,6 +155,7 @@ class SmtpPool:
             raise
         with self._lock:
             self._slot_of[id(client)] = slot
+            self._renewed[id(client)] = time.monotonic()
             self.opened += 1
         return client
 
@@ -138,7 +169,7 @@ class SmtpPool:
         client = None if fresh else self._take_idle(key)
         reused = client is not None
         if client is None:
-            client = self._open(sender)
+            client, reused = self._open_or_wait(sender, key)
         try:
             yield client, reused
         except BaseException:
