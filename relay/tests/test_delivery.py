@@ -230,6 +230,23 @@ def test_a_worker_killed_while_sending_loses_nothing(worker, smtp_server, smtp_s
     assert len(smtp_server.messages) == 1
 
 
+def test_a_worker_stopped_while_sending_finishes_the_delivery_before_it_exits(worker, smtp_server, smtp_sender, send):
+    # SIGTERM is how systemd, docker and Ctrl-C stop a worker: a warm shutdown.
+    smtp_server.reply_delay = 0.4  # A delivery takes a few seconds: stopped mid-way.
+    message_id = send(via=smtp_sender).json()["id"]
+    wait_until(lambda: Message.objects.filter(public_id=message_id, status=Status.SENDING).exists(), what="sending")
+    try:
+        worker.stop()
+        assert worker.proc.returncode == 0, worker.log()[-2000:]
+        message = Message.objects.get(public_id=message_id)
+        assert message.status == Status.SENT
+        assert len(smtp_server.messages) == 1
+        assert not OutboxContent.objects.filter(message=message).exists()
+    finally:
+        smtp_server.reply_delay = 0
+        worker.start()
+
+
 def test_the_broker_down_at_accept_time_loses_nothing(worker, smtp_server, smtp_sender, send, monkeypatch):
     from drake.celery import app
 
