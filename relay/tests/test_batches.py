@@ -1,13 +1,12 @@
 """Batches: a worker that claims one message of a busy sender sends that sender's other due
 messages over the same connection, records them together, and never takes one twice."""
 
-import threading
-
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from drake.testing.threads import at_once
 from relay import claims, delivery, outbox, transport
 from relay.models import DeliveryAttempt, Message, OutboxContent, Status
 
@@ -96,26 +95,11 @@ def test_a_paused_sender_sends_nothing_of_a_batch(send, smtp_server, smtp_sender
 def test_racing_workers_never_claim_one_message_twice(send, smtp_sender):
     ids = _queue(send, smtp_sender, 60)
     sender = Message.objects.get(public_id=ids[0]).sender
-    claimed: list[list[str]] = []
-    errors: list[BaseException] = []
-    start = threading.Barrier(6)
 
     def worker():
-        try:
-            start.wait()
-            for _ in range(4):
-                claimed.append([m.public_id for m in claims.claim_more(sender, timezone.now(), 5)])
-        except BaseException as exc:  # Reported below: a thread's failure must fail the test.
-            errors.append(exc)
-        finally:
-            connection.close()
+        return [[m.public_id for m in claims.claim_more(sender, timezone.now(), 5)] for _ in range(4)]
 
-    threads = [threading.Thread(target=worker) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors
+    claimed = [batch for batches in at_once(*[worker] * 6) for batch in batches]
     # Whatever the racers skipped while another held it is still there to claim, once.
     claimed.append([m.public_id for m in claims.claim_more(sender, timezone.now(), 100)])
     every = [public_id for batch in claimed for public_id in batch]

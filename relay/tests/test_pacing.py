@@ -1,12 +1,12 @@
 """Provider-aware pacing: messages over a sender's pace wait instead of failing, across workers."""
 
-import threading
 from datetime import timedelta
 
 import pytest
 import time_machine
 from django.utils import timezone
 
+from drake.testing.threads import at_once
 from relay import delivery, outbox, pacing, transport
 from relay.models import Message, Status
 from senders.models import Sender
@@ -65,12 +65,7 @@ def test_connections_are_capped_across_workers(send, smtp_server, smtp_sender, f
     assert smtp_server.max_connections_seen == 0
     pacing.release_connection_slot(held)
     Message.objects.filter(public_id=ids[0]).update(next_attempt_at=timezone.now())
-    results = []
-    threads = [threading.Thread(target=lambda i=i: results.append(delivery.deliver(i))) for i in ids]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = at_once(*[lambda i=i: delivery.deliver(i) for i in ids])
     assert sorted(results) == ["deferred", "sent"], results
     assert smtp_server.max_connections_seen == 1
 
@@ -116,12 +111,7 @@ def test_a_worker_waits_for_the_senders_connection_instead_of_deferring(
     Sender.objects.filter(pk=smtp_sender.pk).update(max_connections=1)
     smtp_server.reply_delay = 0.1
     ids = [send(via=smtp_sender, to=f"r{i}@example.com").json()["id"] for i in range(3)]
-    results = []
-    threads = [threading.Thread(target=lambda i=i: results.append(delivery.deliver(i))) for i in ids]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = at_once(*[lambda i=i: delivery.deliver(i) for i in ids])
     # One connection, one login, taken in turn: every message sent, none deferred.
     assert results == ["sent"] * 3
     assert smtp_server.max_connections_seen == 1
