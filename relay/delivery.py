@@ -91,11 +91,8 @@ def _send_batch(sender: Sender, messages: list[Message], now: datetime) -> str:
     try:
         allowed = pacing.reserve(sender, now, len(messages))
     except pacing.PaceLimited as paced:
-        head = messages[0]
-        claims.release(messages[1:])
-        for message in messages[1:]:
-            outbox.enqueue(message.public_id)
-        return _defer(head, paced.until, ("paced", None, f"Waiting for the sender's pace: {paced.reason}."))
+        _give_back(messages[1:])
+        return _defer(messages[0], paced.until, ("paced", None, f"Waiting for the sender's pace: {paced.reason}."))
     budget = time.monotonic() + settings.RELAY_TASK_TIME_LIMIT / 2
     sent: list[claims.Sent] = []
     try:
@@ -110,11 +107,15 @@ def _send_batch(sender: Sender, messages: list[Message], now: datetime) -> str:
         # Whatever happens next, what the provider accepted is recorded as sent.
         claims.record_sent(sent)
         outcomes.update((item.message.pk, Outcome.SENT) for item in sent)
-    untried = [m for m in messages if m.pk not in outcomes]
-    claims.release(untried)
-    for message in untried:
-        outbox.enqueue(message.public_id)
+    _give_back([m for m in messages if m.pk not in outcomes])
     return outcomes[messages[0].pk]
+
+
+def _give_back(messages: list[Message]) -> None:
+    """Untried messages of a batch: back to the queue, each with a new task to decide alone."""
+    claims.release(messages)
+    for message in messages:
+        outbox.enqueue(message.public_id)
 
 
 def _send_one(sender: Sender, message: Message, sent: list[claims.Sent]) -> str | None:
