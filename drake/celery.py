@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from celery.signals import task_prerun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "drake.settings")
 
@@ -26,7 +27,19 @@ app.conf.update(
     worker_hijack_root_logger=False,
     timezone="UTC",
 )
+# Celery's Django fixup closes every database connection before and after each task unless
+# CELERY_DB_REUSE_MAX is set: a new PostgreSQL backend per task cost more than the delivery itself
+# (bench/README.md). Connections are kept, and Django's own rules decide when one is replaced
+# (CONN_MAX_AGE, CONN_HEALTH_CHECKS), as they do before each web request (_check_connections).
+app.conf["CELERY_DB_REUSE_MAX"] = 1000
 app.autodiscover_tasks()
+
+
+@task_prerun.connect
+def _check_connections(**kwargs: object) -> None:
+    from django.db import close_old_connections
+
+    close_old_connections()
 
 
 @app.on_after_configure.connect
