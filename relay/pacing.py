@@ -67,11 +67,14 @@ def _reserve_day(sender: Sender, per_day: int, now: datetime, count: int) -> int
     """How many of `count` fit in the rolling 24 hours. The count comes from the message log
     (exact) at most every DAY_COUNT_SECONDS, and from the shared cache in between: counting a
     busy sender's log for every message cost more than sending it."""
-    key = f"drake:pace-day:{sender.pk}"
+    # A key per window, like the minute counters: a counter that ever lost its expiry (Redis'
+    # INCR recreates an expired key without one) is simply never read again.
+    window = int(now.timestamp() // DAY_COUNT_SECONDS)
+    key = f"drake:pace-day:{sender.pk}:{window}"
     if cache.get(key) is None:
         sent = Message.objects.filter(sender=sender, status=Status.SENT, sent_at__gte=now - timedelta(hours=24))
-        cache.add(key, sent.count(), timeout=DAY_COUNT_SECONDS)
-    used = _add_to(key, count, start=0, timeout=DAY_COUNT_SECONDS)
+        cache.add(key, sent.count(), timeout=2 * DAY_COUNT_SECONDS)
+    used = _add_to(key, count, start=0, timeout=2 * DAY_COUNT_SECONDS)
     allowed = max(0, min(count, per_day - (used - count)))
     if allowed < count:
         _give_back(key, count - allowed)

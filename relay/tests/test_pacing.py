@@ -116,3 +116,15 @@ def test_a_worker_waits_for_the_senders_connection_instead_of_deferring(
     assert results == ["sent"] * 3
     assert smtp_server.max_connections_seen == 1
     assert smtp_server.logins == 1
+
+
+def test_the_daily_count_is_taken_from_the_log_again_each_minute(smtp_sender):
+    # Reservations that never became sends (failed, deferred) overstate the count only until the
+    # next window, when it is counted again from what was really sent.
+    Sender.objects.filter(pk=smtp_sender.pk).update(max_per_day=3)
+    sender = Sender.objects.get(pk=smtp_sender.pk)
+    start = timezone.now().replace(second=1, microsecond=0) + timedelta(minutes=1)
+    assert pacing.reserve(sender, start, 3) == 3
+    with pytest.raises(pacing.PaceLimited, match="3 messages per 24 hours"):
+        pacing.reserve(sender, start + timedelta(seconds=30), 1)
+    assert pacing.reserve(sender, start + timedelta(seconds=pacing.DAY_COUNT_SECONDS), 1) == 1
