@@ -137,6 +137,3 @@ def record_sent(sent: list[Sent]) -> None:
             f"DELETE FROM {_CONTENT} WHERE message_id IN ({placeholders})",  # noqa: S608
             [item.message.pk for item in sent],
         )
-    for item in sent:
-        item.message.status = Status.SENT
-        item.message.sent_at = item.message.finished_at = item.done

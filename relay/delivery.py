@@ -92,7 +92,7 @@ def _send_batch(sender: Sender, messages: list[Message], now: datetime) -> str:
         allowed = pacing.reserve(sender, now, len(messages))
     except pacing.PaceLimited as paced:
         _give_back(messages[1:])
-        return _defer(messages[0], paced.until, ("paced", None, f"Waiting for the sender's pace: {paced.reason}."))
+        return _paced(messages[0], paced)
     budget = time.monotonic() + settings.RELAY_TASK_TIME_LIMIT / 2
     sent: list[claims.Sent] = []
     try:
@@ -109,6 +109,10 @@ def _send_batch(sender: Sender, messages: list[Message], now: datetime) -> str:
         outcomes.update((item.message.pk, Outcome.SENT) for item in sent)
     _give_back([m for m in messages if m.pk not in outcomes])
     return outcomes[messages[0].pk]
+
+
+def _paced(message: Message, paced: pacing.PaceLimited) -> str:
+    return _defer(message, paced.until, ("paced", None, f"Waiting for the sender's pace: {paced.reason}."))
 
 
 def _give_back(messages: list[Message]) -> None:
@@ -139,7 +143,7 @@ def _send_one(sender: Sender, message: Message, sent: list[claims.Sent]) -> str 
     try:
         result = transport.send(sender, sender.from_email, recipients, data)
     except pacing.PaceLimited as paced:
-        return _defer(message, paced.until, ("paced", None, f"Waiting for the sender's pace: {paced.reason}."))
+        return _paced(message, paced)
     except smtp.SmtpFailure as failure:
         return _smtp_failure(message, started, failure)
     except transport.StageRefused as refused:

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from relay.models import Message, Status
@@ -35,7 +36,7 @@ class PaceLimited(Exception):
 
 
 # How long a sender's 24-hour count, taken from the message log, is trusted before it is taken
-# again. Meanwhile every reservation adds to it, so it only ever overstates what was sent.
+# again. Meanwhile every reservation adds to it (sent or not), so it errs towards waiting.
 DAY_COUNT_SECONDS = 60
 
 
@@ -46,14 +47,13 @@ def reserve(sender: Sender, now: datetime | None = None, count: int = 1) -> int:
     limits = sender.limits()
     minute = int(now.timestamp() // 60)
     minute_key = f"drake:pace:{sender.pk}:{minute}"
-    used = _add_to(minute_key, count, start=0, timeout=120)
+    used = _add_to(minute_key, count, timeout=120)
     allowed = max(0, min(count, limits.per_minute - (used - count)))
     if allowed:
         allowed = _reserve_day(sender, limits.per_day, now, allowed)
         if not allowed:
             _give_back(minute_key, count)
-            sent = Message.objects.filter(sender=sender, status=Status.SENT, sent_at__gte=now - timedelta(hours=24))
-            oldest = sent.order_by("sent_at").values_list("sent_at", flat=True).first() or now
+            oldest = _sent_in_day(sender, now).order_by("sent_at").values_list("sent_at", flat=True).first() or now
             raise PaceLimited(oldest + timedelta(hours=24), f"{limits.per_day} messages per 24 hours")
     if allowed < count:
         _give_back(minute_key, count - allowed)
@@ -72,22 +72,25 @@ def _reserve_day(sender: Sender, per_day: int, now: datetime, count: int) -> int
     window = int(now.timestamp() // DAY_COUNT_SECONDS)
     key = f"drake:pace-day:{sender.pk}:{window}"
     if cache.get(key) is None:
-        sent = Message.objects.filter(sender=sender, status=Status.SENT, sent_at__gte=now - timedelta(hours=24))
-        cache.add(key, sent.count(), timeout=2 * DAY_COUNT_SECONDS)
-    used = _add_to(key, count, start=0, timeout=2 * DAY_COUNT_SECONDS)
+        cache.add(key, _sent_in_day(sender, now).count(), timeout=2 * DAY_COUNT_SECONDS)
+    used = _add_to(key, count, timeout=2 * DAY_COUNT_SECONDS)
     allowed = max(0, min(count, per_day - (used - count)))
     if allowed < count:
         _give_back(key, count - allowed)
     return allowed
 
 
-def _add_to(key: str, count: int, *, start: int, timeout: int) -> int:
-    cache.add(key, start, timeout=timeout)
+def _sent_in_day(sender: Sender, now: datetime) -> QuerySet[Message]:
+    return Message.objects.filter(sender=sender, status=Status.SENT, sent_at__gte=now - timedelta(hours=24))
+
+
+def _add_to(key: str, count: int, *, timeout: int) -> int:
+    cache.add(key, 0, timeout=timeout)
     try:
         return cache.incr(key, count)
     except ValueError:  # Evicted between add and incr: start the window again.
-        cache.set(key, start + count, timeout=timeout)
-        return start + count
+        cache.set(key, count, timeout=timeout)
+        return count
 
 
 def _give_back(key: str, count: int) -> None:

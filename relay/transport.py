@@ -56,6 +56,12 @@ class _Idle:
     since: float
 
 
+@dataclass
+class _Slot:
+    key: str  # The cache key of the connection slot (relay.pacing).
+    renewed: float
+
+
 def _key(sender: Sender) -> tuple[int, float]:
     # A changed sender (new password, host...) gets new connections.
     return (sender.pk, sender.updated_at.timestamp())
@@ -77,10 +83,9 @@ class SmtpPool:
         # Signalled whenever a connection comes back to the pool (see _open_or_wait).
         self._returned = threading.Condition(self._lock)
         self._idle: dict[tuple[int, float], list[_Idle]] = defaultdict(list)
-        self._slot_of: dict[int, str] = {}
-        # When each connection's slot lease was last renewed: renewing it on every message was a
-        # cache round trip per message; a quarter of the lease is plenty of margin.
-        self._renewed: dict[int, float] = {}
+        # Each open connection's slot, and when its lease was last renewed: renewing it for every
+        # message was a cache round trip per message; a quarter of the lease is plenty of margin.
+        self._slot_of: dict[int, _Slot] = {}
         self.opened = 0  # For benchmarks and tests: how many logins this pool made.
 
     def _discard(self, client: smtplib.SMTP, *, polite: bool = True) -> None:
@@ -90,9 +95,8 @@ class SmtpPool:
             client.close()
         with self._lock:
             slot = self._slot_of.pop(id(client), None)
-            self._renewed.pop(id(client), None)
         if slot:
-            pacing.release_connection_slot(slot)
+            pacing.release_connection_slot(slot.key)
 
     def _take_idle(self, key: tuple[int, float]) -> smtplib.SMTP | None:
         now = time.monotonic()
@@ -107,13 +111,13 @@ class SmtpPool:
                     break
                 stale.append(entry.client)
             slot = self._slot_of.get(id(found)) if found is not None else None
-            renew = slot is not None and now - self._renewed.get(id(found), 0.0) > pacing.SLOT_LEASE_SECONDS / 4
+            renew = slot is not None and now - slot.renewed > pacing.SLOT_LEASE_SECONDS / 4
             if renew:
-                self._renewed[id(found)] = now
+                slot.renewed = now
         for client in stale:
             self._discard(client)
         if renew:
-            pacing.renew_connection_slot(slot)
+            pacing.renew_connection_slot(slot.key)
         return found
 
     def _give_back(self, key: tuple[int, float], client: smtplib.SMTP) -> None:
@@ -154,8 +158,7 @@ class SmtpPool:
             pacing.release_connection_slot(slot)
             raise
         with self._lock:
-            self._slot_of[id(client)] = slot
-            self._renewed[id(client)] = time.monotonic()
+            self._slot_of[id(client)] = _Slot(slot, time.monotonic())
             self.opened += 1
         return client
 
