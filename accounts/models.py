@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import cache
 
+from django.apps import apps
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
@@ -13,6 +15,7 @@ from django.utils import timezone
 
 from accounts import keys
 from billing.plans import default_plan
+from drake import sql
 
 
 class UserManager(BaseUserManager["User"]):
@@ -96,12 +99,37 @@ class ApiKeyManager(models.Manager["ApiKey"]):
         parsed = keys.parse(raw)
         if parsed is None:
             return None
-        key = self.select_related("user", "user__plan", "user__subscription").filter(prefix=parsed.prefix).first()
-        if key is None or not keys.secret_matches(parsed.secret, key.secret_hash):
+        found = _key_with_account().rows([parsed.prefix])
+        if not found:
+            return None
+        key, user, plan, subscription = found[0]
+        # What select_related("user", "user__plan", "user__subscription") would cache.
+        ApiKey._meta.get_field("user").set_cached_value(key, user)
+        User._meta.get_field("plan").set_cached_value(user, plan)
+        User._meta.get_field("subscription").set_cached_value(user, subscription)
+        if not keys.secret_matches(parsed.secret, key.secret_hash):
             return None
         if key.revoked_at is not None:
             return None
         return key
+
+
+@cache
+def _key_with_account() -> sql.Select:
+    """A key by prefix, with its account, plan and subscription: every API request runs it."""
+    plan_model, subscription_model = apps.get_model("billing", "Plan"), apps.get_model("billing", "Subscription")
+    tables = {m: m._meta.db_table for m in (ApiKey, User, plan_model, subscription_model)}
+    return sql.Select(
+        sql.Columns(ApiKey, "k"),
+        sql.Columns(User, "u"),
+        sql.Columns(plan_model, "p"),
+        sql.Columns(subscription_model, "s"),
+        build=lambda k, u, p, s: (
+            f"SELECT {k}, {u}, {p}, {s} FROM {tables[ApiKey]} k "  # noqa: S608 (our names)
+            f"JOIN {tables[User]} u ON u.id = k.user_id JOIN {tables[plan_model]} p ON p.id = u.plan_id "
+            f"LEFT JOIN {tables[subscription_model]} s ON s.user_id = u.id WHERE k.prefix = %s"
+        ),
+    )
 
 
 class ApiKey(models.Model):

@@ -11,15 +11,31 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 
 from billing.models import UsageCounter
 from drake.errors import QuotaExceeded, ServiceUnavailable
 
 
+_TABLE = UsageCounter._meta.db_table
+
+
+def _charge_existing(user_id: int, period_start: datetime, quota: int) -> bool:
+    """The steady state as SQL written once (every accept runs it): True if it counted."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {_TABLE} SET accepted = accepted + 1 "  # noqa: S608 (our names)
+            "WHERE user_id = %s AND period_start = %s AND accepted < %s",
+            [user_id, connection.ops.adapt_datetimefield_value(period_start), quota],
+        )
+        return cursor.rowcount == 1
+
+
 def charge(user: Any, period_start: datetime, quota: int) -> None:
     """Count one accepted message against `quota`; raises QuotaExceeded. Run inside a transaction."""
+    if _charge_existing(user.pk, period_start, quota):
+        return
     counters = UsageCounter.objects.filter(user=user, period_start=period_start)
     # A few rounds at most: the period's row can appear (another request creating it commits)
     # between any two of these statements; each round re-reads what is committed now.

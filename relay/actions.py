@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from billing import quota
 from billing.periods import current_period
+from drake import sql
 from drake.errors import IdempotencyConflict, InvalidRequest, NotFound, PermissionDenied, ServiceUnavailable
 from relay import outbox
 from relay.minimize import minimize_subject
@@ -78,7 +79,7 @@ def accept_message(
         replayed = _replay(user, idempotency_key, fingerprint, now)
         if replayed is not None:
             return replayed, True
-    sender = Sender.objects.for_account(user).filter(public_id=request.sender).first()
+    sender = Sender.objects.of_account(user, request.sender)
     if sender is None:
         raise NotFound("No sender with this id.", field="sender")
     if sender.is_disabled:
@@ -113,8 +114,8 @@ def accept_message(
                 IdempotencyKey.objects.filter(
                     user=user, key=idempotency_key, created_at__lt=now - IDEMPOTENCY_WINDOW
                 ).delete()
-            message.save(force_insert=True)
-            OutboxContent.objects.create(message=message, content_encrypted=token)
+            sql.insert(message)
+            sql.insert(OutboxContent(message=message, content_encrypted=token))
             if idempotency_key is not None:
                 IdempotencyKey.objects.create(
                     user=user, key=idempotency_key, fingerprint=fingerprint, message=message, created_at=now

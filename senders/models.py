@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime
+from functools import cache
+from typing import Any
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from drake import sql
 from senders import crypto
 from senders.fields import EncryptedField
 from senders.presets import LIMITS, Limits, Provider, Security
@@ -21,6 +24,20 @@ def new_public_id() -> str:
 class SenderQuerySet(models.QuerySet["Sender"]):
     def for_account(self, user: object) -> SenderQuerySet:
         return self.filter(user=user)
+
+    def of_account(self, user: Any, public_id: str) -> Sender | None:
+        """`for_account(user).filter(public_id=...).first()`, as SQL written once (the send path)."""
+        found = _sender_of_account().rows([public_id, user.pk])
+        return found[0][0] if found else None
+
+
+@cache
+def _sender_of_account() -> sql.Select:
+    table = Sender._meta.db_table
+    return sql.Select(
+        sql.Columns(Sender, "s"),
+        build=lambda s: f"SELECT {s} FROM {table} s WHERE s.public_id = %s AND s.user_id = %s",  # noqa: S608
+    )
 
 
 class Sender(models.Model):

@@ -1,0 +1,125 @@
+"""The few statements of the send path, written once instead of compiled by the ORM per call.
+
+On the 2-core bench machine the ORM spent 2–5 ms of CPU compiling each query of
+`POST /v1/send` — more than PostgreSQL took to run it (bench/README.md). These helpers build a
+statement's SQL once per model and database vendor and keep Django's own conversions: values go
+in through each field's `get_db_prep_save` and come back through the same converters the ORM's
+compiler applies (`from_db_value`, backend converters), and instances are made with
+`Model.from_db`, as the ORM makes them.
+
+They do not send `pre_save`/`post_save` signals; nothing in 3drake listens to them for the
+models written here. Use them only on paths measured to need it; the ORM is the default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import cache
+from typing import Any, TypeVar
+
+from django.db import connections, models, router
+
+M = TypeVar("M", bound=models.Model)
+Converter = Callable[[Any, Any, Any], Any]
+
+
+@cache
+def _insert_sql(model: type[models.Model], vendor: str) -> tuple[str, tuple[models.Field, ...], bool]:
+    connection = connections[router.db_for_write(model)]
+    qn = connection.ops.quote_name
+    fields = tuple(f for f in model._meta.concrete_fields if not (f.primary_key and isinstance(f, models.AutoField)))
+    returning = model._meta.pk not in fields
+    sql = (
+        f"INSERT INTO {qn(model._meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "
+        f"VALUES ({', '.join(['%s'] * len(fields))})"
+    )
+    if returning:
+        sql += f" RETURNING {qn(model._meta.pk.column)}"
+    return sql, fields, returning
+
+
+def insert(obj: models.Model) -> models.Model:
+    """INSERT one new instance, as `obj.save(force_insert=True)` does, minus the signals."""
+    model = type(obj)
+    using = router.db_for_write(model, instance=obj)
+    connection = connections[using]
+    sql, fields, returning = _insert_sql(model, connection.vendor)
+    values = [f.get_db_prep_save(f.pre_save(obj, True), connection=connection) for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        if returning:
+            obj.pk = cursor.fetchone()[0]
+    obj._state.adding = False
+    obj._state.db = using
+    return obj
+
+
+class Columns:
+    """The columns of one model under a table alias, and how to make an instance from them."""
+
+    def __init__(self, model: type[M], alias: str) -> None:
+        self.model = model
+        self.alias = alias
+        self.fields = tuple(model._meta.concrete_fields)
+        self.names = [f.attname for f in self.fields]
+        self.pk_index = self.fields.index(model._meta.pk)
+
+    def sql(self, connection: Any) -> str:
+        qn = connection.ops.quote_name
+        return ", ".join(f"{qn(self.alias)}.{qn(f.column)}" for f in self.fields)
+
+    def converters(self, connection: Any) -> list[tuple[int, Any, list[Converter]]]:
+        """(index, column expression, converters) of each column whose value needs converting."""
+        found = []
+        for index, field in enumerate(self.fields):
+            column = field.get_col(self.alias)
+            chain = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+            if chain:
+                found.append((index, column, chain))
+        return found
+
+    def __len__(self) -> int:
+        return len(self.fields)
+
+
+class Select:
+    """One SELECT over several models' columns, made into instances: `rows(params)`.
+
+    `build(columns_sql_list) -> sql` receives each Columns' select list in order and returns the
+    whole statement with `%s` placeholders. A row whose primary key column is NULL (an outer
+    join that found nothing) gives None for that model.
+    """
+
+    def __init__(self, *columns: Columns, build: Callable[..., str], using: str = "default") -> None:
+        self.columns = columns
+        self.build = build
+        self.using = using
+
+    @cache  # noqa: B019  (one per module-level statement, kept for the process's life)
+    def _compiled(self, vendor: str) -> tuple[str, list[list[tuple[int, Any, list[Converter]]]]]:
+        connection = connections[self.using]
+        sql = self.build(*(c.sql(connection) for c in self.columns))
+        return sql, [c.converters(connection) for c in self.columns]
+
+    def rows(self, params: Sequence[Any]) -> list[tuple[models.Model | None, ...]]:
+        connection = connections[self.using]
+        sql, converters = self._compiled(connection.vendor)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            fetched = cursor.fetchall()
+        result = []
+        for row in fetched:
+            instances: list[models.Model | None] = []
+            start = 0
+            for columns, chains in zip(self.columns, converters, strict=True):
+                values = list(row[start : start + len(columns)])
+                start += len(columns)
+                if values[columns.pk_index] is None:
+                    instances.append(None)
+                    continue
+                for index, expression, chain in chains:
+                    for convert in chain:
+                        values[index] = convert(values[index], expression, connection)
+                instances.append(columns.model.from_db(self.using, columns.names, values))
+            result.append(tuple(instances))
+        return result
