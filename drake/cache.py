@@ -33,3 +33,30 @@ class RedisCache(DjangoRedisCache):
     def __init__(self, server: str, params: dict[str, Any]) -> None:
         super().__init__(server, params)
         self._class = _SharedClient
+
+
+def add_to(cache: Any, amounts: dict[str, int], *, timeout: int) -> dict[str, int]:
+    """Add to counters that start at 0 and expire about `timeout` seconds after they are used.
+
+    For counters whose key names their time window (rate limits, pacing): the expiry only
+    clears them away. Returns each counter's new value. On Redis this is one round trip for all
+    counters (a pipeline of INCRBY and EXPIRE per key); other caches (local memory in
+    development and tests) use `add` and `incr`.
+    """
+    if isinstance(cache, RedisCache):
+        pipe = cache._cache.get_client(write=True).pipeline(transaction=False)
+        for key, amount in amounts.items():
+            name = cache.make_and_validate_key(key)
+            pipe.incrby(name, amount)
+            pipe.expire(name, timeout)
+        values = pipe.execute()[::2]
+        return dict(zip(amounts, values, strict=True))
+    counted = {}
+    for key, amount in amounts.items():
+        cache.add(key, 0, timeout=timeout)
+        try:
+            counted[key] = cache.incr(key, amount)
+        except ValueError:  # Evicted between add and incr: start the window again.
+            cache.set(key, amount, timeout=timeout)
+            counted[key] = amount
+    return counted

@@ -22,6 +22,7 @@ from django.core.cache import cache
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from drake.cache import add_to
 from relay.models import Message, Status
 from senders.models import Sender
 
@@ -85,12 +86,7 @@ def _sent_in_day(sender: Sender, now: datetime) -> QuerySet[Message]:
 
 
 def _add_to(key: str, count: int, *, timeout: int) -> int:
-    cache.add(key, 0, timeout=timeout)
-    try:
-        return cache.incr(key, count)
-    except ValueError:  # Evicted between add and incr: start the window again.
-        cache.set(key, count, timeout=timeout)
-        return count
+    return add_to(cache, {key: count}, timeout=timeout)[key]
 
 
 def _give_back(key: str, count: int) -> None:
