@@ -17,7 +17,6 @@ from django.db.models import F
 from billing.models import UsageCounter
 from drake.errors import QuotaExceeded, ServiceUnavailable
 
-
 _TABLE = UsageCounter._meta.db_table
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 from django.core.cache.backends.redis import RedisCacheClient
 
@@ -35,7 +36,7 @@ class RedisCache(DjangoRedisCache):
         self._class = _SharedClient
 
 
-def add_to(cache: Any, amounts: dict[str, int], *, timeout: int) -> dict[str, int]:
+def add_to(amounts: dict[str, int], *, timeout: int, alias: str = "default") -> dict[str, int]:
     """Add to counters that start at 0 and expire about `timeout` seconds after they are used.
 
     For counters whose key names their time window (rate limits, pacing): the expiry only
@@ -43,6 +44,7 @@ def add_to(cache: Any, amounts: dict[str, int], *, timeout: int) -> dict[str, in
     counters (a pipeline of INCRBY and EXPIRE per key); other caches (local memory in
     development and tests) use `add` and `incr`.
     """
+    cache = caches[alias]  # The backend itself: `django.core.cache.cache` is a proxy.
     if isinstance(cache, RedisCache):
         pipe = cache._cache.get_client(write=True).pipeline(transaction=False)
         for key, amount in amounts.items():

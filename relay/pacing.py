@@ -86,7 +86,7 @@ def _sent_in_day(sender: Sender, now: datetime) -> QuerySet[Message]:
 
 
 def _add_to(key: str, count: int, *, timeout: int) -> int:
-    return add_to(cache, {key: count}, timeout=timeout)[key]
+    return add_to({key: count}, timeout=timeout)[key]
 
 
 def _give_back(key: str, count: int) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import time
 
 from django.conf import settings
-from django.core.cache import cache
 from rest_framework.request import Request
 
 from drake.cache import add_to
@@ -33,7 +32,7 @@ def check(request: Request) -> dict[str, int] | None:
     reset = max(1, int((window + 1) * WINDOW_SECONDS - now))
     per_key = f"drake:rl:key:{request.auth.prefix}:{window}"
     per_account = f"drake:rl:account:{request.user.pk}:{window}"
-    counted = add_to(cache, {per_key: 1, per_account: 1}, timeout=WINDOW_SECONDS + 5)
+    counted = add_to({per_key: 1, per_account: 1}, timeout=WINDOW_SECONDS + 5)
     key_limit = request.user.plan.rate_per_minute
     usage = {"limit": key_limit, "remaining": max(0, key_limit - counted[per_key]), "reset": reset}
     request._request.drake_ratelimit = usage
