@@ -49,15 +49,20 @@ def claim_more(sender: Sender, now: datetime, limit: int) -> list[Message]:
     """Claim up to `limit` more due messages of `sender` (oldest first), with their content.
 
     One UPDATE ... RETURNING: rows another worker holds are skipped (PostgreSQL's SKIP LOCKED)
-    or, once it commits, no longer match `queued`, so a message is never claimed twice.
+    or, once it commits, no longer match `queued`, so a message is never claimed twice. The
+    rows are picked in a MATERIALIZED CTE: as a plain `IN (SELECT ... LIMIT n SKIP LOCKED)`
+    PostgreSQL may run the subquery again for each row it updates, each run skipping the rows
+    the last one locked, and claim far more than `limit`.
     """
     skip_locked = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {_TABLE} SET status = %s, lease_until = %s, attempts = attempts + 1 "  # noqa: S608 (our names)
-            f"WHERE id IN (SELECT id FROM {_TABLE} WHERE sender_id = %s AND status = %s AND next_attempt_at <= %s "
-            f"ORDER BY next_attempt_at LIMIT %s{skip_locked}) AND status = %s AND next_attempt_at <= %s RETURNING id",
-            [Status.SENDING, _lease(now), sender.pk, Status.QUEUED, _when(now), limit, Status.QUEUED, _when(now)],
+            f"WITH picked AS MATERIALIZED (SELECT id FROM {_TABLE} "  # noqa: S608 (our names)
+            f"WHERE sender_id = %s AND status = %s AND next_attempt_at <= %s "
+            f"ORDER BY next_attempt_at LIMIT %s{skip_locked}) "
+            f"UPDATE {_TABLE} SET status = %s, lease_until = %s, attempts = attempts + 1 "
+            "WHERE id IN (SELECT id FROM picked) AND status = %s AND next_attempt_at <= %s RETURNING id",
+            [sender.pk, Status.QUEUED, _when(now), limit, Status.SENDING, _lease(now), Status.QUEUED, _when(now)],
         )
         ids = [row[0] for row in cursor.fetchall()]
     if not ids:

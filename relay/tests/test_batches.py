@@ -43,6 +43,14 @@ def test_a_batch_goes_out_over_one_login_and_is_recorded_together(send, smtp_ser
     assert [delivery.deliver(i, batch=10) for i in ids if i != ids[2]] == [None] * 4
 
 
+def test_a_claim_never_takes_more_than_its_limit(send, smtp_sender):
+    ids = _queue(send, smtp_sender, 6)
+    claimed = claims.claim_more(smtp_sender, timezone.now(), 2)
+    assert [m.public_id for m in claimed] == ids[:2]
+    assert Message.objects.filter(status=Status.SENDING).count() == 2
+    assert len(claims.claim_more(smtp_sender, timezone.now(), 10)) == 4
+
+
 def test_a_batch_costs_the_same_statements_whatever_its_size(send, smtp_server, smtp_sender):
     def statements_to_deliver(count):
         ids = _queue(send, smtp_sender, count)
