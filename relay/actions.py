@@ -124,7 +124,7 @@ def accept_message(
             # concurrent accept of this account waits for that lock until this one commits.
             period_start, _ = current_period(user, now)
             quota.charge(user, period_start, user.plan.monthly_quota)
-            transaction.on_commit(lambda: outbox.enqueue(message.public_id))
+            transaction.on_commit(lambda: outbox.prompt(sender.pk, message.public_id))
     except IntegrityError as exc:
         # A concurrent request with the same key won; its row is committed now.
         winner = _replay(user, idempotency_key, fingerprint, now) if idempotency_key is not None else None

@@ -63,6 +63,8 @@ def deliver(public_id: str, *, batch: int = 1) -> str | None:
     """
     now = timezone.now()
     if not claims.claim(public_id, now):
+        if batch > 1 and settings.RELAY_COALESCE_PROMPTS:
+            _drain(public_id, now, batch)
         return None
     message = Message.objects.select_related("sender", "content").get(public_id=public_id)
     sender = message.sender
@@ -75,8 +77,30 @@ def deliver(public_id: str, *, batch: int = 1) -> str | None:
         return _defer(message, until, ("sender_paused", None, reason))
     messages = [message]
     if batch > 1:
-        messages += claims.claim_more(sender, now, batch - 1)
+        messages += _claim_backlog(sender, now, batch - 1)
     return _send_batch(sender, messages, now)
+
+
+def _drain(public_id: str, now: datetime, batch: int) -> None:
+    """This task's own message was taken (by another worker's batch), but with one prompt per
+    sender (relay.outbox.prompt) the task may be what the sender's other due messages wait on:
+    claim and send those."""
+    sender = Sender.objects.filter(messages__public_id=public_id).first()
+    if sender is None or sender.is_disabled or sender.is_paused(now):
+        return  # Each due message's own task (the sweep's, if none) defers or fails it.
+    messages = _claim_backlog(sender, now, batch)
+    if messages:
+        _send_batch(sender, messages, now)
+
+
+def _claim_backlog(sender: Sender, now: datetime, limit: int) -> list[Message]:
+    """Up to `limit` of the sender's due messages. The prompt mark is cleared first (see
+    relay.outbox.prompt for why that order); a full batch may leave more, so it prompts again."""
+    outbox.prompted(sender.pk)
+    messages = claims.claim_more(sender, now, limit)
+    if len(messages) == limit and settings.RELAY_COALESCE_PROMPTS:
+        outbox.prompt(sender.pk, messages[-1].public_id)
+    return messages
 
 
 def _send_batch(sender: Sender, messages: list[Message], now: datetime) -> str:

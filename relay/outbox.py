@@ -9,10 +9,12 @@ makes any duplicate harmless.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -20,6 +22,49 @@ from relay.models import Message, Status
 
 logger = logging.getLogger(__name__)
 SWEEP_BATCH = 1000
+# How long a pending prompt stands for its sender's new messages. Only bounds a lost one:
+# after it, the next accepted message publishes again (the sweep covers a sender gone quiet).
+PROMPT_SECONDS = 30
+
+
+def _prompt_key(sender_pk: int) -> str:
+    return f"drake:prompt:{sender_pk}"
+
+
+def prompt(sender_pk: int, public_id: str) -> bool:
+    """Publish delivery of a just-committed message, unless its sender has a prompt pending.
+
+    A delivery task drains its sender's due messages in batches (relay.delivery), so under load
+    one pending task per sender is enough: later messages of that sender publish nothing. It
+    holds because of the order of two steps. Here: commit, then mark a prompt pending (an
+    atomic add in the shared cache) and publish only if this call set the mark. In the worker:
+    clear the mark (`prompted`), then claim the sender's due messages. So a message that found
+    the mark set was committed before that clear, and the claim after it sees the message.
+    A worker whose batch came back full publishes the next prompt itself (`prompt` again).
+
+    Needs a cache shared by web and workers (RELAY_COALESCE_PROMPTS); otherwise, or if the
+    cache cannot be reached, every message publishes its own task, as `enqueue` does.
+    """
+    if not settings.RELAY_COALESCE_PROMPTS:
+        return enqueue(public_id)
+    key = _prompt_key(sender_pk)
+    try:
+        if not cache.add(key, public_id, timeout=PROMPT_SECONDS):
+            return True
+    except Exception:
+        logger.warning("Could not mark a delivery prompt; publishing one anyway.", exc_info=True)
+        return enqueue(public_id)
+    if enqueue(public_id):
+        return True
+    with contextlib.suppress(Exception):
+        cache.delete(key)  # Nothing was published: let the next message try again.
+    return False
+
+
+def prompted(sender_pk: int) -> None:
+    """A worker is about to claim this sender's due messages: later messages prompt anew."""
+    if settings.RELAY_COALESCE_PROMPTS:
+        cache.delete(_prompt_key(sender_pk))
 
 
 def enqueue(public_id: str) -> bool:

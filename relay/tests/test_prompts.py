@@ -1,0 +1,111 @@
+"""One pending delivery task per sender (relay.outbox.prompt): a busy sender's messages publish
+one task, the worker's batches drain the backlog, and no committed message is left behind."""
+
+import pytest
+from django.core.cache import cache
+
+from relay import delivery, outbox, transport
+from relay.models import Message, Status
+
+
+@pytest.fixture(autouse=True)
+def coalescing(settings, monkeypatch):
+    """Coalesced prompts on (the in-process cache is shared here); publishes are noted, not sent."""
+    settings.RELAY_COALESCE_PROMPTS = True
+    cache.clear()
+    published = []
+    monkeypatch.setattr(outbox, "enqueue", lambda public_id: published.append(public_id) or True)
+    pool = transport.SmtpPool()
+    monkeypatch.setattr(transport, "pool", pool)
+    yield published
+    pool.close_all()
+
+
+@pytest.fixture
+def accept(send, smtp_sender, django_capture_on_commit_callbacks):
+    """Accept `count` messages through the API, running what runs after each commit."""
+
+    def run(count, sender=smtp_sender):
+        ids = []
+        for i in range(count):
+            with django_capture_on_commit_callbacks(execute=True):
+                response = send(via=sender, to=f"r{i}@example.com")
+            assert response.status_code == 202
+            ids.append(response.json()["id"])
+        return ids
+
+    return run
+
+
+def _run_published(published, batch):
+    """Act as the worker: run every published task, including those published meanwhile."""
+    runs = 0
+    while published:
+        delivery.deliver(published.pop(0), batch=batch)
+        runs += 1
+    return runs
+
+
+def test_a_busy_sender_publishes_one_task_and_it_takes_the_whole_backlog(accept, coalescing, smtp_server):
+    ids = accept(5)
+    assert coalescing == [ids[0]]
+    assert _run_published(coalescing, batch=20) == 1
+    assert len(smtp_server.messages) == 5
+    assert smtp_server.logins == 1
+    assert set(Message.objects.values_list("status", flat=True)) == {Status.SENT}
+    # The worker cleared the mark before claiming: the next message publishes its own task.
+    later = accept(1)
+    assert coalescing == later
+
+
+def test_a_full_batch_prompts_the_next_until_the_backlog_is_empty(accept, coalescing, smtp_server):
+    ids = accept(5)
+    assert coalescing == [ids[0]]
+    # 2 + 2 + 1: each full batch published the next prompt; the last, short one did not.
+    assert _run_published(coalescing, batch=2) == 3
+    assert sorted(r.rcpt_tos[0] for r in smtp_server.messages) == [f"r{i}@example.com" for i in range(5)]
+    assert Message.objects.filter(status=Status.SENT).count() == 5
+
+
+def test_a_message_committed_after_the_worker_cleared_the_mark_is_sent_once(
+    accept, coalescing, smtp_server, smtp_sender
+):
+    first = accept(1)
+    outbox.prompted(smtp_sender.pk)  # A worker has started on the sender's backlog...
+    second = accept(1)  # ...so this one publishes its own task,
+    assert coalescing == first + second
+    assert delivery.deliver(first[0], batch=20) == "sent"  # the first task takes both,
+    assert delivery.deliver(second[0], batch=20) is None  # and the second finds nothing to do.
+    assert len(smtp_server.messages) == 2
+
+
+def test_a_task_whose_message_was_taken_still_drains_its_sender(accept, coalescing, smtp_server, smtp_sender):
+    ids = accept(3)
+    # The prompt's own message went out on its own (say, a sweep's task got there first)...
+    assert delivery.deliver(ids[0]) == "sent"
+    # ...the prompt still sends the sender's other due messages.
+    assert delivery.deliver(ids[0], batch=20) is None
+    assert Message.objects.filter(status=Status.SENT).count() == 3
+
+
+def test_a_failed_publish_lets_the_next_message_publish(accept, coalescing, monkeypatch):
+    attempts = []
+    monkeypatch.setattr(outbox, "enqueue", lambda public_id: attempts.append(public_id) and False)
+    ids = accept(2)
+    assert attempts == ids
+
+
+def test_without_the_cache_every_message_publishes(accept, coalescing, monkeypatch):
+    class Unreachable:
+        def add(self, *args, **kwargs):
+            raise ConnectionError("cache down")
+
+    monkeypatch.setattr(outbox, "cache", Unreachable())
+    ids = accept(3)
+    assert coalescing == ids
+
+
+def test_without_coalescing_every_message_publishes(accept, coalescing, settings):
+    settings.RELAY_COALESCE_PROMPTS = False
+    ids = accept(3)
+    assert coalescing == ids
