@@ -31,6 +31,17 @@ def _charge_existing(user_id: int, period_start: datetime, quota: int) -> bool:
         return cursor.rowcount == 1
 
 
+def charge_statement(user_id: int, period_start: datetime, quota: int) -> tuple[str, list[object]]:
+    """The steady-state charge as `UPDATE ... RETURNING 1` for a caller that runs it inside a
+    larger statement (relay's one-statement accept on PostgreSQL); no row back means the general
+    `charge` must decide (no counter for this period yet, or the quota is used up)."""
+    return (
+        f"UPDATE {_TABLE} SET accepted = accepted + 1 "  # noqa: S608 (our names)
+        "WHERE user_id = %s AND period_start = %s AND accepted < %s RETURNING 1",
+        [user_id, connection.ops.adapt_datetimefield_value(period_start), quota],
+    )
+
+
 def charge(user: Any, period_start: datetime, quota: int) -> None:
     """Count one accepted message against `quota`; raises QuotaExceeded. Run inside a transaction."""
     if _charge_existing(user.pk, period_start, quota):

@@ -38,6 +38,15 @@ def _insert_sql(model: type[models.Model], vendor: str) -> tuple[str, tuple[mode
     return sql, fields, returning
 
 
+def insert_parts(obj: models.Model, connection: Any) -> tuple[str, str, list[Any]]:
+    """(table, column list, values) of an INSERT of `obj`, for a statement that writes more
+    than one table (a data-modifying WITH on PostgreSQL). The primary key is left to the database."""
+    _, fields, _ = _insert_sql(type(obj), connection.vendor)
+    qn = connection.ops.quote_name
+    values = [f.get_db_prep_save(f.pre_save(obj, True), connection=connection) for f in fields]
+    return qn(type(obj)._meta.db_table), ", ".join(qn(f.column) for f in fields), values
+
+
 def insert(obj: models.Model) -> models.Model:
     """INSERT one new instance, as `obj.save(force_insert=True)` does, minus the signals."""
     model = type(obj)

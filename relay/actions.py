@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from billing import quota
@@ -53,6 +53,40 @@ def _replay(user: Any, key: str, fingerprint: str, now: datetime) -> Message | N
     if record.fingerprint != fingerprint:
         raise IdempotencyConflict()
     return record.message
+
+
+def _accept_in_one_statement(message: Message, token: str, user_id: int, period_start: datetime, plan: Any) -> bool:
+    """PostgreSQL, the steady state: charge the quota and write the message and its content in
+    one statement, atomic by itself (one round trip instead of five: bench/README.md).
+
+    Returns False, having written nothing, when the charge does not apply (the period's first
+    message, or the quota is used up) or on another database; the general path in
+    accept_message then decides, with the same outcome.
+    """
+    if connection.vendor != "postgresql":
+        return False
+    qn = connection.ops.quote_name
+    charge_sql, charge_params = quota.charge_statement(user_id, period_start, plan.monthly_quota)
+    message_table, message_columns, message_values = sql.insert_parts(message, connection)
+    content_table = qn(OutboxContent._meta.db_table)
+    content_columns = (
+        f"{qn(OutboxContent._meta.pk.column)}, {qn(OutboxContent._meta.get_field('content_encrypted').column)}"
+    )
+    statement = (
+        f"WITH charged AS ({charge_sql}), "  # noqa: S608 (our names)
+        f"message AS (INSERT INTO {message_table} ({message_columns}) "
+        f"SELECT {', '.join(['%s'] * len(message_values))} WHERE EXISTS (SELECT 1 FROM charged) RETURNING id), "
+        f"content AS (INSERT INTO {content_table} ({content_columns}) SELECT id, %s FROM message) "
+        "SELECT id FROM message"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(statement, [*charge_params, *message_values, token])
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    message.pk = row[0]
+    message._state.adding = False
+    return True
 
 
 def accept_message(
@@ -107,7 +141,11 @@ def accept_message(
     token = crypto.encrypt(
         json.dumps(request.content(), separators=(",", ":")).encode("utf-8"), binding=content_binding(message.public_id)
     )
+    period_start, _ = current_period(user, now)
     try:
+        if idempotency_key is None and _accept_in_one_statement(message, token, user.pk, period_start, user.plan):
+            transaction.on_commit(lambda: outbox.prompt(sender.pk, message.public_id))
+            return message, False
         with transaction.atomic():
             if idempotency_key is not None:
                 # An expired key may be reused: it no longer protects anything.
@@ -122,7 +160,6 @@ def accept_message(
                 )
             # Last before the commit: the charge locks the account's usage counter row, and every
             # concurrent accept of this account waits for that lock until this one commits.
-            period_start, _ = current_period(user, now)
             quota.charge(user, period_start, user.plan.monthly_quota)
             transaction.on_commit(lambda: outbox.prompt(sender.pk, message.public_id))
     except IntegrityError as exc:
