@@ -63,6 +63,21 @@ def insert(obj: models.Model) -> models.Model:
     return obj
 
 
+def insert_many(objs: Sequence[models.Model]) -> None:
+    """INSERT new instances of one model whose keys nobody reads back (executemany: psycopg
+    sends the rows as one pipeline). Their primary keys are not set."""
+    if not objs:
+        return
+    model = type(objs[0])
+    using = router.db_for_write(model)
+    connection = connections[using]
+    sql, fields, _ = _insert_sql(model, connection.vendor)
+    sql = sql.split(" RETURNING ")[0]
+    rows = [[f.get_db_prep_save(f.pre_save(obj, True), connection=connection) for f in fields] for obj in objs]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
+
+
 class Columns:
     """The columns of one model under a table alias, and how to make an instance from them."""
 

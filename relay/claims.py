@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 
+from drake import sql
 from relay.models import DeliveryAttempt, Message, OutboxContent, Status
 from senders.models import Sender
 
@@ -43,6 +45,45 @@ def claim(public_id: str, now: datetime) -> bool:
             [Status.SENDING, _lease(now), public_id, Status.QUEUED, _when(now), Status.SENDING, _when(now)],
         )
         return cursor.rowcount == 1
+
+
+@cache
+def _message_with_sender_and_content() -> sql.Select:
+    return sql.Select(
+        sql.Columns(Message, "m"),
+        sql.Columns(Sender, "s"),
+        sql.Columns(OutboxContent, "c"),
+        build=lambda m, s, c: (
+            f"SELECT {m}, {s}, {c} FROM {_TABLE} m LEFT JOIN {Sender._meta.db_table} s ON s.id = m.sender_id "  # noqa: S608
+            f"LEFT JOIN {_CONTENT} c ON c.message_id = m.id WHERE m.public_id = %s"
+        ),
+    )
+
+
+def claimed(public_id: str) -> Message:
+    """A message just claimed, with its sender and content: what
+    `select_related("sender", "content").get(public_id=...)` gives, as SQL written once."""
+    message, sender, content = _message_with_sender_and_content().rows([public_id])[0]
+    Message._meta.get_field("sender").set_cached_value(message, sender)
+    Message._meta.get_field("content").set_cached_value(message, content)
+    return message
+
+
+@cache
+def _sender_of_message() -> sql.Select:
+    return sql.Select(
+        sql.Columns(Sender, "s"),
+        build=lambda s: (
+            f"SELECT {s} FROM {Sender._meta.db_table} s JOIN {_TABLE} m ON m.sender_id = s.id "  # noqa: S608
+            "WHERE m.public_id = %s"
+        ),
+    )
+
+
+def sender_of(public_id: str) -> Sender | None:
+    """The sender of a message, or None (no such message, or its sender was deleted)."""
+    found = _sender_of_message().rows([public_id])
+    return found[0][0] if found else None
 
 
 def claim_more(sender: Sender, now: datetime, limit: int) -> list[Message]:
@@ -120,17 +161,19 @@ def record_sent(sent: list[Sent]) -> None:
     ]
     placeholders = ", ".join(["%s"] * len(sent))
     with transaction.atomic(), connection.cursor() as cursor:
-        DeliveryAttempt.objects.bulk_create(
-            DeliveryAttempt(
-                message=item.message,
-                number=item.message.attempts,
-                started_at=item.started,
-                finished_at=item.done,
-                outcome=Status.SENT,
-                smtp_code=item.code,
-                reply=item.reply,
-            )
-            for item in sent
+        sql.insert_many(
+            [
+                DeliveryAttempt(
+                    message=item.message,
+                    number=item.message.attempts,
+                    started_at=item.started,
+                    finished_at=item.done,
+                    outcome=Status.SENT,
+                    smtp_code=item.code,
+                    reply=item.reply,
+                )
+                for item in sent
+            ]
         )
         # psycopg sends these as one pipeline: one round trip for the batch.
         cursor.executemany(

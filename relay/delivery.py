@@ -66,7 +66,7 @@ def deliver(public_id: str, *, batch: int = 1) -> str | None:
         if batch > 1 and settings.RELAY_COALESCE_PROMPTS:
             _drain(public_id, now, batch)
         return None
-    message = Message.objects.select_related("sender", "content").get(public_id=public_id)
+    message = claims.claimed(public_id)
     sender = message.sender
 
     if sender is None:
@@ -85,7 +85,7 @@ def _drain(public_id: str, now: datetime, batch: int) -> None:
     """This task's own message was taken (by another worker's batch), but with one prompt per
     sender (relay.outbox.prompt) the task may be what the sender's other due messages wait on:
     claim and send those."""
-    sender = Sender.objects.filter(messages__public_id=public_id).first()
+    sender = claims.sender_of(public_id)
     if sender is None or sender.is_disabled or sender.is_paused(now):
         return  # Each due message's own task (the sweep's, if none) defers or fails it.
     messages = _claim_backlog(sender, now, batch)
