@@ -326,17 +326,39 @@ def wait_all_sent(count: int, timeout: float = 600) -> float:
     return elapsed
 
 
+def drain(count: int, workers: Workers, sink: Sink) -> dict[str, float]:
+    """Wait until `count` pre-filled messages are sent. msg/s over the whole run (the workers'
+    start included) and in the steady state: from when a tenth is sent (workers up, pools
+    warm) to the end, with the workers' and the sink's CPU seconds over that part."""
+    from relay.models import Message
+
+    started = time.monotonic()
+    warm = count // 10
+    while Message.objects.filter(status="sent").count() < warm:
+        time.sleep(0.02)
+    warm_at, warm_cpu = time.monotonic(), sum(cpu_seconds(p.pid) for p in workers.procs)
+    warm_sink = cpu_seconds(sink.proc.pid)
+    wait_all_sent(count)
+    done = time.monotonic()
+    return {
+        "msg_s": count / (done - started),
+        "steady_msg_s": (count - warm) / (done - warm_at),
+        "warm": warm,
+        "worker_cpu": sum(cpu_seconds(p.pid) for p in workers.procs) - warm_cpu,
+        "sink_cpu": cpu_seconds(sink.proc.pid) - warm_sink,
+    }
+
+
 def bench_delivery(senders: list[str], count: int = 2000) -> None:
     clear_outbox()
     prefill(senders[:1], count)
     sink = Sink()
     try:
-        workers = Workers(8, "worker-delivery")
-        started = time.monotonic()
-        wait_all_sent(count)
-        elapsed = time.monotonic() - started
+        workers = Workers(int(os.environ.get("BENCH_THREADS", "8")), "worker-delivery")
+        run = drain(count, workers, sink)
         workers.stop()
-        ours = count / elapsed
+        ours, steady, warm = run["msg_s"], run["steady_msg_s"], run["warm"]
+        worker_cpu, sink_cpu = run["worker_cpu"], run["sink_cpu"]
         # The peer figure: raw smtplib over one reused STARTTLS connection, same sink, same bytes.
         context = ssl.create_default_context(cafile=str(CA_FILE))
         body = b"From: a@example.org\r\nTo: b@example.com\r\nSubject: x\r\n\r\n" + b"Hello " * 40 + b"\r\n"
@@ -347,16 +369,41 @@ def bench_delivery(senders: list[str], count: int = 2000) -> None:
             for i in range(count):
                 client.sendmail("a@example.org", [f"r{i}@example.com"], body)
         raw = count / (time.monotonic() - raw_started)
+        post_office = [_post_office(count, processes) for processes in (1, 2)]
     finally:
         sink_report = sink.close()
     RESULTS["delivery"] = {
+        "post_office": post_office,
         "messages": count,
         "ours_msg_s": round(ours, 1),
         "raw_smtplib_msg_s": round(raw, 1),
         "ratio": round(ours / raw, 2),
+        "steady_msg_s": round(steady, 1),
+        "steady_ratio": round(steady / raw, 2),
         "sink": sink_report,
+        # Where the two cores went in the steady state, per message: the workers and the sink.
+        "worker_cpu_ms_per_message": round(worker_cpu * 1000 / (count - warm), 2),
+        "sink_cpu_ms_per_message": round(sink_cpu * 1000 / (count - warm), 2),
     }
-    print(f"delivery: ours {ours:.0f} msg/s, raw smtplib {raw:.0f} msg/s (x{ours / raw:.2f}); sink: {sink_report}")
+    print(
+        f"delivery: ours {ours:.0f} msg/s (workers' start included), {steady:.0f} msg/s steady; raw smtplib "
+        f"{raw:.0f} msg/s (x{ours / raw:.2f}, steady x{steady / raw:.2f}); sink: {sink_report}; steady CPU per "
+        f"message: workers {worker_cpu * 1000 / (count - warm):.2f} ms, sink {sink_cpu * 1000 / (count - warm):.2f} ms"
+    )
+
+
+def _post_office(count: int, processes: int) -> dict[str, float] | None:
+    """The peer: django-post-office queueing and sending the same messages (bench/postoffice.py)."""
+    try:
+        import post_office  # noqa: F401
+    except ImportError:
+        print("delivery: django-post-office not installed (pip install -r bench/requirements.txt); peer skipped")
+        return None
+    env = {**os.environ, "SSL_CERT_FILE": str(CA_FILE), "BENCH_SINK_PORT": str(SINK_PORT)}
+    out = sh(sys.executable, "-m", "bench.postoffice", str(count), str(processes), env=env).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    print(f"delivery: django-post-office, {processes} process(es): {result}")
+    return result
 
 
 def _percentiles(values: list[float]) -> dict[str, float]:
@@ -412,7 +459,7 @@ def bench_latency(key: str, sender: str, count: int = 200, rate: float = 20.0) -
     print(f"latency 202 -> 250: {from_202}; request start -> 250: {from_request}")
 
 
-def bench_rtt(senders: list[str], count: int = 1000) -> None:
+def bench_rtt(senders: list[str], count: int = 2000) -> None:
     rows = []
     for concurrency in (4, 16, 32):
         clear_outbox()
@@ -420,9 +467,7 @@ def bench_rtt(senders: list[str], count: int = 1000) -> None:
         sink = Sink(delay=0.02)
         workers = Workers(concurrency, f"worker-rtt-{concurrency}")
         try:
-            started = time.monotonic()
-            wait_all_sent(count)
-            elapsed = time.monotonic() - started
+            run = drain(count, workers, sink)
         finally:
             workers.stop()
             report = sink.close()
@@ -430,12 +475,14 @@ def bench_rtt(senders: list[str], count: int = 1000) -> None:
             {
                 "threads_per_process": concurrency,
                 "processes": os.cpu_count(),
-                "msg_s": round(count / elapsed, 1),
+                "msg_s": round(run["msg_s"], 1),
+                "steady_msg_s": round(run["steady_msg_s"], 1),
                 "sink": report,
             }
         )
         print(
-            f"rtt 20 ms, {len(senders)} senders, {os.cpu_count()}x{concurrency} threads: {count / elapsed:.0f} msg/s ({report})"
+            f"rtt 20 ms, {len(senders)} senders, {os.cpu_count()}x{concurrency} threads: {run['msg_s']:.0f} msg/s, "
+            f"{run['steady_msg_s']:.0f} steady ({report})"
         )
     RESULTS["rtt_20ms"] = rows
 
@@ -448,7 +495,7 @@ def bench_pipeline(key: str, senders: list[str], seconds: int = 20) -> None:
     clear_outbox()
     sink = Sink()
     web = start(
-        [f"{ROOT}/.venv/bin/gunicorn", "drake.wsgi:application", "-b", f"127.0.0.1:{WEB_PORT}", "-w", "2",
+        [f"{ROOT}/.venv/bin/gunicorn", "drake.wsgi:application", "-b", f"127.0.0.1:{WEB_PORT}", "-w", os.environ.get("BENCH_WEB_WORKERS", "2"),
          "--access-logfile", "/dev/null"],
         "gunicorn-pipeline",
     )  # fmt: skip
@@ -524,8 +571,14 @@ def bench_profile(senders: list[str], count: int = 300) -> None:
             profiler = cProfile.Profile()
             started = time.monotonic()
             profiler.enable()
-            for public_id in ids:
-                delivery.deliver(public_id, batch=batch)
+            if batch == 1:
+                for public_id in ids:
+                    delivery.deliver(public_id, batch=batch)
+            else:
+                # As the worker sees it with one prompt per sender: a task for the oldest due
+                # message; each full batch prompts the next.
+                while due := Message.objects.filter(status="queued").order_by("id").values_list("public_id")[:1]:
+                    delivery.deliver(due[0][0], batch=batch)
             profiler.disable()
             elapsed = time.monotonic() - started
             results[f"batch_{batch}_ms_per_message"] = round(elapsed * 1000 / count, 2)
@@ -618,6 +671,18 @@ def bench_retention(rows: int = 1_000_000) -> None:
     print(
         f"rotate_logs: {rows} rows in {elapsed:.1f} s, max RSS {rss / 1024:.0f} MB (manage.py check: {baseline / 1024:.0f} MB); left {left}, aggregated {folded}"
     )
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and all its descendants so far."""
+    total = 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return total
+    return total + sum(cpu_seconds(int(child)) for child in children)
 
 
 def _rss_mb(pid: int) -> float:
