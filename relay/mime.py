@@ -51,6 +51,22 @@ def normalize_eols(data: bytes) -> bytes:
     return _ANY_EOL.sub(b"\r\n", data)
 
 
+def _set_header(msg: EmailMessage, name: str, value: str | Address | list[Address]) -> None:
+    """Set a header, as `msg[name] = value` does, for less.
+
+    The policy parses every value into a tree and folds the tree back into text when the
+    message is written: most of a message's build time. For a value that is short printable
+    ASCII (no line ending, nothing to encode or fold) that round trip gives back the value as
+    it was, so it is stored as it is (`set_raw`); anything else goes through the policy.
+    test_mime shows both ways write the same bytes.
+    """
+    text = ", ".join(str(address) for address in value) if isinstance(value, list) else str(value)
+    if text and text.isascii() and text.isprintable() and text == text.strip() and len(name) + 2 + len(text) <= 78:
+        msg.set_raw(name, text)
+    else:
+        msg[name] = value
+
+
 def _header_address(value: str) -> Address:
     name, addr = split_address(value)
     return Address(display_name=name, addr_spec=addr)
@@ -70,18 +86,18 @@ def build_message(
     date: datetime,
 ) -> EmailMessage:
     msg = EmailMessage(policy=_POLICY)
-    msg["From"] = Address(display_name=from_name, addr_spec=from_email) if from_name else from_email
-    msg["To"] = [_header_address(a) for a in content["to"]]
+    _set_header(msg, "From", Address(display_name=from_name, addr_spec=from_email) if from_name else from_email)
+    _set_header(msg, "To", [_header_address(a) for a in content["to"]])
     if content.get("cc"):
-        msg["Cc"] = [_header_address(a) for a in content["cc"]]
+        _set_header(msg, "Cc", [_header_address(a) for a in content["cc"]])
     # Bcc recipients are in the envelope only, never in a header.
     if content.get("reply_to"):
-        msg["Reply-To"] = _header_address(content["reply_to"])
-    msg["Subject"] = content["subject"]
-    msg["Date"] = format_datetime(date)
-    msg["Message-ID"] = message_id
+        _set_header(msg, "Reply-To", _header_address(content["reply_to"]))
+    _set_header(msg, "Subject", content["subject"])
+    _set_header(msg, "Date", format_datetime(date))
+    _set_header(msg, "Message-ID", message_id)
     for name, value in (content.get("headers") or {}).items():
-        msg[name] = value
+        _set_header(msg, name, value)
 
     text, html = content.get("text"), content.get("html")
     if text:

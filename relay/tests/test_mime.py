@@ -52,3 +52,43 @@ def test_our_message_id_and_date():
 
 def test_normalize_eols():
     assert mime.normalize_eols(b"a\nb\rc\r\nd") == b"a\r\nb\r\nc\r\nd"
+
+
+HEADERS = [
+    ("Subject", "Hi"),
+    ("Subject", "Invoice #42: due 2026-12-01 (EUR 10.00) [ref=abc; x=y]"),
+    ("Subject", "=?utf-8?q?caf=C3=A9?= already encoded"),
+    ("Subject", "Grüße aus Köln"),
+    ("Subject", "word " * 20),
+    ("Subject", " leading and trailing "),
+    ("Subject", ""),
+    ("Subject", "two  spaces and a trailing dot."),
+    ("Subject", "<angle> & (paren) @at, comma; semi: colon"),
+    ("Subject", "x" * 69),
+    ("Subject", "x" * 70),
+    ("X-Params", 'a=b; c="d"'),
+    ("X-Campaign", "spring-2026"),
+    ("X-Note", 'quotes " and \\ backslashes'),
+    ("Date", "Tue, 24 Nov 2026 00:00:00 +0000"),
+    ("Message-ID", "<0123456789abcdef@example.org>"),
+    ("From", "alice@example.org"),
+    ("From", mime.Address(display_name="Alice", addr_spec="alice@example.org")),
+    ("From", mime.Address(display_name="Doe, Jane (Sales)", addr_spec="jane@example.org")),
+    ("From", mime.Address(display_name='Ann "the boss" Lee', addr_spec="ann@example.org")),
+    ("From", mime.Address(display_name="Zoë", addr_spec="zoe@example.org")),
+    ("To", [mime.Address(addr_spec="bob@example.com")]),
+    ("To", [mime.Address(display_name="Bob", addr_spec="bob@example.com"), mime.Address(addr_spec="c@example.com")]),
+    ("To", [mime.Address(addr_spec=f"recipient{i}@example.com") for i in range(8)]),
+    ("To", [mime.Address(display_name="J. R. Smith", addr_spec="jr@example.com")]),
+    ("To", [mime.Address(addr_spec="o'neil+tag@example.com")]),
+    ("To", [mime.Address(display_name="a.b", addr_spec="ab@xn--bcher-kva.example")]),
+    ("Reply-To", mime.Address(display_name="Support Team", addr_spec="help@example.org")),
+]
+
+
+def test_headers_set_as_they_are_write_what_the_policy_would():
+    for name, value in HEADERS:
+        fast, slow = mime.EmailMessage(policy=mime._POLICY), mime.EmailMessage(policy=mime._POLICY)
+        mime._set_header(fast, name, value)
+        slow[name] = value
+        assert mime.to_wire(fast) == mime.to_wire(slow), (name, value)
