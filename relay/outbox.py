@@ -62,9 +62,16 @@ def prompt(sender_pk: int, public_id: str) -> bool:
 
 
 def prompted(sender_pk: int) -> None:
-    """A worker is about to claim this sender's due messages: later messages prompt anew."""
-    if settings.RELAY_COALESCE_PROMPTS:
+    """A worker is about to claim this sender's due messages: later messages prompt anew.
+
+    If the cache cannot be reached the mark stays until it expires (PROMPT_SECONDS): messages
+    accepted meanwhile wait for the next prompt or the sweep, and this delivery goes on."""
+    if not settings.RELAY_COALESCE_PROMPTS:
+        return
+    try:
         cache.delete(_prompt_key(sender_pk))
+    except Exception:
+        logger.warning("Could not clear the delivery prompt of sender %s.", sender_pk, exc_info=True)
 
 
 def enqueue(public_id: str) -> bool:
