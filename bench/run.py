@@ -233,7 +233,10 @@ def clear_outbox() -> None:
     from relay.models import Message
 
     Message.objects.all().delete()
-    redis.Redis.from_url(ENV["CELERY_BROKER_URL"]).flushdb()
+    # The cache too: a sender's prompt mark left by the previous part (whose task went with the
+    # broker's queue) would hold this part's messages back until it expires.
+    for url in (ENV["CELERY_BROKER_URL"], ENV["CACHE_URL"]):
+        redis.Redis.from_url(url).flushdb()
 
 
 def prefill(senders: list[str], count: int) -> None:
@@ -249,7 +252,7 @@ def prefill(senders: list[str], count: int) -> None:
 
 def prefill_bulk(senders: list[str], count: int, chunk: int = 2000) -> None:
     """A pre-filled outbox of `count` messages without the API: rows and encrypted content
-    written in bulk, one task published per message. For runs too long to prefill one accept
+    written in bulk, tasks published as accept publishes them. For runs too long to prefill one accept
     at a time (worker memory over 100,000 messages)."""
     from datetime import timedelta
 
@@ -285,7 +288,7 @@ def prefill_bulk(senders: list[str], count: int, chunk: int = 2000) -> None:
             Message.objects.bulk_create(rows)
             OutboxContent.objects.bulk_create(OutboxContent(message=m, content_encrypted=t) for m, t in contents)
         for message in rows:
-            outbox.enqueue(message.public_id)
+            outbox.prompt(message.sender_id, message.public_id)  # As accept does: one per sender.
         print(f"prefill: {min(count, first + chunk)} of {count}", flush=True)
 
 

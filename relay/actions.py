@@ -86,6 +86,7 @@ def _accept_in_one_statement(message: Message, token: str, user_id: int, period_
         return False
     message.pk = row[0]
     message._state.adding = False
+    message._state.db = connection.alias
     return True
 
 
