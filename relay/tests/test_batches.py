@@ -6,6 +6,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from drake.testing.models import fields_of
 from drake.testing.threads import at_once
 from relay import claims, delivery, outbox, transport
 from relay.models import DeliveryAttempt, Message, OutboxContent, Status
@@ -41,6 +42,16 @@ def test_a_batch_goes_out_over_one_login_and_is_recorded_together(send, smtp_ser
     assert not OutboxContent.objects.exists()
     # The other messages' own tasks find nothing left to do.
     assert [delivery.deliver(i, batch=10) for i in ids if i != ids[2]] == [None] * 4
+
+
+def test_a_claimed_message_reads_as_the_orm_reads_it(send, smtp_sender):
+    public_id = send(via=smtp_sender, to="Bob <bob@example.com>", cc=["c@example.com"]).json()["id"]
+    found = claims.claimed(public_id)
+    orm = Message.objects.select_related("sender", "content").get(public_id=public_id)
+    assert fields_of(found) == fields_of(orm)
+    assert isinstance(found.to, list) and isinstance(found.subject, dict)  # JSON decoded
+    assert fields_of(found.sender) == fields_of(orm.sender)
+    assert fields_of(found.content) == fields_of(orm.content)
 
 
 def test_a_claim_never_takes_more_than_its_limit(send, smtp_sender):
