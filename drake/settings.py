@@ -263,8 +263,8 @@ RELAY_CONNECTION_WAIT_SECONDS = env.float("RELAY_CONNECTION_WAIT_SECONDS", defau
 # A worker sends up to this many due messages of one sender per claim, over one connection.
 RELAY_BATCH_SIZE = env.int("RELAY_BATCH_SIZE", default=20)
 # One pending delivery task per sender instead of one per message (relay.outbox.prompt): needs
-# batches and a cache that web and workers share.
-RELAY_COALESCE_PROMPTS = RELAY_BATCH_SIZE > 1 and not CACHE_IS_LOCAL
+# batches and a cache that web and workers share, which here means Redis.
+RELAY_COALESCE_PROMPTS = RELAY_BATCH_SIZE > 1 and CACHES["default"]["BACKEND"] == "drake.cache.RedisCache"
 
 # --- Retention (rotate_logs) ----------------------------------------------------------------
 # Raw message and request logs follow the plan's retention_days; IPs are truncated sooner.

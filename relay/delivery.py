@@ -48,6 +48,11 @@ def backoff(attempt: int) -> timedelta:
     return timedelta(seconds=max(settings.RELAY_RETRY_MIN_SECONDS, jittered))
 
 
+# How far ahead of a worker's clock a web host's may run and its messages still be claimed on
+# time: the claim after clearing a sender's prompt mark must see every message accepted before.
+CLOCK_TOLERANCE = timedelta(seconds=1)
+
+
 def _paused_recheck() -> timedelta:
     return timedelta(seconds=settings.RELAY_PAUSED_RECHECK_SECONDS)
 
@@ -72,13 +77,18 @@ def deliver(public_id: str, *, batch: int = 1) -> str | None:
     if sender is None:
         return _finish(message, timezone.now(), error=("sender_deleted", None, "The sender was deleted."))
     if sender.is_disabled or sender.is_paused(now):
+        # This task may be the sender's pending prompt: let the next message publish its own.
+        outbox.prompted(sender.pk)
         until = sender.paused_until or now + _paused_recheck()
         reason = sender.disabled_reason or sender.paused_reason or "The sender is paused."
         return _defer(message, until, ("sender_paused", None, reason))
-    messages = [message]
-    if batch > 1:
-        messages += _claim_backlog(sender, now, batch - 1)
-    return _send_batch(sender, messages, now)
+    if batch == 1:
+        return _send_batch(sender, [message], now)
+    backlog, follow_up = _claim_backlog(sender, batch - 1)
+    outcome = _send_batch(sender, [message, *backlog], now)
+    if follow_up:
+        outbox.prompt(sender.pk, backlog[-1].public_id)
+    return outcome
 
 
 def _drain(public_id: str, now: datetime, batch: int) -> None:
@@ -86,21 +96,36 @@ def _drain(public_id: str, now: datetime, batch: int) -> None:
     sender (relay.outbox.prompt) the task may be what the sender's other due messages wait on:
     claim and send those."""
     sender = claims.sender_of(public_id)
-    if sender is None or sender.is_disabled or sender.is_paused(now):
+    if sender is None:
+        return
+    if sender.is_disabled or sender.is_paused(now):
+        outbox.prompted(sender.pk)
         return  # Each due message's own task (the sweep's, if none) defers or fails it.
-    messages = _claim_backlog(sender, now, batch)
+    messages, follow_up = _claim_backlog(sender, batch)
     if messages:
         _send_batch(sender, messages, now)
-
-
-def _claim_backlog(sender: Sender, now: datetime, limit: int) -> list[Message]:
-    """Up to `limit` of the sender's due messages. The prompt mark is cleared first (see
-    relay.outbox.prompt for why that order); a full batch may leave more, so it prompts again."""
-    outbox.prompted(sender.pk)
-    messages = claims.claim_more(sender, now, limit)
-    if len(messages) == limit and settings.RELAY_COALESCE_PROMPTS:
+    if follow_up:
         outbox.prompt(sender.pk, messages[-1].public_id)
-    return messages
+
+
+def _claim_backlog(sender: Sender, limit: int) -> tuple[list[Message], bool]:
+    """Up to `limit` of the sender's due messages, and whether to prompt again after sending them.
+
+    The prompt mark is cleared first, and the claim takes the time after that (see
+    relay.outbox.prompt for why that order), allowing CLOCK_TOLERANCE for a web host's clock
+    ahead of this one's: a message accepted meanwhile is due for this claim. A full batch may
+    leave more: the next prompt goes out now, so another worker takes the next batch while this
+    one sends, or, for a sender with a single connection, after this batch (a second worker
+    would only wait for the connection and give its batch back).
+    """
+    outbox.prompted(sender.pk)
+    messages = claims.claim_more(sender, timezone.now() + CLOCK_TOLERANCE, limit)
+    if len(messages) < limit or not settings.RELAY_COALESCE_PROMPTS:
+        return messages, False
+    if sender.limits().connections > 1:
+        outbox.prompt(sender.pk, messages[-1].public_id)
+        return messages, False
+    return messages, True
 
 
 def _send_batch(sender: Sender, messages: list[Message], now: datetime) -> str:

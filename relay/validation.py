@@ -132,6 +132,10 @@ def _address(value: Any, field_name: str) -> str:
         )
     if not _BARE_ADDRESS.match(addr):
         raise InvalidRequest("This is not a valid email address.", field=field_name)
+    if _ENCODED_WORD.search(name):
+        # The email package decodes an encoded display name and may write it back unquoted: a
+        # name like "=?utf-8?q?a=40b.com=2C_x?=" would show the recipient a second address.
+        raise InvalidRequest("Give the display name as plain text; 3drake encodes it.", field=field_name)
     try:
         validate_email(addr)  # Internationalized domains are accepted (checked as IDNA).
         local, _, domain = addr.rpartition("@")

@@ -109,3 +109,57 @@ def test_without_coalescing_every_message_publishes(accept, coalescing, settings
     settings.RELAY_COALESCE_PROMPTS = False
     ids = accept(3)
     assert coalescing == ids
+
+
+def test_a_message_accepted_while_the_worker_clears_the_mark_is_in_its_batch(
+    accept, coalescing, smtp_server, smtp_sender, monkeypatch
+):
+    """The claim after clearing the mark takes the time after it: a message committed between
+    the worker's first look at the clock and its claim is due for that claim."""
+    first = accept(1)
+    clear = outbox.prompted
+    late = []
+
+    def clear_then_accept(sender_pk):
+        clear(sender_pk)
+        late.extend(accept(1))  # Committed after the worker read the clock for its own claim.
+
+    monkeypatch.setattr(outbox, "prompted", clear_then_accept)
+    assert delivery.deliver(first[0], batch=20) == "sent"
+    assert len(smtp_server.messages) == 2
+    assert Message.objects.get(public_id=late[0]).status == Status.SENT
+
+
+def test_a_paused_senders_task_clears_the_mark(accept, coalescing, smtp_sender):
+    from senders.actions import pause_sender
+
+    pause_sender(smtp_sender, "The provider refused the login (535).")
+    first = accept(1)
+    assert delivery.deliver(first[0], batch=20) == "deferred"
+    # Resumed within the mark's lifetime: the next message still publishes its own task.
+    from senders.models import Sender
+
+    Sender.objects.filter(pk=smtp_sender.pk).update(paused_at=None, paused_until=None, paused_reason="")
+    second = accept(1)
+    assert coalescing == first + second
+
+
+def test_a_single_connection_sender_prompts_the_next_batch_after_sending(
+    accept, coalescing, smtp_server, smtp_sender, monkeypatch
+):
+    from senders.models import Sender
+
+    Sender.objects.filter(pk=smtp_sender.pk).update(max_connections=1)
+    ids = accept(4)
+    published_while_sending = []
+    send = delivery._send_batch
+
+    def sending(*args, **kwargs):
+        published_while_sending.append(list(coalescing))
+        return send(*args, **kwargs)
+
+    monkeypatch.setattr(delivery, "_send_batch", sending)
+    coalescing.clear()
+    assert delivery.deliver(ids[0], batch=2) == "sent"
+    assert published_while_sending == [[]]  # Nothing published before the batch went out,
+    assert coalescing == [ids[1]]  # the next prompt after it.

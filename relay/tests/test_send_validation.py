@@ -20,6 +20,9 @@ CASES = [
     ({"bcc": ["dave@example.com\nX: y"]}, "bcc[0]"),
     ({"reply_to": "r@example.com\r\nX-Evil: 1"}, "reply_to"),
     ({"to": "=?utf-8?q?Bob=0A?= <bob@example.com>"}, "to[0]"),
+    # An encoded display name hiding a comma and an address: shown as a second recipient.
+    ({"to": "=?utf-8?q?ceo=40bank.example=2C_x?= <x@example.com>"}, "to[0]"),
+    ({"reply_to": "=?utf-8?q?Support?= <help@example.com>"}, "reply_to"),
     ({"headers": {"X-Campaign": "a\r\nBcc: victim@example.org"}}, "headers.X-Campaign"),
     ({"headers": {"X-Note": "=?utf-8?q?x=0Ay?="}}, "headers.X-Note"),
     ({"attachments": [{"filename": "a\r\n.txt", "content": B64}]}, "attachments[0].filename"),
