@@ -114,3 +114,18 @@ def smtp_sender(alice, smtp_server, relay_settings):
             "password": SMTP_PASSWORD,
         },
     )
+
+
+@pytest.fixture
+def delivering_here(monkeypatch):
+    """Deliveries run in this process: no task is published (a session worker must not take
+    the messages), but what would be published is noted in the list this yields; a pool of
+    SMTP connections of the test's own."""
+    from relay import outbox, transport
+
+    published = []
+    monkeypatch.setattr(outbox, "enqueue", lambda public_id: published.append(public_id) or True)
+    pool = transport.SmtpPool()
+    monkeypatch.setattr(transport, "pool", pool)
+    yield published
+    pool.close_all()

@@ -4,21 +4,16 @@ one task, the worker's batches drain the backlog, and no committed message is le
 import pytest
 from django.core.cache import cache
 
-from relay import delivery, outbox, transport
+from relay import delivery, outbox
 from relay.models import Message, Status
 
 
 @pytest.fixture(autouse=True)
-def coalescing(settings, monkeypatch):
+def coalescing(settings, delivering_here):
     """Coalesced prompts on (the in-process cache is shared here); publishes are noted, not sent."""
     settings.RELAY_COALESCE_PROMPTS = True
     cache.clear()
-    published = []
-    monkeypatch.setattr(outbox, "enqueue", lambda public_id: published.append(public_id) or True)
-    pool = transport.SmtpPool()
-    monkeypatch.setattr(transport, "pool", pool)
-    yield published
-    pool.close_all()
+    return delivering_here
 
 
 @pytest.fixture
