@@ -1,7 +1,9 @@
 """The bytes on the wire: CRLF only, short lines, our Message-ID, Bcc nowhere in the headers."""
 
+import base64
 import re
 from datetime import UTC, datetime
+from email import policy
 
 from relay import mime
 
@@ -86,9 +88,54 @@ HEADERS = [
 ]
 
 
+# The standard policy the fast one must agree with, byte for byte.
+STANDARD = policy.SMTP.clone(max_line_length=78, raise_on_defect=True)
+
+
 def test_headers_set_as_they_are_write_what_the_policy_would():
     for name, value in HEADERS:
-        fast, slow = mime.EmailMessage(policy=mime._POLICY), mime.EmailMessage(policy=mime._POLICY)
+        fast, slow = mime.EmailMessage(policy=mime._POLICY), mime.EmailMessage(policy=STANDARD)
         mime._set_header(fast, name, value)
         slow[name] = value
-        assert mime.to_wire(fast) == mime.to_wire(slow), (name, value)
+        assert mime.to_wire(fast) == mime.normalize_eols(slow.as_bytes(policy=STANDARD)), (name, value)
+
+
+B64 = base64.b64encode(b"%PDF-1.4 binary \x00\x01\xff" * 40).decode()
+MESSAGES = [
+    {"to": ["bob@example.com"], "subject": "Hi", "text": "Hello"},
+    {"to": ["Bob <bob@example.com>"], "cc": ["Zoë <zoe@example.org>"], "subject": "Grüße", "html": "<p>é</p>"},
+    {
+        "to": [f"r{i}@example.com" for i in range(12)],
+        "reply_to": "Support, Team <help@example.org>",
+        "subject": "A subject long enough that it has to be folded over more than one line of the message",
+        "text": "x" * 2000 + "\n.\nend",
+        "html": "<b>hi</b>",
+        "headers": {"X-Campaign": "spring", "Resent-Date": "Tue, 24 Nov 2026 00:00:00 +0000"},
+        "attachments": [{"filename": "report 2026.pdf", "content_type": "application/pdf", "content": B64}],
+    },
+    {"to": ["a@example.com"], "subject": "=?us-ascii?q?hello?=", "text": "plain\r\nlines\r\n"},
+]
+
+
+def test_whole_messages_are_the_bytes_the_standard_policy_writes(monkeypatch):
+    from email import generator
+
+    def built(content):
+        boundaries = iter(f"==boundary-{n}==" for n in range(10))
+        monkeypatch.setattr(generator.Generator, "_make_boundary", classmethod(lambda cls, text=None: next(boundaries)))
+        msg = mime.build_message(
+            {"cc": [], "bcc": [], "reply_to": None, "headers": {}, "attachments": [], **content},
+            from_email="alice@example.org",
+            from_name="Alice Example",
+            message_id="<id@example.org>",
+            date=datetime(2026, 11, 24, tzinfo=UTC),
+        )
+        return mime.to_wire(msg)
+
+    for content in MESSAGES:
+        fast = built(content)
+        with monkeypatch.context() as standard:
+            standard.setattr(mime, "_POLICY", STANDARD)
+            standard.setattr(mime, "_set_header", lambda msg, name, value: msg.__setitem__(name, value))
+            slow = built(content)
+        assert fast == slow, content["subject"]
