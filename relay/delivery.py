@@ -63,8 +63,9 @@ def deliver(public_id: str, *, batch: int = 1) -> str | None:
     With batch > 1 the worker also claims up to batch - 1 other due messages of the same sender
     and sends them one after another over the same connection, recording the sent ones in one
     transaction: a busy sender's queue drains with a few statements per batch instead of a few
-    per message (their own tasks then find nothing to claim). Under light load a batch is the
-    one message, so nothing waits for a batch to fill.
+    per message. With one pending task per sender (relay.outbox.prompt) most of those messages
+    have no task of their own; a task whose message was already taken drains its sender instead.
+    Under light load a batch is the one message, so nothing waits for a batch to fill.
     """
     now = timezone.now()
     if not claims.claim(public_id, now):
@@ -85,10 +86,11 @@ def deliver(public_id: str, *, batch: int = 1) -> str | None:
     if batch == 1:
         return _send_batch(sender, [message], now)
     backlog, follow_up = _claim_backlog(sender, batch - 1)
-    outcome = _send_batch(sender, [message, *backlog], now)
-    if follow_up:
-        outbox.prompt(sender.pk, backlog[-1].public_id)
-    return outcome
+    try:
+        return _send_batch(sender, [message, *backlog], now)
+    finally:
+        if follow_up:
+            outbox.prompt(sender.pk, backlog[-1].public_id)
 
 
 def _drain(public_id: str, now: datetime, batch: int) -> None:
@@ -102,10 +104,12 @@ def _drain(public_id: str, now: datetime, batch: int) -> None:
         outbox.prompted(sender.pk)
         return  # Each due message's own task (the sweep's, if none) defers or fails it.
     messages, follow_up = _claim_backlog(sender, batch)
-    if messages:
-        _send_batch(sender, messages, now)
-    if follow_up:
-        outbox.prompt(sender.pk, messages[-1].public_id)
+    try:
+        if messages:
+            _send_batch(sender, messages, now)
+    finally:
+        if follow_up:
+            outbox.prompt(sender.pk, messages[-1].public_id)
 
 
 def _claim_backlog(sender: Sender, limit: int) -> tuple[list[Message], bool]:
