@@ -114,6 +114,20 @@ MESSAGES = [
         "attachments": [{"filename": "report 2026.pdf", "content_type": "application/pdf", "content": B64}],
     },
     {"to": ["a@example.com"], "subject": "=?us-ascii?q?hello?=", "text": "plain\r\nlines\r\n"},
+    {
+        "to": ["a@example.com"],
+        "subject": "Files",
+        "html": "<p>only html</p>",
+        "attachments": [
+            {"filename": 'quote " and; semi.txt', "content_type": "text/plain", "content": B64},
+            {"filename": "Übersicht.csv", "content_type": "text/csv", "content": B64},
+            {
+                "filename": "a-very-long-file-name-" * 4 + ".bin",
+                "content_type": "application/octet-stream",
+                "content": B64,
+            },
+        ],
+    },
 ]
 
 
