@@ -193,8 +193,11 @@ pool = SmtpPool()
 
 
 def _transact(client: smtplib.SMTP, mail_from: str, recipients: list[str], data: bytes, *, reused: bool) -> SendResult:
+    # `docmd` with the addresses in angle brackets: what smtplib's mail() and rcpt() send for a
+    # bare address, without their re-parsing each address with email.utils.parseaddr (a tenth
+    # of a message's CPU). Both are bare and validated at accept: no display name, no CR or LF.
     try:
-        code, reply = client.mail(mail_from)
+        code, reply = client.docmd("MAIL", f"FROM:<{mail_from}>")
     except (smtplib.SMTPServerDisconnected, ConnectionError) as exc:
         # Only the first command of a reused session: nothing of this message was sent yet,
         # so trying again on a new connection cannot duplicate it.
@@ -206,7 +209,7 @@ def _transact(client: smtplib.SMTP, mail_from: str, recipients: list[str], data:
         raise StageRefused("mail", code, smtp.clean_reply(reply))
     refused: dict[str, tuple[int, str]] = {}
     for rcpt in recipients:
-        code, reply = client.rcpt(rcpt)
+        code, reply = client.docmd("RCPT", f"TO:<{rcpt}>")
         if code not in (250, 251):
             refused[rcpt] = (code, smtp.clean_reply(reply))
             if code == 421:
