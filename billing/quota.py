@@ -12,7 +12,6 @@ from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
 
 from billing.models import UsageCounter
 from drake.errors import QuotaExceeded, ServiceUnavailable
@@ -20,21 +19,10 @@ from drake.errors import QuotaExceeded, ServiceUnavailable
 _TABLE = UsageCounter._meta.db_table
 
 
-def _charge_existing(user_id: int, period_start: datetime, quota: int) -> bool:
-    """The steady state as SQL written once (every accept runs it): True if it counted."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {_TABLE} SET accepted = accepted + 1 "  # noqa: S608 (our names)
-            "WHERE user_id = %s AND period_start = %s AND accepted < %s",
-            [user_id, connection.ops.adapt_datetimefield_value(period_start), quota],
-        )
-        return cursor.rowcount == 1
-
-
 def charge_statement(user_id: int, period_start: datetime, quota: int) -> tuple[str, list[object]]:
-    """The steady-state charge as `UPDATE ... RETURNING 1` for a caller that runs it inside a
-    larger statement (relay's one-statement accept on PostgreSQL); no row back means the general
-    `charge` must decide (no counter for this period yet, or the quota is used up)."""
+    """The steady-state charge, `UPDATE ... RETURNING 1`: a row back means it counted; none
+    means the general `charge` must decide (no counter for this period yet, or the quota is
+    used up). Relay's one-statement accept on PostgreSQL runs it inside its own statement."""
     return (
         f"UPDATE {_TABLE} SET accepted = accepted + 1 "  # noqa: S608 (our names)
         "WHERE user_id = %s AND period_start = %s AND accepted < %s RETURNING 1",
@@ -42,15 +30,20 @@ def charge_statement(user_id: int, period_start: datetime, quota: int) -> tuple[
     )
 
 
+def _charge_existing(user_id: int, period_start: datetime, quota: int) -> bool:
+    """The steady state, as SQL written once (every accept runs it): True if it counted."""
+    with connection.cursor() as cursor:
+        cursor.execute(*charge_statement(user_id, period_start, quota))
+        return cursor.fetchone() is not None
+
+
 def charge(user: Any, period_start: datetime, quota: int) -> None:
     """Count one accepted message against `quota`; raises QuotaExceeded. Run inside a transaction."""
-    if _charge_existing(user.pk, period_start, quota):
-        return
     counters = UsageCounter.objects.filter(user=user, period_start=period_start)
     # A few rounds at most: the period's row can appear (another request creating it commits)
     # between any two of these statements; each round re-reads what is committed now.
     for _ in range(5):
-        if counters.filter(accepted__lt=quota).update(accepted=F("accepted") + 1):
+        if _charge_existing(user.pk, period_start, quota):
             return
         if quota < 1 or counters.filter(accepted__gte=quota).exists():
             raise QuotaExceeded(
