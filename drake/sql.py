@@ -24,27 +24,29 @@ Converter = Callable[[Any, Any, Any], Any]
 
 
 @cache
-def _insert_sql(model: type[models.Model], vendor: str) -> tuple[str, tuple[models.Field, ...], bool]:
+def _insert_sql(model: type[models.Model], vendor: str) -> tuple[str, tuple[models.Field, ...]]:
+    """`INSERT INTO table (columns) VALUES (%s, ...)` and its fields (an auto primary key is
+    left to the database)."""
     connection = connections[router.db_for_write(model)]
     qn = connection.ops.quote_name
     fields = tuple(f for f in model._meta.concrete_fields if not (f.primary_key and isinstance(f, models.AutoField)))
-    returning = model._meta.pk not in fields
     sql = (
         f"INSERT INTO {qn(model._meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "  # noqa: S608 (our names)
         f"VALUES ({', '.join(['%s'] * len(fields))})"
     )
-    if returning:
-        sql += f" RETURNING {qn(model._meta.pk.column)}"
-    return sql, fields, returning
+    return sql, fields
+
+
+def _values(obj: models.Model, fields: Sequence[models.Field], connection: Any) -> list[Any]:
+    return [f.get_db_prep_save(f.pre_save(obj, True), connection=connection) for f in fields]
 
 
 def insert_parts(obj: models.Model, connection: Any) -> tuple[str, str, list[Any]]:
     """(table, column list, values) of an INSERT of `obj`, for a statement that writes more
     than one table (a data-modifying WITH on PostgreSQL). The primary key is left to the database."""
-    _, fields, _ = _insert_sql(type(obj), connection.vendor)
+    _, fields = _insert_sql(type(obj), connection.vendor)
     qn = connection.ops.quote_name
-    values = [f.get_db_prep_save(f.pre_save(obj, True), connection=connection) for f in fields]
-    return qn(type(obj)._meta.db_table), ", ".join(qn(f.column) for f in fields), values
+    return qn(type(obj)._meta.db_table), ", ".join(qn(f.column) for f in fields), _values(obj, fields, connection)
 
 
 def insert(obj: models.Model) -> models.Model:
@@ -52,10 +54,12 @@ def insert(obj: models.Model) -> models.Model:
     model = type(obj)
     using = router.db_for_write(model, instance=obj)
     connection = connections[using]
-    sql, fields, returning = _insert_sql(model, connection.vendor)
-    values = [f.get_db_prep_save(f.pre_save(obj, True), connection=connection) for f in fields]
+    sql, fields = _insert_sql(model, connection.vendor)
+    returning = model._meta.pk not in fields
+    if returning:
+        sql += f" RETURNING {connection.ops.quote_name(model._meta.pk.column)}"
     with connection.cursor() as cursor:
-        cursor.execute(sql, values)
+        cursor.execute(sql, _values(obj, fields, connection))
         if returning:
             obj.pk = cursor.fetchone()[0]
     obj._state.adding = False
@@ -69,13 +73,10 @@ def insert_many(objs: Sequence[models.Model]) -> None:
     if not objs:
         return
     model = type(objs[0])
-    using = router.db_for_write(model)
-    connection = connections[using]
-    sql, fields, _ = _insert_sql(model, connection.vendor)
-    sql = sql.split(" RETURNING ")[0]
-    rows = [[f.get_db_prep_save(f.pre_save(obj, True), connection=connection) for f in fields] for obj in objs]
+    connection = connections[router.db_for_write(model)]
+    sql, fields = _insert_sql(model, connection.vendor)
     with connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
+        cursor.executemany(sql, [_values(obj, fields, connection) for obj in objs])
 
 
 class Columns:
