@@ -85,12 +85,7 @@ def deliver(public_id: str, *, batch: int = 1) -> str | None:
         return _defer(message, until, ("sender_paused", None, reason))
     if batch == 1:
         return _send_batch(sender, [message], now)
-    backlog, follow_up = _claim_backlog(sender, batch - 1)
-    try:
-        return _send_batch(sender, [message, *backlog], now)
-    finally:
-        if follow_up:
-            outbox.prompt(sender.pk, backlog[-1].public_id)
+    return _send_with_backlog(sender, [message], batch - 1, now)
 
 
 def _drain(public_id: str, now: datetime, batch: int) -> None:
@@ -103,33 +98,32 @@ def _drain(public_id: str, now: datetime, batch: int) -> None:
     if sender.is_disabled or sender.is_paused(now):
         outbox.prompted(sender.pk)
         return  # Each due message's own task (the sweep's, if none) defers or fails it.
-    messages, follow_up = _claim_backlog(sender, batch)
-    try:
-        if messages:
-            _send_batch(sender, messages, now)
-    finally:
-        if follow_up:
-            outbox.prompt(sender.pk, messages[-1].public_id)
+    _send_with_backlog(sender, [], batch, now)
 
 
-def _claim_backlog(sender: Sender, limit: int) -> tuple[list[Message], bool]:
-    """Up to `limit` of the sender's due messages, and whether to prompt again after sending them.
+def _send_with_backlog(sender: Sender, claimed: list[Message], limit: int, now: datetime) -> str | None:
+    """Send `claimed` with up to `limit` more of the sender's due messages; the first one's
+    outcome (None if there was nothing to send).
 
     The prompt mark is cleared first, and the claim takes the time after that (see
     relay.outbox.prompt for why that order), allowing CLOCK_TOLERANCE for a web host's clock
     ahead of this one's: a message accepted meanwhile is due for this claim. A full batch may
-    leave more: the next prompt goes out now, so another worker takes the next batch while this
-    one sends, or, for a sender with a single connection, after this batch (a second worker
-    would only wait for the connection and give its batch back).
+    leave more: the next prompt goes out before sending, so another worker takes the next batch
+    meanwhile, or, for a sender with a single connection, after it (a second worker would only
+    wait for the connection and give its batch back).
     """
     outbox.prompted(sender.pk)
-    messages = claims.claim_more(sender, timezone.now() + CLOCK_TOLERANCE, limit)
-    if len(messages) < limit or not settings.RELAY_COALESCE_PROMPTS:
-        return messages, False
-    if sender.limits().connections > 1:
+    backlog = claims.claim_more(sender, timezone.now() + CLOCK_TOLERANCE, limit)
+    messages = [*claimed, *backlog]
+    follow_up = len(backlog) == limit and settings.RELAY_COALESCE_PROMPTS
+    if follow_up and sender.limits().connections > 1:
         outbox.prompt(sender.pk, messages[-1].public_id)
-        return messages, False
-    return messages, True
+        follow_up = False
+    try:
+        return _send_batch(sender, messages, now) if messages else None
+    finally:
+        if follow_up:
+            outbox.prompt(sender.pk, messages[-1].public_id)
 
 
 def _send_batch(sender: Sender, messages: list[Message], now: datetime) -> str:
