@@ -26,6 +26,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from drake.testing.processes import stop, wait_for_http
+
 ROOT = Path(__file__).resolve().parent.parent
 TMP = Path(tempfile.mkdtemp(prefix="drake-bench-"))
 CA_FILE = TMP / "ca.pem"
@@ -65,26 +67,6 @@ def sh(*args: str, **kwargs: object) -> subprocess.CompletedProcess:
 def start(args: list[str], name: str) -> subprocess.Popen:
     log = open(TMP / f"{name}.log", "w")  # noqa: SIM115
     return subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-
-
-def wait_http(url: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=1)  # noqa: S310
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer")
 
 
 class Sink:
@@ -213,7 +195,7 @@ def bench_accept(key: str, sender: str) -> None:
         "gunicorn",
     )
     try:
-        wait_http(f"http://127.0.0.1:{WEB_PORT}/healthz")
+        wait_for_http(f"http://127.0.0.1:{WEB_PORT}/healthz")
         base = f"http://127.0.0.1:{WEB_PORT}"
         wrk(f"{base}/bench/bare", "{}", None, seconds=3)  # warm-up
         bare = wrk(f"{base}/bench/bare", send_body(sender), None)
@@ -439,7 +421,7 @@ def bench_latency(key: str, sender: str, count: int = 200, rate: float = 20.0) -
     workers = Workers(8, "worker-latency")
     answered: dict[str, float] = {}  # message id -> when the client had its 202 (same clock as sent_at)
     try:
-        wait_http(f"http://127.0.0.1:{WEB_PORT}/healthz")
+        wait_for_http(f"http://127.0.0.1:{WEB_PORT}/healthz")
         time.sleep(2)
         for i in range(count):
             request = urllib.request.Request(  # noqa: S310
@@ -520,7 +502,7 @@ end
 """
     )
     try:
-        wait_http(f"http://127.0.0.1:{WEB_PORT}/healthz")
+        wait_for_http(f"http://127.0.0.1:{WEB_PORT}/healthz")
         time.sleep(3)
         started = time.monotonic()
         out = sh(

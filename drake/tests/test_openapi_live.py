@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from drake.testing.processes import stop
 from drake.testing.smtp import free_port
 from drake.testing.worker import database_url
 from senders import actions as sender_actions
@@ -131,13 +131,7 @@ def gunicorn_server(live_sender, tmp_path) -> Iterator[str]:
         _wait_until_healthy(proc, base_url, log_path)
         yield base_url
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+        stop(proc, timeout=20)
 
 
 def test_the_live_api_keeps_to_its_schema(gunicorn_server, live_sender, alice_key, tmp_path):

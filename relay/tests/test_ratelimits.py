@@ -1,7 +1,6 @@
 """API rate limits: per key from the plan, per account overall, headers on every response."""
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -15,6 +14,8 @@ import time_machine
 from django.conf import settings as django_settings
 from django.utils import timezone
 from rest_framework.test import APIClient
+
+from drake.testing.processes import stop, wait_for_http
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -88,7 +89,7 @@ def test_the_limit_holds_across_two_server_processes(alice, alice_key, slow_plan
     ]
     try:
         for port in ports:
-            _wait_for(port)
+            wait_for_http(f"http://127.0.0.1:{port}/healthz")
         # Stay inside one rate-limit window (they turn over at each minute).
         while timezone.now().second >= 50:
             time.sleep(0.5)
@@ -107,16 +108,4 @@ def test_the_limit_holds_across_two_server_processes(alice, alice_key, slow_plan
         assert statuses == [200, 200, 200, 429, 429, 429]
     finally:
         for server in servers:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=20)
-
-
-def _wait_for(port: int) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)  # noqa: S310
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"no server on {port}")
+            stop(server, timeout=20)
