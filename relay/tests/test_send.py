@@ -103,3 +103,18 @@ def test_a_disabled_sender_is_403(send, alice_sender):
 def test_without_a_key_nothing_is_accepted(alice_sender):
     response = APIClient().post("/v1/send", {"sender": alice_sender.public_id}, format="json")
     assert response.status_code == 401
+
+
+def test_the_send_path_runs_prepared_statements_on_postgresql(send):
+    """Planning was most of PostgreSQL's CPU per request (bench/README.md): after a few uses on
+    a connection, the key lookup, the sender lookup and the accept are prepared, not replanned."""
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are PostgreSQL's (SQLite caches its own)")
+    for _ in range(6):
+        assert send().status_code == 202
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements WHERE NOT from_sql")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert any("FROM accounts_apikey k" in statement for statement in prepared)
+    assert any("FROM senders_sender" in statement for statement in prepared)
+    assert any('INSERT INTO "relay_message"' in statement for statement in prepared)
