@@ -18,7 +18,7 @@ from drake import sql
 from drake.errors import IdempotencyConflict, InvalidRequest, NotFound, PermissionDenied, ServiceUnavailable
 from relay import outbox
 from relay.minimize import minimize_subject
-from relay.models import IdempotencyKey, Message, OutboxContent
+from relay.models import ApiRequest, IdempotencyKey, Message, OutboxContent
 from relay.validation import SendRequest, address_of
 from senders import crypto
 from senders.models import Sender
@@ -55,9 +55,12 @@ def _replay(user: Any, key: str, fingerprint: str, now: datetime) -> Message | N
     return record.message
 
 
-def _accept_in_one_statement(message: Message, token: str, user_id: int, period_start: datetime, plan: Any) -> bool:
-    """PostgreSQL, the steady state: charge the quota and write the message and its content in
-    one statement, atomic by itself (one round trip instead of five: bench/README.md).
+def _accept_in_one_statement(
+    message: Message, token: str, user_id: int, period_start: datetime, plan: Any, usage_record: ApiRequest | None
+) -> bool:
+    """PostgreSQL, the steady state: charge the quota and write the message, its content and
+    the request's usage record in one statement, atomic by itself (one round trip and one
+    commit instead of five statements and two commits: bench/README.md).
 
     Returns False, having written nothing, when the charge does not apply (the period's first
     message, or the quota is used up) or on another database; the general path in
@@ -72,15 +75,22 @@ def _accept_in_one_statement(message: Message, token: str, user_id: int, period_
     content_columns = (
         f"{qn(OutboxContent._meta.pk.column)}, {qn(OutboxContent._meta.get_field('content_encrypted').column)}"
     )
+    usage_sql, usage_values = "", []
+    if usage_record is not None:
+        usage_table, usage_columns, usage_values = sql.insert_parts(usage_record, connection)
+        usage_sql = (
+            f", usage AS (INSERT INTO {usage_table} ({usage_columns}) "  # noqa: S608 (our names)
+            f"SELECT {', '.join(['%s'] * len(usage_values))} WHERE EXISTS (SELECT 1 FROM message))"
+        )
     statement = (
         f"WITH charged AS ({charge_sql}), "  # noqa: S608 (our names)
         f"message AS (INSERT INTO {message_table} ({message_columns}) "
         f"SELECT {', '.join(['%s'] * len(message_values))} WHERE EXISTS (SELECT 1 FROM charged) RETURNING id), "
-        f"content AS (INSERT INTO {content_table} ({content_columns}) SELECT id, %s FROM message) "
-        "SELECT id FROM message"
+        f"content AS (INSERT INTO {content_table} ({content_columns}) SELECT id, %s FROM message)"
+        f"{usage_sql} SELECT id FROM message"
     )
     with connection.cursor() as cursor:
-        cursor.execute(statement, [*charge_params, *message_values, token])
+        cursor.execute(statement, [*charge_params, *message_values, token, *usage_values])
         row = cursor.fetchone()
     if row is None:
         return False
@@ -91,9 +101,18 @@ def _accept_in_one_statement(message: Message, token: str, user_id: int, period_
 
 
 def accept_message(
-    user: Any, request: SendRequest, *, api_key: Any = None, size: int = 0, idempotency_key: str | None = None
+    user: Any,
+    request: SendRequest,
+    *,
+    api_key: Any = None,
+    size: int = 0,
+    idempotency_key: str | None = None,
+    usage_record: ApiRequest | None = None,
 ) -> tuple[Message, bool]:
     """Durably accept a message for delivery. Returns (message, replayed).
+
+    `usage_record` (relay.usage.request_record), if given, is written in the same commit as
+    the message, unless the request is a replay (replayed=True: nothing is written).
 
     With an Idempotency-Key, the same key and body within 24 hours return the original message
     (replayed=True) and create nothing; the same key with another body raises IdempotencyConflict.
@@ -144,7 +163,9 @@ def accept_message(
     )
     period_start, _ = current_period(user, now)
     try:
-        if idempotency_key is None and _accept_in_one_statement(message, token, user.pk, period_start, user.plan):
+        if idempotency_key is None and _accept_in_one_statement(
+            message, token, user.pk, period_start, user.plan, usage_record
+        ):
             transaction.on_commit(lambda: outbox.prompt(sender.pk, message.public_id))
             return message, False
         with transaction.atomic():
@@ -159,6 +180,8 @@ def accept_message(
                 IdempotencyKey.objects.create(
                     user=user, key=idempotency_key, fingerprint=fingerprint, message=message, created_at=now
                 )
+            if usage_record is not None:
+                sql.insert(usage_record)
             # Last before the commit: the charge locks the account's usage counter row, and every
             # concurrent accept of this account waits for that lock until this one commits.
             quota.charge(user, period_start, user.plan.monthly_quota)

@@ -34,7 +34,10 @@ class SendView(APIView):
             api_key=request.auth,
             size=size,
             idempotency_key=request.headers.get("Idempotency-Key"),
+            usage_record=usage.request_record(request, status.HTTP_202_ACCEPTED),
         )
+        if not replayed:
+            usage.recorded(request)
         headers = {"Idempotent-Replayed": "true"} if replayed else {}
         return Response({"id": message.public_id, "status": "queued"}, status=status.HTTP_202_ACCEPTED, headers=headers)
 

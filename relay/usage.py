@@ -69,7 +69,7 @@ class UsageMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        if is_api_request(request):
+        if is_api_request(request) and not getattr(request, "drake_usage_recorded", False):
             try:
                 record(request, response)
             except Exception:
@@ -79,26 +79,40 @@ class UsageMiddleware:
 
 
 def record(request: HttpRequest, response: HttpResponse) -> None:
+    # Every API request writes one: SQL written once, not compiled by the ORM each time.
+    sql.insert(request_record(request, response.status_code, _error_type(response)))
+
+
+def request_record(request: HttpRequest, status: int, error_type: str = "") -> ApiRequest:
+    """The usage record of an API request answered with `status`, not yet saved.
+
+    POST /v1/send has its record written with the message it accepts (one statement, one
+    commit: relay.actions), then calls `recorded(request)` so the middleware does not write a
+    second one.
+    """
     user = getattr(request, "user", None)
     key = getattr(request, "auth", None)
     try:
         size = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
         size = 0
-    # Every API request writes one: SQL written once, not compiled by the ORM each time.
-    sql.insert(
-        ApiRequest(
-            user=user if getattr(user, "is_authenticated", False) else None,
-            key_prefix=getattr(key, "display_prefix", "")[:16],
-            method=request.method[:8],
-            endpoint=_endpoint(request)[:100],
-            status=response.status_code,
-            error_type=_error_type(response),
-            size_bucket=size_bucket(size),
-            ip=request.META.get("REMOTE_ADDR") or None,
-            user_agent=request.META.get("HTTP_USER_AGENT", "")[:200],
-        )
+    return ApiRequest(
+        user=user if getattr(user, "is_authenticated", False) else None,
+        key_prefix=getattr(key, "display_prefix", "")[:16],
+        method=request.method[:8],
+        endpoint=_endpoint(request)[:100],
+        status=status,
+        error_type=error_type,
+        size_bucket=size_bucket(size),
+        ip=request.META.get("REMOTE_ADDR") or None,
+        user_agent=request.META.get("HTTP_USER_AGENT", "")[:200],
     )
+
+
+def recorded(request: HttpRequest) -> None:
+    """This request's usage record is written: the middleware leaves it."""
+    # A DRF Request wraps the HttpRequest the middleware sees.
+    getattr(request, "_request", request).drake_usage_recorded = True
 
 
 def usage_summary(user: Any, now: datetime | None = None) -> dict[str, Any]:

@@ -38,3 +38,18 @@ def test_usage_counts_this_period(send, alice_api, alice):
     assert body["quota"] == alice.plan.monthly_quota
     assert body["remaining"] == alice.plan.monthly_quota - 3
     assert body["period_start"].endswith("T00:00:00Z")
+
+
+def test_every_send_is_recorded_once_whichever_way_it_is_accepted(send, alice_api, alice, alice_sender):
+    """The accept writes its request's record in its own commit; replays, refusals and the
+    general path (Idempotency-Key, quota used up) are recorded by the middleware, once each."""
+    body = {"sender": alice_sender.public_id, "to": "bob@example.com", "subject": "Hi", "text": "Hi"}
+    assert send().status_code == 202  # the steady state (one statement on PostgreSQL)
+    for _ in range(2):  # the first is accepted with its key, the second replayed
+        assert alice_api.post("/v1/send", body, format="json", HTTP_IDEMPOTENCY_KEY="k-1").status_code == 202
+    alice.plan.monthly_quota = 2
+    alice.plan.save()
+    assert send().status_code == 402
+    records = list(ApiRequest.objects.order_by("id").values_list("endpoint", "status", "error_type"))
+    assert records == [("/v1/send", 202, "")] * 3 + [("/v1/send", 402, "quota_exceeded")]
+    assert Message.objects.count() == 2
