@@ -229,6 +229,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "polling_interval": 0.1,
     }
 elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # kombu's Redis transport with one client per pool instead of one per publish and ack.
+    CELERY_BROKER_TRANSPORT = "drake.broker:Transport"
     # Longer than any task's hard time limit, so a slow task is never handed out twice.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 
