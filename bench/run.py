@@ -504,16 +504,24 @@ end
     try:
         wait_for_http(f"http://127.0.0.1:{WEB_PORT}/healthz")
         time.sleep(3)
-        started = time.monotonic()
+        started, cpu_before, wrk_before = time.monotonic(), cpu_by_kind(), os.times()
         out = sh(
             "wrk", "-t2", "-c8", f"-d{seconds}s", "--latency", "-s", str(script), f"http://127.0.0.1:{WEB_PORT}/v1/send"
         ).stdout
+        wrk_after, cpu_web = os.times(), cpu_by_kind()
         accepted_s = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
         non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
         stop(web)  # Requests still in flight when wrk stopped finish (and commit) first.
         accepted = Message.objects.count()
         wait_all_sent(accepted, timeout=1800)
         elapsed = time.monotonic() - started
+        # Web CPU up to the end of the load (gunicorn is stopped after it), the rest up to the
+        # last message sent; wrk's own from the children's times.
+        cpu = cpu_per_message(cpu_before, {**cpu_by_kind(), "web": cpu_web.get("web", 0.0)}, accepted)
+        wrk_cpu = (wrk_after.children_user + wrk_after.children_system) - (
+            wrk_before.children_user + wrk_before.children_system
+        )
+        cpu["wrk"] = round(wrk_cpu * 1000 / accepted, 2)
     finally:
         workers.stop()
         stop(web)
@@ -529,10 +537,11 @@ end
         "sink_received": received,
         "lost": accepted - received,
         "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+        "cpu_ms_per_message": cpu,
     }
     print(
         f"pipeline: {accepted} accepted at {accepted_s:.0f}/s, all delivered at {accepted / elapsed:.0f}/s; "
-        f"sink received {received}, lost {accepted - received}"
+        f"sink received {received}, lost {accepted - received}; CPU ms per message {cpu}"
     )
 
 
@@ -668,6 +677,41 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return total
     return total + sum(cpu_seconds(int(child)) for child in children)
+
+
+_KINDS = (
+    ("gunicorn", "web"),
+    ("celery", "workers"),
+    ("postgres", "postgres"),
+    ("redis-server", "redis"),
+    ("bench.sink", "sink"),
+)
+
+
+def cpu_by_kind() -> dict[str, float]:
+    """CPU seconds so far of every process on the machine, summed by kind (web, workers,
+    postgres, redis, sink, other): where the two cores went during a run."""
+    totals: dict[str, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        kind = next((name for marker, name in _KINDS if marker in command), "other")
+        totals[kind] = totals.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return totals
+
+
+def cpu_per_message(before: dict[str, float], after: dict[str, float], messages: int) -> dict[str, float]:
+    """ms of CPU per message by kind between two `cpu_by_kind` snapshots."""
+    return {
+        kind: round((after.get(kind, 0.0) - before.get(kind, 0.0)) * 1000 / messages, 2)
+        for kind in sorted(after)
+        if after.get(kind, 0.0) - before.get(kind, 0.0) > 0.005
+    }
 
 
 def _rss_mb(pid: int) -> float:
