@@ -93,25 +93,54 @@ def claim_more(sender: Sender, now: datetime, limit: int) -> list[Message]:
     or, once it commits, no longer match `queued`, so a message is never claimed twice. The
     rows are picked in a MATERIALIZED CTE: as a plain `IN (SELECT ... LIMIT n SKIP LOCKED)`
     PostgreSQL may run the subquery again for each row it updates, each run skipping the rows
-    the last one locked, and claim far more than `limit`.
+    the last one locked, and claim far more than `limit`. On PostgreSQL the claimed rows come
+    back with their content from the same statement; SQLite (no UPDATE in a WITH) reads them
+    in a second query.
     """
-    skip_locked = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"WITH picked AS MATERIALIZED (SELECT id FROM {_TABLE} "  # noqa: S608 (our names)
-            f"WHERE sender_id = %s AND status = %s AND next_attempt_at <= %s "
-            f"ORDER BY next_attempt_at LIMIT %s{skip_locked}) "
-            f"UPDATE {_TABLE} SET status = %s, lease_until = %s, attempts = attempts + 1 "
-            "WHERE id IN (SELECT id FROM picked) AND status = %s AND next_attempt_at <= %s RETURNING id",
-            [sender.pk, Status.QUEUED, _when(now), limit, Status.SENDING, _lease(now), Status.QUEUED, _when(now)],
-        )
-        ids = [row[0] for row in cursor.fetchall()]
-    if not ids:
-        return []
-    messages = list(Message.objects.select_related("content").filter(pk__in=ids).order_by("created_at", "id"))
+    params = [sender.pk, Status.QUEUED, _when(now), limit, Status.SENDING, _lease(now), Status.QUEUED, _when(now)]
+    if connection.vendor == "postgresql":
+        messages = []
+        for message, content in _claim_with_content().rows(params):
+            Message._meta.get_field("content").set_cached_value(message, content)
+            messages.append(message)
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(_claim_sql("id"), params)
+            ids = [row[0] for row in cursor.fetchall()]
+        if not ids:
+            return []
+        messages = list(Message.objects.select_related("content").filter(pk__in=ids).order_by("created_at", "id"))
     for message in messages:
         message.sender = sender  # Already loaded: no query per message.
     return messages
+
+
+def _claim_sql(returning: str) -> str:
+    return (
+        f"WITH picked AS MATERIALIZED (SELECT id FROM {_TABLE} "  # noqa: S608 (our names)
+        "WHERE sender_id = %s AND status = %s AND next_attempt_at <= %s "
+        f"ORDER BY next_attempt_at LIMIT %s{_skip_locked()}) "
+        f"UPDATE {_TABLE} AS m SET status = %s, lease_until = %s, attempts = m.attempts + 1 "
+        f"WHERE m.id IN (SELECT id FROM picked) AND m.status = %s AND m.next_attempt_at <= %s RETURNING {returning}"
+    )
+
+
+def _skip_locked() -> str:
+    return " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
+
+
+@cache
+def _claim_with_content() -> sql.Select:
+    """PostgreSQL: the claim, returning each claimed message with its content, oldest first."""
+    return sql.Select(
+        sql.Columns(Message, "m"),
+        sql.Columns(OutboxContent, "c"),
+        build=lambda m, c: (
+            f"WITH claimed AS ({_claim_sql(m)}) "  # noqa: S608 (our names)
+            f"SELECT claimed.*, {c} FROM claimed LEFT JOIN {_CONTENT} c ON c.message_id = claimed.id "
+            "ORDER BY claimed.created_at, claimed.id"
+        ),
+    )
 
 
 def release(messages: list[Message]) -> None:

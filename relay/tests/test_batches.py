@@ -117,3 +117,12 @@ def test_racing_workers_never_claim_one_message_twice(send, smtp_sender):
     every = [public_id for batch in claimed for public_id in batch]
     assert len(every) == len(set(every)) == 60
     assert Message.objects.filter(status=Status.SENDING, attempts=1).count() == 60
+
+
+def test_claimed_messages_read_as_the_orm_reads_them(send, smtp_sender):
+    ids = _queue(send, smtp_sender, 3)
+    claimed = claims.claim_more(smtp_sender, timezone.now(), 10)
+    orm = Message.objects.select_related("content").filter(public_id__in=ids).order_by("created_at", "id")
+    assert [fields_of(m) for m in claimed] == [fields_of(m) for m in orm]
+    assert [fields_of(m.content) for m in claimed] == [fields_of(m.content) for m in orm]
+    assert {m.status for m in claimed} == {Status.SENDING} and {m.attempts for m in claimed} == {1}
