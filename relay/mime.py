@@ -9,6 +9,7 @@ message (SMTP smuggling); smtplib then dot-stuffs lines that begin with a period
 from __future__ import annotations
 
 import base64
+import functools
 import re
 from datetime import datetime
 from email import policy
@@ -22,17 +23,32 @@ from relay.validation import address_of, split_address
 _ANY_EOL = re.compile(rb"\r\n|\r|\n")
 
 
+# MIME headers the email package sets on every part, with a handful of values repeated from one
+# message to the next ('text/plain; charset="utf-8"', '7bit', '1.0').
+_REPEATED = frozenset({"content-type", "content-transfer-encoding", "mime-version"})
+
+
 class _HeaderFactory(HeaderRegistry):
-    """The standard header registry, except that it makes each header's class once.
+    """The standard header registry, except that it makes each header's class once, and parses
+    each repeated MIME header value once.
 
     `HeaderRegistry.__getitem__` builds a new class with `type()` for every header it parses:
     half a millisecond of a message's 2 ms build time on the bench machine (bench/README.md).
-    The classes it would build for one name are all alike, so one is kept per name.
+    The classes it would build for one name are all alike, so one is kept per name. Parsing
+    Content-Type (stored, then read back and re-stored by `set_param` for the charset) was a
+    tenth of a delivery's CPU; a header is an immutable string, so the last values parsed are
+    kept and shared (test_mime builds messages in a row and finds the standard bytes).
     """
 
     def __init__(self) -> None:
         super().__init__()
         self._made: dict[str, type] = {}
+        self._parsed = functools.lru_cache(maxsize=64)(super().__call__)
+
+    def __call__(self, name: str, value: str) -> Any:
+        if name.lower() in _REPEATED:
+            return self._parsed(name, value)
+        return super().__call__(name, value)
 
     def __getitem__(self, name: str) -> type:
         key = name.lower()
