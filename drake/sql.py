@@ -49,6 +49,15 @@ def insert_parts(obj: models.Model, connection: Any) -> tuple[str, str, list[Any
     return qn(type(obj)._meta.db_table), ", ".join(qn(f.column) for f in fields), _values(obj, fields, connection)
 
 
+def insert_rows(objs: Sequence[models.Model], connection: Any) -> tuple[str, list[Any]]:
+    """`INSERT INTO table (columns) VALUES (...), (...)` of new instances of one model and its
+    parameters, for a statement that writes more than one table. Their keys are not set."""
+    sql, fields = _insert_sql(type(objs[0]), connection.vendor)
+    head, _, row = sql.partition(" VALUES ")
+    params = [value for obj in objs for value in _values(obj, fields, connection)]
+    return f"{head} VALUES {', '.join([row] * len(objs))}", params
+
+
 def insert(obj: models.Model) -> models.Model:
     """INSERT one new instance, as `obj.save(force_insert=True)` does, minus the signals."""
     model = type(obj)

@@ -31,7 +31,13 @@ def test_a_batch_goes_out_over_one_login_and_is_recorded_together(send, smtp_ser
     assert {m.status for m in messages} == {Status.SENT}
     assert {m.attempts for m in messages} == {1}
     assert all(m.sent_at and m.provider_message_id for m in messages)
-    assert DeliveryAttempt.objects.filter(message__in=messages, outcome="sent").count() == 5
+    assert {r.queue_id for r in smtp_server.messages} == {m.provider_message_id for m in messages}
+    assert all(m.finished_at == m.sent_at and m.lease_until is None and m.last_error is None for m in messages)
+    attempts = DeliveryAttempt.objects.filter(message__in=messages)
+    assert sorted((a.message_id, a.number, a.outcome, a.smtp_code) for a in attempts) == sorted(
+        (m.pk, 1, "sent", 250) for m in messages
+    )
+    assert all(a.finished_at == a.message.sent_at and a.started_at <= a.finished_at for a in attempts)
     assert not OutboxContent.objects.exists()
     # The other messages' own tasks find nothing left to do.
     assert [delivery.deliver(i, batch=10) for i in ids if i != ids[2]] == [None] * 4
