@@ -36,13 +36,16 @@ class RedisCache(DjangoRedisCache):
         self._class = _SharedClient
 
 
-def add_to(amounts: dict[str, int], *, timeout: int, alias: str = "default") -> dict[str, int]:
+def add_to(
+    amounts: dict[str, int], *, timeout: int, alias: str = "default", read: tuple[str, ...] = ()
+) -> dict[str, int | None]:
     """Add to counters that start at 0 and expire about `timeout` seconds after they are used.
 
     For counters whose key names their time window (rate limits, pacing): the expiry only
-    clears them away. Returns each counter's new value. On Redis this is one round trip for all
-    counters (a pipeline of INCRBY and EXPIRE per key); other caches (local memory in
-    development and tests) use `add` and `incr`.
+    clears them away. Returns each counter's new value, and the integer stored at each key of
+    `read` (set with `cache.add`/`set`), or None where there is none. On Redis this is one round
+    trip for all of them (a pipeline of INCRBY and EXPIRE per counter, GET per read); other
+    caches (local memory in development and tests) use `add`, `incr` and `get`.
     """
     cache = caches[alias]  # The backend itself: `django.core.cache.cache` is a proxy.
     if isinstance(cache, RedisCache):
@@ -51,8 +54,14 @@ def add_to(amounts: dict[str, int], *, timeout: int, alias: str = "default") -> 
             name = cache.make_and_validate_key(key)
             pipe.incrby(name, amount)
             pipe.expire(name, timeout)
-        values = pipe.execute()[::2]
-        return dict(zip(amounts, values, strict=True))
+        for key in read:
+            pipe.get(cache.make_and_validate_key(key))
+        replies = pipe.execute()
+        counted: dict[str, int | None] = dict(zip(amounts, replies[: 2 * len(amounts) : 2], strict=True))
+        # Django's Redis serializer stores an int as its digits, which INCR can count on.
+        for key, value in zip(read, replies[2 * len(amounts) :], strict=True):
+            counted[key] = None if value is None else int(value)
+        return counted
     counted = {}
     for key, amount in amounts.items():
         cache.add(key, 0, timeout=timeout)
@@ -61,4 +70,6 @@ def add_to(amounts: dict[str, int], *, timeout: int, alias: str = "default") -> 
         except ValueError:  # Evicted between add and incr: start the window again.
             cache.set(key, amount, timeout=timeout)
             counted[key] = amount
+    for key in read:
+        counted[key] = cache.get(key)
     return counted

@@ -13,7 +13,6 @@ connections. A message over the pace is deferred (it waits, it does not fail).
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 from datetime import datetime, timedelta
 
@@ -39,59 +38,61 @@ class PaceLimited(Exception):
 # How long a sender's 24-hour count, taken from the message log, is trusted before it is taken
 # again. Meanwhile every reservation adds to it (sent or not), so it errs towards waiting.
 DAY_COUNT_SECONDS = 60
+# Pacing keys outlive their window (a minute, or DAY_COUNT_SECONDS) by as long again.
+KEY_SECONDS = 2 * max(60, DAY_COUNT_SECONDS)
 
 
 def reserve(sender: Sender, now: datetime | None = None, count: int = 1) -> int:
     """Count up to `count` messages against the sender's pace. Returns how many may go now (at
-    least one; the caller defers the rest), or raises PaceLimited if none may."""
+    least one; the caller defers the rest), or raises PaceLimited if none may.
+
+    One cache round trip in the steady state: the minute's counter and the day window's
+    reservations are counted, and the day window's base (the log's count) read, together.
+    """
     now = now or timezone.now()
     limits = sender.limits()
     minute = int(now.timestamp() // 60)
     minute_key = f"drake:pace:{sender.pk}:{minute}"
-    used = _add_to(minute_key, count, timeout=120)
-    allowed = max(0, min(count, limits.per_minute - (used - count)))
+    # The rolling 24 hours: what the message log counted when this window began (its base, at
+    # most every DAY_COUNT_SECONDS: counting a busy sender's log for every message cost more
+    # than sending it), plus every reservation made since (sent or not, so it errs towards
+    # waiting). Keys name their window, like the minute's: a counter that ever lost its expiry
+    # (Redis' INCR recreates an expired key without one) is simply never read again.
+    window = int(now.timestamp() // DAY_COUNT_SECONDS)
+    day_key = f"drake:pace-day:{sender.pk}:{window}"
+    base_key = f"drake:pace-day-base:{sender.pk}:{window}"
+    counted = add_to({minute_key: count, day_key: count}, timeout=KEY_SECONDS, read=(base_key,))
+    allowed = max(0, min(count, limits.per_minute - (counted[minute_key] - count)))
+    minute_allowed = allowed
     if allowed:
-        allowed = _reserve_day(sender, limits.per_day, now, allowed)
-        if not allowed:
-            _give_back(minute_key, count)
-            oldest = _sent_in_day(sender, now).order_by("sent_at").values_list("sent_at", flat=True).first() or now
-            raise PaceLimited(oldest + timedelta(hours=24), f"{limits.per_day} messages per 24 hours")
+        base = counted[base_key]
+        if base is None:
+            base = _day_base(sender, now, base_key)
+        allowed = max(0, min(allowed, limits.per_day - (base + counted[day_key] - count)))
     if allowed < count:
-        _give_back(minute_key, count - allowed)
-    if not allowed:
+        back = count - allowed
+        add_to({minute_key: -back, day_key: -back}, timeout=KEY_SECONDS)
+    if not minute_allowed:
         next_minute = datetime.fromtimestamp((minute + 1) * 60, tz=now.tzinfo)
         raise PaceLimited(next_minute, f"{limits.per_minute} messages per minute")
+    if not allowed:
+        oldest = _sent_in_day(sender, now).order_by("sent_at").values_list("sent_at", flat=True).first() or now
+        raise PaceLimited(oldest + timedelta(hours=24), f"{limits.per_day} messages per 24 hours")
     return allowed
 
 
-def _reserve_day(sender: Sender, per_day: int, now: datetime, count: int) -> int:
-    """How many of `count` fit in the rolling 24 hours. The count comes from the message log
-    (exact) at most every DAY_COUNT_SECONDS, and from the shared cache in between: counting a
-    busy sender's log for every message cost more than sending it."""
-    # A key per window, like the minute counters: a counter that ever lost its expiry (Redis'
-    # INCR recreates an expired key without one) is simply never read again.
-    window = int(now.timestamp() // DAY_COUNT_SECONDS)
-    key = f"drake:pace-day:{sender.pk}:{window}"
-    if cache.get(key) is None:
-        cache.add(key, _sent_in_day(sender, now).count(), timeout=2 * DAY_COUNT_SECONDS)
-    used = _add_to(key, count, timeout=2 * DAY_COUNT_SECONDS)
-    allowed = max(0, min(count, per_day - (used - count)))
-    if allowed < count:
-        _give_back(key, count - allowed)
-    return allowed
+def _day_base(sender: Sender, now: datetime, key: str) -> int:
+    """The sender's sent messages of the last 24 hours, from the log, once per day window: the
+    first worker to count stores it, and every worker uses the stored count."""
+    counted = _sent_in_day(sender, now).count()
+    if cache.add(key, counted, timeout=KEY_SECONDS):
+        return counted
+    stored = cache.get(key)
+    return counted if stored is None else stored
 
 
 def _sent_in_day(sender: Sender, now: datetime) -> QuerySet[Message]:
     return Message.objects.filter(sender=sender, status=Status.SENT, sent_at__gte=now - timedelta(hours=24))
-
-
-def _add_to(key: str, count: int, *, timeout: int) -> int:
-    return add_to({key: count}, timeout=timeout)[key]
-
-
-def _give_back(key: str, count: int) -> None:
-    with contextlib.suppress(ValueError):  # Expired meanwhile: nothing to give back.
-        cache.decr(key, count)
 
 
 def acquire_connection_slot(sender: Sender) -> str | None:

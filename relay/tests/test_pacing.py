@@ -128,3 +128,17 @@ def test_the_daily_count_is_taken_from_the_log_again_each_minute(smtp_sender):
     with pytest.raises(pacing.PaceLimited, match="3 messages per 24 hours"):
         pacing.reserve(sender, start + timedelta(seconds=30), 1)
     assert pacing.reserve(sender, start + timedelta(seconds=pacing.DAY_COUNT_SECONDS), 1) == 1
+
+
+def test_the_daily_limit_counts_what_the_log_already_holds(send, smtp_server, smtp_sender):
+    """A new day window starts from the message log's count of the last 24 hours (sent by
+    another worker, or before a restart), not from zero."""
+    Sender.objects.filter(pk=smtp_sender.pk).update(max_per_day=3)
+    earlier = [send(via=smtp_sender).json()["id"] for _ in range(2)]
+    Message.objects.filter(public_id__in=earlier).update(
+        status=Status.SENT, sent_at=timezone.now() - timedelta(hours=3)
+    )
+    ids = [send(via=smtp_sender).json()["id"] for _ in range(2)]
+    assert _deliver_all(ids) == ["sent", "deferred"]
+    oldest = Message.objects.get(public_id=earlier[0]).sent_at
+    assert Message.objects.get(public_id=ids[1]).next_attempt_at == oldest + timedelta(hours=24)
