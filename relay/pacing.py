@@ -59,7 +59,7 @@ def reserve(sender: Sender, now: datetime | None = None, count: int = 1) -> int:
     # waiting). Keys name their window, like the minute's: a counter that ever lost its expiry
     # (Redis' INCR recreates an expired key without one) is simply never read again.
     window = int(now.timestamp() // DAY_COUNT_SECONDS)
-    day_key = f"drake:pace-day:{sender.pk}:{window}"
+    day_key = f"drake:pace-day-n:{sender.pk}:{window}"  # reservations only (was log + reservations)
     base_key = f"drake:pace-day-base:{sender.pk}:{window}"
     counted = add_to({minute_key: count, day_key: count}, timeout=KEY_SECONDS, read=(base_key,))
     allowed = max(0, min(count, limits.per_minute - (counted[minute_key] - count)))

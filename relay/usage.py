@@ -64,6 +64,10 @@ def _error_type(response: HttpResponse) -> str:
 
 
 class UsageMiddleware:
+    """Writes every API request's record after the answer, except POST /v1/send's accepted
+    ones: those are written in the accept's own statement (`request_record`), so a record that
+    cannot be written there fails the send with 503, nothing accepted."""
+
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
@@ -105,7 +109,9 @@ def request_record(request: HttpRequest, status: int, error_type: str = "") -> A
         error_type=error_type,
         size_bucket=size_bucket(size),
         ip=request.META.get("REMOTE_ADDR") or None,
-        user_agent=request.META.get("HTTP_USER_AGENT", "")[:200],
+        # Printable characters only: a NUL would make PostgreSQL refuse the row (and the send
+        # whose commit carries it), and escapes have no place in a console.
+        user_agent="".join(c for c in request.META.get("HTTP_USER_AGENT", "") if c.isprintable())[:200],
     )
 
 

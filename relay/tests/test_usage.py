@@ -44,12 +44,23 @@ def test_every_send_is_recorded_once_whichever_way_it_is_accepted(send, alice_ap
     """The accept writes its request's record in its own commit; replays, refusals and the
     general path (Idempotency-Key, quota used up) are recorded by the middleware, once each."""
     body = {"sender": alice_sender.public_id, "to": "bob@example.com", "subject": "Hi", "text": "Hi"}
+    assert send().status_code == 202  # the period's first message: the general path
     assert send().status_code == 202  # the steady state (one statement on PostgreSQL)
     for _ in range(2):  # the first is accepted with its key, the second replayed
         assert alice_api.post("/v1/send", body, format="json", HTTP_IDEMPOTENCY_KEY="k-1").status_code == 202
-    alice.plan.monthly_quota = 2
+    alice.plan.monthly_quota = 3
     alice.plan.save()
     assert send().status_code == 402
     records = list(ApiRequest.objects.order_by("id").values_list("endpoint", "status", "error_type"))
-    assert records == [("/v1/send", 202, "")] * 3 + [("/v1/send", 402, "quota_exceeded")]
-    assert Message.objects.count() == 2
+    assert records == [("/v1/send", 202, "")] * 4 + [("/v1/send", 402, "quota_exceeded")]
+    assert Message.objects.count() == 3
+    # The record written with the message holds what the middleware's would.
+    first, steady = ApiRequest.objects.order_by("id")[:2]
+    fields = ("user_id", "key_prefix", "method", "size_bucket", "ip", "user_agent", "ip_truncated")
+    assert [getattr(steady, f) for f in fields] == [getattr(first, f) for f in fields]
+    assert steady.user == alice and steady.key_prefix.startswith("drk_") and steady.ip == "127.0.0.1"
+
+
+def test_a_user_agent_with_control_characters_is_recorded_without_them(alice_api):
+    alice_api.get("/v1/usage", HTTP_USER_AGENT="curl/8.0\x00\x1b[31m")
+    assert ApiRequest.objects.get().user_agent == "curl/8.0[31m"
