@@ -198,15 +198,33 @@ def bench_accept(key: str, sender: str) -> None:
         wait_for_http(f"http://127.0.0.1:{WEB_PORT}/healthz")
         base = f"http://127.0.0.1:{WEB_PORT}"
         wrk(f"{base}/bench/bare", "{}", None, seconds=3)  # warm-up
-        bare = wrk(f"{base}/bench/bare", send_body(sender), None)
+        bare, bare_cpu = _wrk_with_cpu(f"{base}/bench/bare", send_body(sender), None)
         wrk(f"{base}/v1/send", send_body(sender), key, seconds=3)
-        send = wrk(f"{base}/v1/send", send_body(sender), key)
+        send, send_cpu = _wrk_with_cpu(f"{base}/v1/send", send_body(sender), key)
     finally:
         stop(web)
-    RESULTS["accept"] = {"bare_drf": bare, "send": send, "ratio": round(send["rps"] / bare["rps"], 2)}
+    RESULTS["accept"] = {
+        "bare_drf": {**bare, "cpu_ms_per_request": bare_cpu},
+        "send": {**send, "cpu_ms_per_request": send_cpu},
+        "ratio": round(send["rps"] / bare["rps"], 2),
+    }
     print(
-        f"accept: bare {bare['rps']:.0f} req/s, send {send['rps']:.0f} req/s (x{send['rps'] / bare['rps']:.2f}), send p50 {send['p50_ms']} ms p99 {send['p99_ms']} ms"
+        f"accept: bare {bare['rps']:.0f} req/s, send {send['rps']:.0f} req/s (x{send['rps'] / bare['rps']:.2f}), "
+        f"send p50 {send['p50_ms']} ms p99 {send['p99_ms']} ms; CPU ms per request: bare {bare_cpu}, send {send_cpu}"
     )
+
+
+def _wrk_with_cpu(url: str, body: str, key: str | None, seconds: int = 10) -> tuple[dict[str, float], dict[str, float]]:
+    """`wrk` and the machine's CPU per request by process kind over the run (wrk's own from the
+    children's times: it has exited when the second snapshot is taken)."""
+    before, children = cpu_by_kind(), os.times()
+    result = wrk(url, body, key, seconds=seconds)
+    after, done = cpu_by_kind(), os.times()
+    requests = max(1, round(result["rps"] * seconds))
+    cpu = cpu_per_message(before, after, requests)
+    wrk_cpu = (done.children_user + done.children_system) - (children.children_user + children.children_system)
+    cpu["wrk"] = round(wrk_cpu * 1000 / requests, 2)
+    return result, cpu
 
 
 def clear_outbox() -> None:
