@@ -24,36 +24,32 @@ Converter = Callable[[Any, Any, Any], Any]
 
 
 @cache
-def _insert_sql(model: type[models.Model], vendor: str) -> tuple[str, tuple[models.Field, ...]]:
-    """`INSERT INTO table (columns) VALUES (%s, ...)` and its fields (an auto primary key is
-    left to the database)."""
+def _insert_sql(model: type[models.Model], vendor: str) -> tuple[str, str, tuple[models.Field, ...]]:
+    """`INSERT INTO table (columns)`, one row of placeholders `(%s, ...)`, and the fields, once
+    per model (an auto primary key is left to the database)."""
     connection = connections[router.db_for_write(model)]
     qn = connection.ops.quote_name
     fields = tuple(f for f in model._meta.concrete_fields if not (f.primary_key and isinstance(f, models.AutoField)))
-    sql = (
-        f"INSERT INTO {qn(model._meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "  # noqa: S608 (our names)
-        f"VALUES ({', '.join(['%s'] * len(fields))})"
-    )
-    return sql, fields
+    head = f"INSERT INTO {qn(model._meta.db_table)} ({', '.join(qn(f.column) for f in fields)})"
+    return head, f"({', '.join(['%s'] * len(fields))})", fields
 
 
 def _values(obj: models.Model, fields: Sequence[models.Field], connection: Any) -> list[Any]:
     return [f.get_db_prep_save(f.pre_save(obj, True), connection=connection) for f in fields]
 
 
-def insert_parts(obj: models.Model, connection: Any) -> tuple[str, str, list[Any]]:
-    """(table, column list, values) of an INSERT of `obj`, for a statement that writes more
-    than one table (a data-modifying WITH on PostgreSQL). The primary key is left to the database."""
-    _, fields = _insert_sql(type(obj), connection.vendor)
-    qn = connection.ops.quote_name
-    return qn(type(obj)._meta.db_table), ", ".join(qn(f.column) for f in fields), _values(obj, fields, connection)
+def insert_where(obj: models.Model, condition: str, connection: Any) -> tuple[str, list[Any]]:
+    """`INSERT INTO table (columns) SELECT %s, ... WHERE <condition>` of `obj` and its
+    parameters: an insert that happens only if `condition` holds, for a statement that writes
+    more than one table (a data-modifying WITH on PostgreSQL). The key is left to the database."""
+    head, row, fields = _insert_sql(type(obj), connection.vendor)
+    return f"{head} SELECT {row[1:-1]} WHERE {condition}", _values(obj, fields, connection)
 
 
 def insert_rows(objs: Sequence[models.Model], connection: Any) -> tuple[str, list[Any]]:
     """`INSERT INTO table (columns) VALUES (...), (...)` of new instances of one model and its
     parameters, for a statement that writes more than one table. Their keys are not set."""
-    sql, fields = _insert_sql(type(objs[0]), connection.vendor)
-    head, _, row = sql.partition(" VALUES ")
+    head, row, fields = _insert_sql(type(objs[0]), connection.vendor)
     params = [value for obj in objs for value in _values(obj, fields, connection)]
     return f"{head} VALUES {', '.join([row] * len(objs))}", params
 
@@ -63,7 +59,8 @@ def insert(obj: models.Model) -> models.Model:
     model = type(obj)
     using = router.db_for_write(model, instance=obj)
     connection = connections[using]
-    sql, fields = _insert_sql(model, connection.vendor)
+    head, row, fields = _insert_sql(model, connection.vendor)
+    sql = f"{head} VALUES {row}"
     returning = model._meta.pk not in fields
     if returning:
         sql += f" RETURNING {connection.ops.quote_name(model._meta.pk.column)}"
@@ -83,9 +80,9 @@ def insert_many(objs: Sequence[models.Model]) -> None:
         return
     model = type(objs[0])
     connection = connections[router.db_for_write(model)]
-    sql, fields = _insert_sql(model, connection.vendor)
+    head, row, fields = _insert_sql(model, connection.vendor)
     with connection.cursor() as cursor:
-        cursor.executemany(sql, [_values(obj, fields, connection) for obj in objs])
+        cursor.executemany(f"{head} VALUES {row}", [_values(obj, fields, connection) for obj in objs])
 
 
 class Columns:

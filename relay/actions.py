@@ -70,22 +70,17 @@ def _accept_in_one_statement(
         return False
     qn = connection.ops.quote_name
     charge_sql, charge_params = quota.charge_statement(user_id, period_start, plan.monthly_quota)
-    message_table, message_columns, message_values = sql.insert_parts(message, connection)
+    message_sql, message_values = sql.insert_where(message, "EXISTS (SELECT 1 FROM charged)", connection)
     content_table = qn(OutboxContent._meta.db_table)
     content_columns = (
         f"{qn(OutboxContent._meta.pk.column)}, {qn(OutboxContent._meta.get_field('content_encrypted').column)}"
     )
     usage_sql, usage_values = "", []
     if usage_record is not None:
-        usage_table, usage_columns, usage_values = sql.insert_parts(usage_record, connection)
-        usage_sql = (
-            f", usage AS (INSERT INTO {usage_table} ({usage_columns}) "  # noqa: S608 (our names)
-            f"SELECT {', '.join(['%s'] * len(usage_values))} WHERE EXISTS (SELECT 1 FROM message))"
-        )
+        usage_sql, usage_values = sql.insert_where(usage_record, "EXISTS (SELECT 1 FROM message)", connection)
+        usage_sql = f", usage AS ({usage_sql})"
     statement = (
-        f"WITH charged AS ({charge_sql}), "  # noqa: S608 (our names)
-        f"message AS (INSERT INTO {message_table} ({message_columns}) "
-        f"SELECT {', '.join(['%s'] * len(message_values))} WHERE EXISTS (SELECT 1 FROM charged) RETURNING id), "
+        f"WITH charged AS ({charge_sql}), message AS ({message_sql} RETURNING id), "  # noqa: S608 (our names)
         f"content AS (INSERT INTO {content_table} ({content_columns}) SELECT id, %s FROM message)"
         f"{usage_sql} SELECT id FROM message"
     )
