@@ -59,10 +59,14 @@ def _fast_password_hashing(settings) -> None:  # noqa: ANN001
 
 @pytest.fixture(autouse=True)
 def _clear_cache() -> None:
-    """Rate-limit counters must not leak from one test into the next (the cache may be Redis)."""
+    """Rate-limit counters must not leak from one test into the next (the cache may be Redis),
+    nor the send path's snapshots of keys and senders (drake.snapshots)."""
     from django.core.cache import cache
 
+    from drake import snapshots
+
     cache.clear()
+    snapshots.clear_all()
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
@@ -20,7 +22,8 @@ class ApiKeyAuthentication(BaseAuthentication):
 
     keyword = "Bearer"
 
-    def authenticate(self, request: Request) -> tuple[User, ApiKey] | None:
+    def raw_key(self, request: Request) -> str | None:
+        """The key the request presents, or None if it presents none; raises if it is misplaced."""
         if any(value.startswith("drk_") for values in request.query_params.lists() for value in values[1]):
             raise AuthenticationFailed("API keys are accepted only in the Authorization header, never in the URL.")
         header = request.META.get("HTTP_AUTHORIZATION", "")
@@ -29,7 +32,13 @@ class ApiKeyAuthentication(BaseAuthentication):
         scheme, _, raw = header.partition(" ")
         if scheme.lower() != self.keyword.lower() or not raw.strip():
             raise AuthenticationFailed("Use the header Authorization: Bearer <api key>.")
-        key = ApiKey.objects.authenticate(raw.strip())
+        return raw.strip()
+
+    def authenticate(self, request: Request) -> tuple[User, ApiKey] | None:
+        raw = self.raw_key(request)
+        if raw is None:
+            return None
+        key = ApiKey.objects.authenticate(raw)
         if key is None or not key.user.is_active:
             raise AuthenticationFailed(MESSAGE_INVALID)
         key.touch()
@@ -37,3 +46,40 @@ class ApiKeyAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return f'{self.keyword} realm="api"'
+
+
+class SnapshotApiKeyAuthentication(ApiKeyAuthentication):
+    """For POST /v1/send: a key this process authenticated before is taken from its snapshot,
+    without a query (ApiKey.objects.authenticate_from_snapshot), and the request is marked so.
+
+    Such a request is not yet authenticated by the database. Its view may act on it only
+    through a statement that checks the snapshot in the database (relay.actions.
+    accept_from_snapshot); for anything else, an error included, it calls `confirm` first.
+    """
+
+    def authenticate(self, request: Request) -> tuple[User, ApiKey] | None:
+        raw = self.raw_key(request)
+        key = ApiKey.objects.authenticate_from_snapshot(raw) if raw is not None else None
+        if key is None:
+            return super().authenticate(request)
+        request.drake_from_snapshot = True
+        return key.user, key
+
+
+def from_snapshot(request: Request) -> bool:
+    """Was `request` authenticated from a snapshot, and not yet confirmed?"""
+    return getattr(request, "drake_from_snapshot", False)
+
+
+def confirm(request: Request, view: Any) -> None:
+    """Authenticate a request taken from a snapshot against the database now, and check the
+    view's permissions again: raises AuthenticationFailed (revoked, unknown) or the
+    permission's error (a suspended account: 403). Does nothing for any other request."""
+    if not from_snapshot(request):
+        return
+    request.drake_from_snapshot = False
+    found = ApiKeyAuthentication().authenticate(request)
+    if found is None:  # The header was there a moment ago; it cannot have gone.
+        raise AuthenticationFailed()
+    request.user, request.auth = found
+    view.check_permissions(request)

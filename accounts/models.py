@@ -9,13 +9,14 @@ from django.apps import apps
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
-from django.db import models
+from django.db import connection, models
 from django.db.models.functions import Lower
 from django.utils import timezone
 
 from accounts import keys
 from billing.plans import default_plan
-from drake import sql
+from billing.plans import unchanged as plan_unchanged
+from drake import snapshots, sql
 
 
 class UserManager(BaseUserManager["User"]):
@@ -111,7 +112,45 @@ class ApiKeyManager(models.Manager["ApiKey"]):
             return None
         if key.revoked_at is not None:
             return None
+        if user.is_active and user.suspended_at is None:
+            _snapshots.put(key.prefix, key)
+        else:
+            _snapshots.discard(key.prefix)
         return key
+
+    def authenticate_from_snapshot(self, raw: str) -> ApiKey | None:
+        """The key this process last authenticated for `raw` from the database, with its
+        account, plan and subscription, without a query; None if there is none (then use
+        `authenticate`). Only a statement that also runs `unchanged(key)` may act on it: the
+        snapshot may be stale (revoked, suspended, plan changed) and the condition says so.
+
+        Only on PostgreSQL, whose one-statement accept is the statement that checks it. The
+        secret is still compared against the stored hash in constant time.
+        """
+        if connection.vendor != "postgresql":
+            return None
+        parsed = keys.parse(raw)
+        if parsed is None:
+            return None
+        key = _snapshots.get(parsed.prefix)
+        if key is None or not keys.secret_matches(parsed.secret, key.secret_hash):
+            return None
+        return key
+
+    def unchanged(self, key: ApiKey) -> list[tuple[str, list[object]]]:
+        """Conditions (drake.sql) that `key` and its account are still as the snapshot read
+        them: the key not revoked, the account active, not suspended, on the same plan, and
+        the plan and subscription as read (billing.plans.unchanged)."""
+        user = key.user
+        return [
+            sql.unchanged(key, ("user_id", "secret_hash", "revoked_at"), connection),
+            sql.unchanged(user, ("is_active", "suspended_at", "plan_id"), connection),
+            *plan_unchanged(user, connection),
+        ]
+
+
+# The keys this process authenticated from the database, by prefix (authenticate_from_snapshot).
+_snapshots = snapshots.Snapshots(size=4096)
 
 
 @cache

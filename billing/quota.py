@@ -8,6 +8,7 @@ a rolled-back accept rolls its charge back. Idempotent replays return before cha
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -19,14 +20,23 @@ from drake.errors import QuotaExceeded, ServiceUnavailable
 _TABLE = UsageCounter._meta.db_table
 
 
-def charge_statement(user_id: int, period_start: datetime, quota: int) -> tuple[str, list[object]]:
+def charge_statement(
+    user_id: int, period_start: datetime, quota: int, only_if: Sequence[tuple[str, list[Any]]] = ()
+) -> tuple[str, list[object]]:
     """The steady-state charge, `UPDATE ... RETURNING 1`: a row back means it counted; none
     means the general `charge` must decide (no counter for this period yet, or the quota is
-    used up). Relay's one-statement accept on PostgreSQL runs it inside its own statement."""
+    used up). Relay's one-statement accept on PostgreSQL runs it inside its own statement.
+    `only_if`: further conditions (SQL, parameters) without which nothing is charged."""
+    conditions = "".join(f" AND {condition}" for condition, _ in only_if)
     return (
-        f"UPDATE {_TABLE} SET accepted = accepted + 1 "  # noqa: S608 (our names)
-        "WHERE user_id = %s AND period_start = %s AND accepted < %s RETURNING 1",
-        [user_id, connection.ops.adapt_datetimefield_value(period_start), quota],
+        f"UPDATE {_TABLE} SET accepted = accepted + 1 "  # noqa: S608 (our names and conditions)
+        f"WHERE user_id = %s AND period_start = %s AND accepted < %s{conditions} RETURNING 1",
+        [
+            user_id,
+            connection.ops.adapt_datetimefield_value(period_start),
+            quota,
+            *(value for _, params in only_if for value in params),
+        ],
     )
 
 

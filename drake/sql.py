@@ -54,6 +54,34 @@ def insert_rows(objs: Sequence[models.Model], connection: Any) -> tuple[str, lis
     return f"{head} VALUES {', '.join([row] * len(objs))}", params
 
 
+@cache
+def _unchanged_sql(model: type[models.Model], attnames: tuple[str, ...], vendor: str) -> tuple[str, tuple]:
+    connection = connections[router.db_for_read(model)]
+    qn = connection.ops.quote_name
+    fields = tuple(model._meta.get_field(name) for name in attnames)
+    same = " IS NOT DISTINCT FROM " if vendor == "postgresql" else " IS "
+    checks = " AND ".join(f"{qn(f.column)}{same}%s" for f in fields)
+    pk = qn(model._meta.pk.column)
+    return f"EXISTS (SELECT 1 FROM {qn(model._meta.db_table)} WHERE {pk} = %s AND {checks})", fields  # noqa: S608
+
+
+def unchanged(obj: models.Model, attnames: tuple[str, ...], connection: Any) -> tuple[str, list[Any]]:
+    """A condition, `EXISTS (...)`, and its parameters: true while `obj`'s row still exists and
+    holds the values `obj` has in the fields `attnames` (NULL equal to NULL). For a statement
+    that must act only on what a snapshot (drake.snapshots) says, decided in the database."""
+    condition, fields = _unchanged_sql(type(obj), attnames, connection.vendor)
+    values = [f.get_db_prep_value(getattr(obj, f.attname), connection) for f in fields]
+    return condition, [obj.pk, *values]
+
+
+def absent(model: type[models.Model], attname: str, value: Any, connection: Any) -> tuple[str, list[Any]]:
+    """A condition: no row of `model` has `value` in `attname` (the snapshot knew of none)."""
+    qn = connection.ops.quote_name
+    field = model._meta.get_field(attname)
+    table = qn(model._meta.db_table)
+    return f"NOT EXISTS (SELECT 1 FROM {table} WHERE {qn(field.column)} = %s)", [value]  # noqa: S608
+
+
 def insert(obj: models.Model) -> models.Model:
     """INSERT one new instance, as `obj.save(force_insert=True)` does, minus the signals."""
     model = type(obj)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import secrets
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -12,6 +13,7 @@ from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
+from accounts.models import ApiKey
 from billing import quota
 from billing.periods import current_period
 from drake import sql
@@ -55,21 +57,54 @@ def _replay(user: Any, key: str, fingerprint: str, now: datetime) -> Message | N
     return record.message
 
 
+def _new_message(
+    user: Any, sender: Sender, request: SendRequest, api_key: Any, size: int, now: datetime
+) -> tuple[Message, str]:
+    """The message row to write (minimized metadata only) and its content, encrypted."""
+    message = Message(
+        user=user,
+        sender=sender,
+        api_key=api_key,
+        from_email=sender.from_email,
+        # Bare addresses only: display names are not needed to troubleshoot delivery.
+        to=[address_of(a) for a in request.to],
+        cc_count=len(request.cc),
+        bcc_count=len(request.bcc),
+        subject=minimize_subject(request.subject, policy=user.plan.subject_policy, account_id=user.pk),
+        size_approx=max(1, math.ceil(size / 1024)) * 1024,
+        message_id_header=_message_id(sender.from_email),
+        created_at=now,
+        next_attempt_at=now,
+        enqueued_at=now,
+        expires_at=now + timedelta(hours=settings.RELAY_MESSAGE_LIFETIME_HOURS),
+    )
+    token = crypto.encrypt(
+        json.dumps(request.content(), separators=(",", ":")).encode("utf-8"), binding=content_binding(message.public_id)
+    )
+    return message, token
+
+
 def _accept_in_one_statement(
-    message: Message, token: str, user_id: int, period_start: datetime, plan: Any, usage_record: ApiRequest | None
+    message: Message,
+    token: str,
+    user_id: int,
+    period_start: datetime,
+    plan: Any,
+    usage_record: ApiRequest | None,
+    only_if: Sequence[tuple[str, list[Any]]] = (),
 ) -> bool:
     """PostgreSQL, the steady state: charge the quota and write the message, its content and
     the request's usage record in one statement, atomic by itself (one round trip and one
     commit instead of five statements and two commits: bench/README.md).
 
     Returns False, having written nothing, when the charge does not apply (the period's first
-    message, or the quota is used up) or on another database; the general path in
-    accept_message then decides, with the same outcome.
+    message, the quota is used up, or one of the `only_if` conditions does not hold) or on
+    another database; the general path in accept_message then decides, with the same outcome.
     """
     if connection.vendor != "postgresql":
         return False
     qn = connection.ops.quote_name
-    charge_sql, charge_params = quota.charge_statement(user_id, period_start, plan.monthly_quota)
+    charge_sql, charge_params = quota.charge_statement(user_id, period_start, plan.monthly_quota, only_if)
     message_sql, message_values = sql.insert_where(message, "EXISTS (SELECT 1 FROM charged)", connection)
     content_table = qn(OutboxContent._meta.db_table)
     content_columns = (
@@ -136,26 +171,7 @@ def accept_message(
     cap = sender.limits().recipients_per_message
     if len(request.recipients) > cap:
         raise InvalidRequest(f"This sender's provider takes at most {cap} recipients per message.", field="to")
-    message = Message(
-        user=user,
-        sender=sender,
-        api_key=api_key,
-        from_email=sender.from_email,
-        # Bare addresses only: display names are not needed to troubleshoot delivery.
-        to=[address_of(a) for a in request.to],
-        cc_count=len(request.cc),
-        bcc_count=len(request.bcc),
-        subject=minimize_subject(request.subject, policy=user.plan.subject_policy, account_id=user.pk),
-        size_approx=max(1, math.ceil(size / 1024)) * 1024,
-        message_id_header=_message_id(sender.from_email),
-        created_at=now,
-        next_attempt_at=now,
-        enqueued_at=now,
-        expires_at=now + timedelta(hours=settings.RELAY_MESSAGE_LIFETIME_HOURS),
-    )
-    token = crypto.encrypt(
-        json.dumps(request.content(), separators=(",", ":")).encode("utf-8"), binding=content_binding(message.public_id)
-    )
+    message, token = _new_message(user, sender, request, api_key, size, now)
     period_start, _ = current_period(user, now)
     try:
         if idempotency_key is None and _accept_in_one_statement(
@@ -190,3 +206,35 @@ def accept_message(
     except DatabaseError as exc:
         raise ServiceUnavailable() from exc
     return message, False
+
+
+def accept_from_snapshot(
+    api_key: ApiKey, request: SendRequest, *, size: int = 0, usage_record: ApiRequest | None = None
+) -> Message | None:
+    """Accept a message for a key authenticated from this process's snapshot, without reading
+    the key, account or sender first (drake.snapshots): one statement charges the quota and
+    writes the message, its content and `usage_record`, only if the database still holds
+    every field the snapshot gave (key not revoked, account active and not suspended, plan,
+    subscription and sender as read).
+
+    Returns the accepted message, or None having written nothing: anything but the steady
+    state (no such sender, a disabled one, too many recipients, the period's first message, a
+    used-up quota, a stale snapshot, a database error). The caller then authenticates from
+    the database and calls accept_message, which decides everything afresh and raises the
+    error, if any. Idempotency-Key requests take accept_message directly.
+    """
+    user = api_key.user
+    sender = Sender.objects.of_account_from_snapshot(user, request.sender)
+    if sender is None or sender.is_disabled or len(request.recipients) > sender.limits().recipients_per_message:
+        return None
+    now = timezone.now()
+    message, token = _new_message(user, sender, request, api_key, size, now)
+    period_start, _ = current_period(user, now)
+    only_if = [*ApiKey.objects.unchanged(api_key), Sender.objects.unchanged(sender)]
+    try:
+        if not _accept_in_one_statement(message, token, user.pk, period_start, user.plan, usage_record, only_if):
+            return None
+    except DatabaseError:
+        return None  # One statement in autocommit: nothing was written. The caller decides.
+    transaction.on_commit(lambda: outbox.prompt(sender.pk, message.public_id))
+    return message

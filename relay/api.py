@@ -8,6 +8,7 @@ from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts.authentication import SnapshotApiKeyAuthentication, confirm, from_snapshot
 from drake import openapi
 from drake.api import ApiView as APIView
 from drake.errors import InvalidRequest
@@ -20,6 +21,9 @@ MAX_PAGE = 100
 
 
 class SendView(APIView):
+    # The steady state reads nothing before its one statement (relay.actions.accept_from_snapshot).
+    authentication_classes = [SnapshotApiKeyAuthentication]
+
     @extend_schema(
         request=openapi.SendBody,
         parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False)],
@@ -28,18 +32,38 @@ class SendView(APIView):
     def post(self, request: Request) -> Response:
         send = parse_send_request(request.data)
         size = int(request.META.get("CONTENT_LENGTH") or 0)
+        idempotency_key = request.headers.get("Idempotency-Key")
+        if from_snapshot(request) and idempotency_key is None:
+            record = usage.request_record(request, status.HTTP_202_ACCEPTED)
+            message = actions.accept_from_snapshot(request.auth, send, size=size, usage_record=record)
+            if message is not None:
+                request.auth.touch()
+                return self.accepted(request, message, replayed=False)
+            confirm(request, self)
         message, replayed = actions.accept_message(
             request.user,
             send,
             api_key=request.auth,
             size=size,
-            idempotency_key=request.headers.get("Idempotency-Key"),
+            idempotency_key=idempotency_key,
             usage_record=usage.request_record(request, status.HTTP_202_ACCEPTED),
         )
+        return self.accepted(request, message, replayed=replayed)
+
+    def accepted(self, request: Request, message: Message, *, replayed: bool) -> Response:
         if not replayed:
             usage.recorded(request)
         headers = {"Idempotent-Replayed": "true"} if replayed else {}
         return Response({"id": message.public_id, "status": "queued"}, status=status.HTTP_202_ACCEPTED, headers=headers)
+
+    def handle_exception(self, exc: Exception) -> Response:
+        # Any answer but a 202 to a request authenticated from a snapshot is given only once
+        # the database has authenticated it: a revoked key gets its 401 before a 400 or 429.
+        try:
+            confirm(self.request, self)
+        except Exception as refused:  # noqa: BLE001 (rendered below, as any error of this view)
+            exc = refused
+        return super().handle_exception(exc)
 
 
 class UsageView(APIView):

@@ -8,10 +8,10 @@ from functools import cache
 from typing import Any
 
 from django.conf import settings
-from django.db import models
+from django.db import connection, models
 from django.utils import timezone
 
-from drake import sql
+from drake import snapshots, sql
 from senders import crypto
 from senders.fields import EncryptedField
 from senders.presets import LIMITS, Limits, Provider, Security
@@ -28,7 +28,29 @@ class SenderQuerySet(models.QuerySet["Sender"]):
     def of_account(self, user: Any, public_id: str) -> Sender | None:
         """`for_account(user).filter(public_id=...).first()`, as SQL written once (the send path)."""
         found = _sender_of_account().rows([public_id, user.pk])
-        return found[0][0] if found else None
+        sender = found[0][0] if found else None
+        if sender is None:
+            _snapshots.discard((user.pk, public_id))
+        else:
+            _snapshots.put((user.pk, public_id), sender)
+        return sender
+
+    def of_account_from_snapshot(self, user: Any, public_id: str) -> Sender | None:
+        """The sender `of_account` last read in this process, else read now. Only a statement
+        that also runs `unchanged(sender)` may act on it (drake.snapshots)."""
+        return _snapshots.get((user.pk, public_id)) or self.of_account(user, public_id)
+
+    def unchanged(self, sender: Sender) -> tuple[str, list[Any]]:
+        """A condition (drake.sql) that `sender` is still as read in what an accept takes from
+        it: its owner, not disabled, its From address and its recipient cap."""
+        return sql.unchanged(sender, ACCEPT_FIELDS, connection)
+
+
+# What an accept reads of a sender (relay.actions): the owner, whether it is disabled, the From
+# address and domain of the Message-ID, and the recipient cap (provider default or override).
+ACCEPT_FIELDS = ("user_id", "disabled_at", "from_email", "provider", "max_recipients_per_message")
+# The senders this process read for an accept, by (account id, public id).
+_snapshots = snapshots.Snapshots(size=4096)
 
 
 @cache

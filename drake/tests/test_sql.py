@@ -2,9 +2,10 @@
 
 from datetime import timedelta
 
+from django.db import connection
 from django.utils import timezone
 
-from accounts.models import ApiKey
+from accounts.models import ApiKey, User
 from billing.models import Subscription
 from drake import sql
 from drake.testing.models import fields_of
@@ -41,3 +42,32 @@ def test_an_insert_reads_back_as_written(alice):
     )
     assert row.pk is not None
     assert fields_of(ApiRequest.objects.get(pk=row.pk)) == fields_of(row)
+
+
+def _holds(condition: tuple[str, list]) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {condition[0]}", condition[1])  # noqa: S608 (our condition)
+        return bool(cursor.fetchone()[0])
+
+
+def test_unchanged_holds_until_a_field_changes(alice):
+    fields = ("is_active", "suspended_at", "plan_id")
+    assert _holds(sql.unchanged(alice, fields, connection))  # NULL suspended_at equals NULL.
+    User.objects.filter(pk=alice.pk).update(suspended_at=timezone.now())
+    assert not _holds(sql.unchanged(alice, fields, connection))
+    alice.refresh_from_db()
+    assert _holds(sql.unchanged(alice, fields, connection))
+    assert _holds(sql.unchanged(alice, ("email",), connection))  # Other fields are not asked.
+
+
+def test_unchanged_fails_for_a_deleted_row(alice, alice_key):
+    key = ApiKey.objects.authenticate(alice_key)
+    condition = sql.unchanged(key, ("revoked_at",), connection)
+    ApiKey.objects.filter(pk=key.pk).delete()
+    assert not _holds(condition)
+
+
+def test_absent_holds_while_no_row_has_the_value(alice):
+    assert _holds(sql.absent(Subscription, "user_id", alice.pk, connection))
+    Subscription.objects.create(user=alice, stripe_customer_id="cus_absent")
+    assert not _holds(sql.absent(Subscription, "user_id", alice.pk, connection))

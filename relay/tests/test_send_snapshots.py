@@ -1,0 +1,183 @@
+"""POST /v1/send from snapshots: the steady state reads no key or sender before its one
+statement, and that statement lets nothing through that the database no longer allows.
+
+Each test sends once, so this process holds snapshots of alice's key and sender, then changes
+something behind the snapshot's back (often with a bare UPDATE, as another process or a staff
+tool would) and shows the very next request decided by what the database holds now.
+"""
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from accounts import keys
+from accounts.actions import revoke_api_key, suspend_account
+from accounts.models import ApiKey, User
+from billing.models import Plan, Subscription, UsageCounter
+from relay.models import ApiRequest, Message
+from senders.actions import delete_sender
+from senders.models import Sender
+
+
+@pytest.fixture
+def warm(send, alice_key):
+    """alice has sent: her key and sender are in this process's snapshots."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the one-statement accept that checks snapshots is PostgreSQL's")
+    assert send().status_code == 202
+    assert ApiKey.objects.authenticate_from_snapshot(alice_key) is not None
+    return send
+
+
+def _accepted() -> int:
+    return Message.objects.count()
+
+
+def test_it_sends_from_the_snapshot_in_one_statement(warm, django_assert_num_queries):
+    with django_assert_num_queries(1) as captured:
+        assert warm().status_code == 202
+    statement = captured.captured_queries[0]["sql"]
+    assert '"accounts_apikey"' in statement
+    assert '"senders_sender"' in statement
+    assert _accepted() == 2
+
+
+def test_a_revoked_key_is_refused_at_once(warm, alice):
+    revoke_api_key(ApiKey.objects.get(user=alice), via="shell")
+    response = warm()
+    assert response.status_code == 401
+    assert response.json()["error"]["type"] == "authentication_failed"
+    assert _accepted() == 1
+    # Its usage record says what it was: a refusal.
+    assert ApiRequest.objects.filter(status=401, error_type="authentication_failed").count() == 1
+    assert ApiRequest.objects.filter(status=202).count() == 1
+
+
+def test_a_key_revoked_by_another_process_is_refused_at_once(warm, alice):
+    # As another web process or a staff tool would: no code of this process sees it happen.
+    ApiKey.objects.filter(user=alice).update(revoked_at=timezone.now())
+    assert warm().status_code == 401
+    assert _accepted() == 1
+
+
+def test_a_revoked_key_gets_401_before_a_bad_request(warm, alice):
+    ApiKey.objects.filter(user=alice).update(revoked_at=timezone.now())
+    response = warm(to="not an address")
+    assert response.status_code == 401
+
+
+def test_a_revoked_key_gets_401_before_a_rate_limit(warm, alice, settings):
+    settings.API_ACCOUNT_RATE_PER_MINUTE = 1  # warm already used the minute's one request.
+    ApiKey.objects.filter(user=alice).update(revoked_at=timezone.now())
+    assert warm().status_code == 401
+
+
+def test_a_deactivated_account_is_refused_at_once(warm, alice):
+    User.objects.filter(pk=alice.pk).update(is_active=False)
+    assert warm().status_code == 401
+    assert _accepted() == 1
+
+
+def test_a_suspended_account_is_403_at_once(warm, alice):
+    suspend_account(alice, reason="abuse report", actor=None)
+    response = warm()
+    assert response.status_code == 403
+    assert response.json()["error"]["type"] == "permission_denied"
+    assert _accepted() == 1
+
+
+def test_a_sender_disabled_meanwhile_is_403(warm, alice_sender):
+    Sender.objects.filter(pk=alice_sender.pk).update(disabled_at=timezone.now(), disabled_reason="by support")
+    response = warm()
+    assert response.status_code == 403
+    assert response.json()["error"]["field"] == "sender"
+    assert _accepted() == 1
+
+
+def test_a_deleted_sender_is_404(warm, alice, alice_sender):
+    delete_sender(alice_sender, actor=alice, via="shell")
+    before = _accepted()
+    response = warm(sender=alice_sender.public_id)
+    assert response.status_code == 404
+    assert _accepted() == before
+
+
+def test_a_sender_moved_to_another_account_is_404(warm, alice_sender, charlie):
+    Sender.objects.filter(pk=alice_sender.pk).update(user=charlie)
+    assert warm().status_code == 404
+    assert _accepted() == 1
+
+
+def test_a_changed_from_address_is_the_one_used(warm, alice_sender):
+    Sender.objects.filter(pk=alice_sender.pk).update(from_email="news@example.org")
+    response = warm()
+    assert response.status_code == 202
+    message = Message.objects.get(public_id=response.json()["id"])
+    assert message.from_email == "news@example.org"
+    assert message.message_id_header.endswith("@example.org>")
+
+
+def test_a_lowered_recipient_cap_holds_at_once(warm, alice_sender):
+    Sender.objects.filter(pk=alice_sender.pk).update(max_recipients_per_message=1)
+    response = warm(to=["bob@example.com", "carol@example.com"])
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == "to"
+
+
+def test_a_new_subject_policy_applies_to_the_next_message(warm, alice):
+    Plan.objects.filter(pk=alice.plan_id).update(subject_policy="length")
+    response = warm(subject="Quarterly report")
+    assert response.status_code == 202
+    assert Message.objects.get(public_id=response.json()["id"]).subject == {"policy": "length", "length": 16}
+
+
+def test_a_lowered_quota_holds_at_once(warm, alice):
+    Plan.objects.filter(pk=alice.plan_id).update(monthly_quota=1)
+    response = warm()
+    assert response.status_code == 402
+    assert _accepted() == 1
+
+
+def test_a_new_billing_period_is_charged_in_it(warm, alice):
+    now = timezone.now()
+    start = now - timedelta(days=1)
+    Subscription.objects.create(
+        user=alice,
+        stripe_customer_id="cus_snapshots",
+        status="active",
+        current_period_start=start,
+        current_period_end=now + timedelta(days=29),
+    )
+    assert warm().status_code == 202
+    assert UsageCounter.objects.get(user=alice, period_start=start).accepted == 1
+
+
+def test_another_accounts_sender_is_404(warm, charlie):
+    charlie_sender = Sender.objects.create(
+        user=charlie,
+        provider="gmail",
+        from_email="charlie@example.net",
+        host="smtp.gmail.com",
+        port=587,
+        security="starttls",
+    )
+    assert warm(sender=charlie_sender.public_id).status_code == 404
+    assert _accepted() == 1
+
+
+def test_after_a_change_the_next_send_is_one_statement_again(warm, alice, django_assert_num_queries):
+    Plan.objects.filter(pk=alice.plan_id).update(subject_policy="length")
+    assert warm().status_code == 202  # Decided afresh: the snapshots are read again.
+    with django_assert_num_queries(1):
+        assert warm().status_code == 202
+
+
+def test_a_wrong_secret_with_a_known_prefix_is_refused(warm, api, alice_key):
+    # Well formed, a valid checksum, the prefix of alice's key in the snapshot: another secret.
+    prefix = keys.parse(alice_key).prefix
+    body = f"{keys.KEY_PREFIX}{prefix}_{'x' * keys.SECRET_LENGTH}"
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {body + keys.checksum(body)}")
+    assert warm(client=api).status_code == 401
+    assert _accepted() == 1
