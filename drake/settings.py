@@ -126,6 +126,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.boo
     # (the key lookup: 0.36 ms planning, 0.06 ms executing; bench/README.md). Turn off behind
     # a pooler in transaction mode that cannot keep prepared statements (docs/deploy.md).
     DATABASES["default"].setdefault("OPTIONS", {}).update({"server_side_binding": True, "prepare_threshold": 5})
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Django's backend, health-checking a kept connection only after it sat idle a second
+    # (drake/postgresql/base.py): the check was one of a send's two round trips.
+    DATABASES["default"]["ENGINE"] = "drake.postgresql"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://drake")}
