@@ -16,8 +16,18 @@ from __future__ import annotations
 import time
 
 from django.db.backends.postgresql import base
+from psycopg import _queries
 
 IDLE_SECONDS = 1.0
+
+# psycopg keeps the `%s` -> `$n` conversion of a statement in an LRU cache (128 entries) only up
+# to 4,096 bytes and 50 parameters, to keep ORM-made statements of varying shape out of it. The
+# send path's one-statement accept has 57 (message, content, usage record, quota charge and the
+# snapshot checks: relay.actions): over the limit, psycopg re-tokenized it with a regex on every
+# send, a tenth of the request's CPU. Its shape is fixed, so the limits are raised for it; a
+# test (relay/tests/test_send.py) fails if the accept is converted without the cache again.
+_queries.MAX_CACHED_STATEMENT_LENGTH = max(_queries.MAX_CACHED_STATEMENT_LENGTH, 8192)
+_queries.MAX_CACHED_STATEMENT_PARAMS = max(_queries.MAX_CACHED_STATEMENT_PARAMS, 100)
 
 
 class DatabaseWrapper(base.DatabaseWrapper):

@@ -122,3 +122,20 @@ def test_the_send_path_runs_prepared_statements_on_postgresql(send):
     assert len(accepts) == 1
     assert '"accounts_apikey"' in accepts[0]
     assert '"senders_sender"' in accepts[0]
+
+
+def test_psycopg_converts_the_send_path_from_its_cache(send, monkeypatch):
+    """psycopg caches a statement's placeholder conversion only under its size limits, which
+    the one-statement accept exceeded (drake/postgresql/base.py raises them): every send then
+    re-parsed it, a tenth of its CPU."""
+    if connection.vendor != "postgresql":
+        pytest.skip("psycopg is the PostgreSQL driver")
+    from psycopg import _queries
+
+    for _ in range(2):
+        assert send().status_code == 202
+    uncached = []
+    original = _queries._query2pg_nocache
+    monkeypatch.setattr(_queries, "_query2pg_nocache", lambda *args: uncached.append(args) or original(*args))
+    assert send().status_code == 202
+    assert uncached == []
