@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from functools import cache
+from typing import Any
 
 from django.apps import apps
 from django.conf import settings
@@ -137,7 +138,7 @@ class ApiKeyManager(models.Manager["ApiKey"]):
             return None
         return key
 
-    def unchanged(self, key: ApiKey) -> list[tuple[str, list[object]]]:
+    def unchanged(self, key: ApiKey, connection: Any) -> list[tuple[str, list[object]]]:
         """Conditions (drake.sql) that `key` and its account are still as the snapshot read
         them: the key not revoked, the account active, not suspended, on the same plan, and
         the plan and subscription as read (billing.plans.unchanged)."""

@@ -21,7 +21,11 @@ _TABLE = UsageCounter._meta.db_table
 
 
 def charge_statement(
-    user_id: int, period_start: datetime, quota: int, only_if: Sequence[tuple[str, list[Any]]] = ()
+    user_id: int,
+    period_start: datetime,
+    quota: int,
+    only_if: Sequence[tuple[str, list[Any]]] = (),
+    connection: Any = connection,
 ) -> tuple[str, list[object]]:
     """The steady-state charge, `UPDATE ... RETURNING 1`: a row back means it counted; none
     means the general `charge` must decide (no counter for this period yet, or the quota is

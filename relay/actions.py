@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connections, router, transaction
 from django.utils import timezone
 
 from accounts.models import ApiKey
@@ -84,6 +84,12 @@ def _new_message(
     return message, token
 
 
+def _connection() -> Any:
+    # The database wrapper itself: through django.db.connection, a proxy, every field's value
+    # conversion looked the connection up again (a few percent of a send's CPU).
+    return connections[router.db_for_write(Message)]
+
+
 def _accept_in_one_statement(
     message: Message,
     token: str,
@@ -92,6 +98,7 @@ def _accept_in_one_statement(
     plan: Any,
     usage_record: ApiRequest | None,
     only_if: Sequence[tuple[str, list[Any]]] = (),
+    connection: Any = None,
 ) -> bool:
     """PostgreSQL, the steady state: charge the quota and write the message, its content and
     the request's usage record in one statement, atomic by itself (one round trip and one
@@ -101,10 +108,11 @@ def _accept_in_one_statement(
     message, the quota is used up, or one of the `only_if` conditions does not hold) or on
     another database; the general path in accept_message then decides, with the same outcome.
     """
+    connection = connection or _connection()
     if connection.vendor != "postgresql":
         return False
     qn = connection.ops.quote_name
-    charge_sql, charge_params = quota.charge_statement(user_id, period_start, plan.monthly_quota, only_if)
+    charge_sql, charge_params = quota.charge_statement(user_id, period_start, plan.monthly_quota, only_if, connection)
     message_sql, message_values = sql.insert_where(message, "EXISTS (SELECT 1 FROM charged)", connection)
     content_table = qn(OutboxContent._meta.db_table)
     content_columns = (
@@ -230,9 +238,12 @@ def accept_from_snapshot(
     now = timezone.now()
     message, token = _new_message(user, sender, request, api_key, size, now)
     period_start, _ = current_period(user, now)
-    only_if = [*ApiKey.objects.unchanged(api_key), Sender.objects.unchanged(sender)]
+    connection = _connection()
+    only_if = [*ApiKey.objects.unchanged(api_key, connection), Sender.objects.unchanged(sender, connection)]
     try:
-        if not _accept_in_one_statement(message, token, user.pk, period_start, user.plan, usage_record, only_if):
+        if not _accept_in_one_statement(
+            message, token, user.pk, period_start, user.plan, usage_record, only_if, connection
+        ):
             return None
     except DatabaseError:
         return None  # One statement in autocommit: nothing was written. The caller decides.

@@ -8,7 +8,7 @@ from functools import cache
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, models
+from django.db import models
 from django.utils import timezone
 
 from drake import snapshots, sql
@@ -40,7 +40,7 @@ class SenderQuerySet(models.QuerySet["Sender"]):
         that also runs `unchanged(sender)` may act on it (drake.snapshots)."""
         return _snapshots.get((user.pk, public_id)) or self.of_account(user, public_id)
 
-    def unchanged(self, sender: Sender) -> tuple[str, list[Any]]:
+    def unchanged(self, sender: Sender, connection: Any) -> tuple[str, list[Any]]:
         """A condition (drake.sql) that `sender` is still as read in what an accept takes from
         it: its owner, not disabled, its From address and its recipient cap."""
         return sql.unchanged(sender, ACCEPT_FIELDS, connection)
