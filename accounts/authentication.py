@@ -58,6 +58,8 @@ class SnapshotApiKeyAuthentication(ApiKeyAuthentication):
     """
 
     def authenticate(self, request: Request) -> tuple[User, ApiKey] | None:
+        if request.method != "POST":  # Only the send is checked by its statement.
+            return super().authenticate(request)
         raw = self.raw_key(request)
         key = ApiKey.objects.authenticate_from_snapshot(raw) if raw is not None else None
         if key is None:

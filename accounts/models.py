@@ -103,6 +103,7 @@ class ApiKeyManager(models.Manager["ApiKey"]):
             return None
         found = _key_with_account().rows([parsed.prefix])
         if not found:
+            _snapshots.discard(parsed.prefix)
             return None
         key, user, plan, subscription = found[0]
         # What select_related("user", "user__plan", "user__subscription") would cache.
@@ -110,13 +111,13 @@ class ApiKeyManager(models.Manager["ApiKey"]):
         User._meta.get_field("plan").set_cached_value(user, plan)
         User._meta.get_field("subscription").set_cached_value(user, subscription)
         if not keys.secret_matches(parsed.secret, key.secret_hash):
-            return None
-        if key.revoked_at is not None:
-            return None
-        if user.is_active and user.suspended_at is None:
+            return None  # Says nothing about the key itself: its snapshot, if any, stays.
+        if key.revoked_at is None and user.is_active and user.suspended_at is None:
             _snapshots.put(key.prefix, key)
         else:
             _snapshots.discard(key.prefix)
+        if key.revoked_at is not None:
+            return None
         return key
 
     def authenticate_from_snapshot(self, raw: str) -> ApiKey | None:

@@ -227,9 +227,10 @@ def accept_from_snapshot(
 
     Returns the accepted message, or None having written nothing: anything but the steady
     state (no such sender, a disabled one, too many recipients, the period's first message, a
-    used-up quota, a stale snapshot, a database error). The caller then authenticates from
-    the database and calls accept_message, which decides everything afresh and raises the
-    error, if any. Idempotency-Key requests take accept_message directly.
+    used-up quota, a stale snapshot). The caller then authenticates from the database and
+    calls accept_message, which decides everything afresh and raises the error, if any.
+    Idempotency-Key requests take accept_message directly (authenticated from the database).
+    Raises ServiceUnavailable if the statement fails: nothing was written (autocommit).
     """
     user = api_key.user
     sender = Sender.objects.of_account_from_snapshot(user, request.sender)
@@ -245,7 +246,7 @@ def accept_from_snapshot(
             message, token, user.pk, period_start, user.plan, usage_record, only_if, connection
         ):
             return None
-    except DatabaseError:
-        return None  # One statement in autocommit: nothing was written. The caller decides.
+    except DatabaseError as exc:
+        raise ServiceUnavailable() from exc
     transaction.on_commit(lambda: outbox.prompt(sender.pk, message.public_id))
     return message

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.db import InterfaceError, OperationalError
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
@@ -11,8 +12,8 @@ from rest_framework.response import Response
 from accounts.authentication import SnapshotApiKeyAuthentication, confirm, from_snapshot
 from drake import openapi
 from drake.api import ApiView as APIView
-from drake.errors import InvalidRequest
-from relay import actions, usage
+from drake.errors import InvalidRequest, ServiceUnavailable
+from relay import actions, ratelimits, usage
 from relay.models import Message, Status
 from relay.serializers import message_as_api
 from relay.validation import parse_send_request
@@ -39,7 +40,7 @@ class SendView(APIView):
             if message is not None:
                 request.auth.touch()
                 return self.accepted(request, message, replayed=False)
-            confirm(request, self)
+        self.confirm(request)
         message, replayed = actions.accept_message(
             request.user,
             send,
@@ -56,13 +57,23 @@ class SendView(APIView):
         headers = {"Idempotent-Replayed": "true"} if replayed else {}
         return Response({"id": message.public_id, "status": "queued"}, status=status.HTTP_202_ACCEPTED, headers=headers)
 
+    def confirm(self, request: Request) -> None:
+        """A request authenticated from a snapshot, now from the database (401, 403), and held
+        to its plan's rate as read now (429). Nothing for any other request."""
+        if from_snapshot(request):
+            confirm(request, self)
+            ratelimits.recheck(request)
+
     def handle_exception(self, exc: Exception) -> Response:
         # Any answer but a 202 to a request authenticated from a snapshot is given only once
         # the database has authenticated it: a revoked key gets its 401 before a 400 or 429.
         try:
-            confirm(self.request, self)
+            self.confirm(self.request)
         except Exception as refused:  # noqa: BLE001 (rendered below, as any error of this view)
             exc = refused
+        if isinstance(exc, OperationalError | InterfaceError):
+            # The database cannot be reached (the send's own statement or the key lookup).
+            exc = ServiceUnavailable()
         return super().handle_exception(exc)
 
 

@@ -50,6 +50,23 @@ def check(request: Request) -> dict[str, int] | None:
     return usage
 
 
+def recheck(request: Request) -> None:
+    """Hold a request that `check` counted against a snapshot's plan (accounts.
+    authentication.confirm) to its plan's rate as the database has it now."""
+    usage = getattr(request._request, "drake_ratelimit", None)
+    limit = request.user.plan.rate_per_minute
+    if usage is None or usage["limit"] == limit:
+        return
+    count = usage["limit"] - usage["remaining"]  # Exact: over the old limit, check raised.
+    usage.update(limit=limit, remaining=max(0, limit - count))
+    if count > limit:
+        raise RateLimited(
+            f"Over the API key limit of {limit} requests per minute. Retry in {usage['reset']} s.",
+            retry_after=usage["reset"],
+            headers=headers(usage),
+        )
+
+
 def headers(usage: dict[str, int] | None) -> dict[str, str]:
     if not usage:
         return {}

@@ -5,6 +5,7 @@ import pytest
 from django.db import DatabaseError, connection, connections
 
 from drake.postgresql.base import IDLE_SECONDS
+from drake.testing.db import backend_pid, terminate
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -16,22 +17,6 @@ def _postgresql() -> None:
     assert type(connections["default"]).__module__ == "drake.postgresql.base"
 
 
-def _backend_pid() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        return cursor.fetchone()[0]
-
-
-def _kill(pid: int) -> None:
-    """Drop a connection from the server's side, as a restart or an idle timeout would."""
-    other = connections.create_connection("default")
-    try:
-        with other.cursor() as cursor:
-            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
-    finally:
-        other.close()
-
-
 def _request_boundary(idle: float) -> None:
     """The end of one request and, `idle` seconds later, the start of the next."""
     connection.close_if_unusable_or_obsolete()
@@ -40,29 +25,29 @@ def _request_boundary(idle: float) -> None:
 
 
 def test_a_connection_in_use_is_not_checked():
-    _backend_pid()
+    backend_pid()
     _request_boundary(idle=0)
     assert connection.health_check_done
 
 
 def test_a_connection_idle_for_a_while_is_checked():
-    _backend_pid()
+    backend_pid()
     _request_boundary(idle=IDLE_SECONDS + 1)
     assert not connection.health_check_done
 
 
 def test_a_connection_dropped_while_idle_is_replaced_before_use():
-    pid = _backend_pid()
-    _kill(pid)
+    pid = backend_pid()
+    terminate(pid)
     _request_boundary(idle=IDLE_SECONDS + 1)
-    assert _backend_pid() != pid  # No error: the check found it dead and opened another.
+    assert backend_pid() != pid  # No error: the check found it dead and opened another.
 
 
 def test_a_connection_dropped_while_in_use_fails_once_then_is_replaced():
-    pid = _backend_pid()
-    _kill(pid)
+    pid = backend_pid()
+    terminate(pid)
     _request_boundary(idle=0)
     with pytest.raises(DatabaseError):
-        _backend_pid()  # This request fails (the send answers 503, nothing queued) ...
+        backend_pid()  # This request fails (the send answers 503, nothing queued) ...
     _request_boundary(idle=0)
-    assert _backend_pid() != pid  # ... and the error makes the next request reconnect.
+    assert backend_pid() != pid  # ... and the error makes the next request reconnect.

@@ -14,6 +14,21 @@ def alice_sender(alice):
 
 
 @pytest.fixture
+def charlie_sender(charlie):
+    """Another account's sender: alice's keys must find nothing there (404, never 403)."""
+    from senders.models import Sender
+
+    return Sender.objects.create(
+        user=charlie,
+        provider="gmail",
+        from_email="charlie@example.net",
+        host="smtp.gmail.com",
+        port=587,
+        security="starttls",
+    )
+
+
+@pytest.fixture
 def send(alice_api, alice_sender):
     """POST /v1/send as alice with a valid body, overridable field by field (... removes one)."""
 

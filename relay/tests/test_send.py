@@ -77,15 +77,7 @@ def test_the_keyed_hash_differs_between_accounts(send, alice, charlie, make_key)
     assert subject_hash("Hello", account_id=alice.pk) != subject_hash("Hello", account_id=charlie.pk)
 
 
-def test_another_accounts_sender_is_404(send, charlie, make_key):
-    charlie_sender = Sender.objects.create(
-        user=charlie,
-        provider="gmail",
-        from_email="charlie@example.net",
-        host="smtp.gmail.com",
-        port=587,
-        security="starttls",
-    )
+def test_another_accounts_sender_is_404(send, charlie_sender):
     response = send(sender=charlie_sender.public_id)
     assert response.status_code == 404
     assert response.json()["error"] == {"type": "not_found", "message": "No sender with this id.", "field": "sender"}

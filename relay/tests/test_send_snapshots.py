@@ -16,6 +16,7 @@ from accounts import keys
 from accounts.actions import revoke_api_key, suspend_account
 from accounts.models import ApiKey, User
 from billing.models import Plan, Subscription, UsageCounter
+from drake.testing.db import backend_pid, terminate
 from relay.models import ApiRequest, Message
 from senders.actions import delete_sender
 from senders.models import Sender
@@ -154,15 +155,7 @@ def test_a_new_billing_period_is_charged_in_it(warm, alice):
     assert UsageCounter.objects.get(user=alice, period_start=start).accepted == 1
 
 
-def test_another_accounts_sender_is_404(warm, charlie):
-    charlie_sender = Sender.objects.create(
-        user=charlie,
-        provider="gmail",
-        from_email="charlie@example.net",
-        host="smtp.gmail.com",
-        port=587,
-        security="starttls",
-    )
+def test_another_accounts_sender_is_404(warm, charlie_sender):
     assert warm(sender=charlie_sender.public_id).status_code == 404
     assert _accepted() == 1
 
@@ -181,3 +174,55 @@ def test_a_wrong_secret_with_a_known_prefix_is_refused(warm, api, alice_key):
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {body + keys.checksum(body)}")
     assert warm(client=api).status_code == 401
     assert _accepted() == 1
+
+
+def test_an_idempotency_key_does_not_pass_a_revoked_key(warm, alice, alice_api, alice_key):
+    ApiKey.objects.filter(user=alice).update(revoked_at=timezone.now())
+    alice_api.credentials(HTTP_AUTHORIZATION=f"Bearer {alice_key}", HTTP_IDEMPOTENCY_KEY="k1")
+    assert warm().status_code == 401
+    assert _accepted() == 1
+
+
+def test_an_idempotency_key_does_not_pass_a_suspension_or_a_used_up_quota(warm, alice, alice_api, alice_key):
+    alice_api.credentials(HTTP_AUTHORIZATION=f"Bearer {alice_key}", HTTP_IDEMPOTENCY_KEY="k2")
+    Plan.objects.filter(pk=alice.plan_id).update(monthly_quota=1)
+    assert warm().status_code == 402
+    suspend_account(alice, reason="abuse report", actor=None)
+    assert warm().status_code == 403
+    assert _accepted() == 1
+
+
+def test_a_refused_key_leaves_the_snapshot_and_cannot_use_up_the_accounts_limit(
+    warm, alice, alice_key, make_key, api, settings
+):
+    settings.API_ACCOUNT_RATE_PER_MINUTE = 4  # warm used one.
+    ApiKey.objects.filter(user=alice).update(revoked_at=timezone.now())
+    for _ in range(3):
+        assert warm().status_code == 401  # Only the first, from the snapshot, was counted.
+    assert ApiKey.objects.authenticate_from_snapshot(alice_key) is None
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {make_key(alice)}")
+    assert warm(client=api).status_code == 202
+
+
+def test_a_lowered_api_rate_holds_at_once(warm, alice):
+    Plan.objects.filter(pk=alice.plan_id).update(rate_per_minute=1)  # warm used the one.
+    response = warm()
+    assert response.status_code == 429
+    assert response.headers["X-RateLimit-Limit"] == "1"
+    assert _accepted() == 1
+
+
+def test_options_with_a_revoked_key_is_401(warm, alice, alice_api):
+    ApiKey.objects.filter(user=alice).update(revoked_at=timezone.now())
+    assert alice_api.options("/v1/send").status_code == 401
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_dropped_under_the_snapshot_accept_is_503(warm):
+    terminate(backend_pid())
+    response = warm()
+    assert response.status_code == 503
+    assert response.json()["error"]["type"] == "service_unavailable"
+    connection.close_if_unusable_or_obsolete()  # The request's end: the error closes it.
+    assert warm().status_code == 202
+    assert _accepted() == 2

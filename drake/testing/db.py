@@ -1,0 +1,22 @@
+"""Test helpers for the database's side of a connection."""
+
+from __future__ import annotations
+
+from django.db import connection, connections
+
+
+def backend_pid() -> int:
+    """The PostgreSQL backend process serving this thread's default connection."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
+def terminate(pid: int) -> None:
+    """Drop a connection from the server's side, as a restart or an idle timeout would."""
+    other = connections.create_connection("default")
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    finally:
+        other.close()
