@@ -35,6 +35,15 @@ class ApiKeyAuthentication(BaseAuthentication):
         return raw.strip()
 
     def authenticate(self, request: Request) -> tuple[User, ApiKey] | None:
+        if self._may_use_snapshot(request):
+            raw = self.raw_key(request)
+            key = ApiKey.objects.authenticate_from_snapshot(raw) if raw is not None else None
+            if key is not None:
+                request.drake_from_snapshot = True
+                return key.user, key
+        return self.authenticate_from_database(request)
+
+    def authenticate_from_database(self, request: Request) -> tuple[User, ApiKey] | None:
         raw = self.raw_key(request)
         if raw is None:
             return None
@@ -47,25 +56,16 @@ class ApiKeyAuthentication(BaseAuthentication):
     def authenticate_header(self, request: Request) -> str:
         return f'{self.keyword} realm="api"'
 
-
-class SnapshotApiKeyAuthentication(ApiKeyAuthentication):
-    """For POST /v1/send: a key this process authenticated before is taken from its snapshot,
-    without a query (ApiKey.objects.authenticate_from_snapshot), and the request is marked so.
-
-    Such a request is not yet authenticated by the database. Its view may act on it only
-    through a statement that checks the snapshot in the database (relay.actions.
-    accept_from_snapshot); for anything else, an error included, it calls `confirm` first.
-    """
-
-    def authenticate(self, request: Request) -> tuple[User, ApiKey] | None:
-        if request.method != "POST":  # Only the send is checked by its statement.
-            return super().authenticate(request)
-        raw = self.raw_key(request)
-        key = ApiKey.objects.authenticate_from_snapshot(raw) if raw is not None else None
-        if key is None:
-            return super().authenticate(request)
-        request.drake_from_snapshot = True
-        return key.user, key
+    @staticmethod
+    def _may_use_snapshot(request: Request) -> bool:
+        """POST to a view that says `authenticates_from_snapshot = True` (POST /v1/send): a key
+        this process authenticated before comes from its snapshot, without a query, and the
+        request is marked so. Such a request is not yet authenticated by the database: the
+        view may act on it only through a statement that checks the snapshot in the database
+        (relay.actions.accept_from_snapshot); for anything else, an error included, it calls
+        `confirm` first."""
+        view = (request.parser_context or {}).get("view")
+        return request.method == "POST" and getattr(view, "authenticates_from_snapshot", False)
 
 
 def from_snapshot(request: Request) -> bool:
@@ -80,7 +80,7 @@ def confirm(request: Request, view: Any) -> None:
     if not from_snapshot(request):
         return
     request.drake_from_snapshot = False
-    found = ApiKeyAuthentication().authenticate(request)
+    found = ApiKeyAuthentication().authenticate_from_database(request)
     if found is None:  # The header was there a moment ago; it cannot have gone.
         raise AuthenticationFailed()
     request.user, request.auth = found

@@ -9,7 +9,7 @@ from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.authentication import SnapshotApiKeyAuthentication, confirm, from_snapshot
+from accounts.authentication import confirm, from_snapshot
 from drake import openapi
 from drake.api import ApiView as APIView
 from drake.errors import InvalidRequest, ServiceUnavailable
@@ -23,7 +23,7 @@ MAX_PAGE = 100
 
 class SendView(APIView):
     # The steady state reads nothing before its one statement (relay.actions.accept_from_snapshot).
-    authentication_classes = [SnapshotApiKeyAuthentication]
+    authenticates_from_snapshot = True
 
     @extend_schema(
         request=openapi.SendBody,
