@@ -17,7 +17,7 @@ from accounts.models import ApiKey
 from billing import quota
 from billing.periods import current_period
 from drake import sql
-from drake.errors import IdempotencyConflict, InvalidRequest, NotFound, PermissionDenied, ServiceUnavailable
+from drake.errors import ApiError, IdempotencyConflict, InvalidRequest, NotFound, PermissionDenied, ServiceUnavailable
 from relay import outbox
 from relay.minimize import minimize_subject
 from relay.models import ApiRequest, IdempotencyKey, Message, OutboxContent
@@ -55,6 +55,18 @@ def _replay(user: Any, key: str, fingerprint: str, now: datetime) -> Message | N
     if record.fingerprint != fingerprint:
         raise IdempotencyConflict()
     return record.message
+
+
+def _sender_may_send(sender: Sender | None, request: SendRequest) -> Sender:
+    """The sender, if it may send `request`; raises NotFound, PermissionDenied or InvalidRequest."""
+    if sender is None:
+        raise NotFound("No sender with this id.", field="sender")
+    if sender.is_disabled:
+        raise PermissionDenied(f"This sender is disabled: {sender.disabled_reason or 'by support'}.", field="sender")
+    cap = sender.limits().recipients_per_message
+    if len(request.recipients) > cap:
+        raise InvalidRequest(f"This sender's provider takes at most {cap} recipients per message.", field="to")
+    return sender
 
 
 def _new_message(
@@ -171,14 +183,7 @@ def accept_message(
         replayed = _replay(user, idempotency_key, fingerprint, now)
         if replayed is not None:
             return replayed, True
-    sender = Sender.objects.of_account(user, request.sender)
-    if sender is None:
-        raise NotFound("No sender with this id.", field="sender")
-    if sender.is_disabled:
-        raise PermissionDenied(f"This sender is disabled: {sender.disabled_reason or 'by support'}.", field="sender")
-    cap = sender.limits().recipients_per_message
-    if len(request.recipients) > cap:
-        raise InvalidRequest(f"This sender's provider takes at most {cap} recipients per message.", field="to")
+    sender = _sender_may_send(Sender.objects.of_account(user, request.sender), request)
     message, token = _new_message(user, sender, request, api_key, size, now)
     period_start, _ = current_period(user, now)
     try:
@@ -233,9 +238,10 @@ def accept_from_snapshot(
     Raises ServiceUnavailable if the statement fails: nothing was written (autocommit).
     """
     user = api_key.user
-    sender = Sender.objects.of_account_from_snapshot(user, request.sender)
-    if sender is None or sender.is_disabled or len(request.recipients) > sender.limits().recipients_per_message:
-        return None
+    try:
+        sender = _sender_may_send(Sender.objects.of_account_from_snapshot(user, request.sender), request)
+    except ApiError:
+        return None  # accept_message raises it again, from fresh reads and a confirmed key.
     now = timezone.now()
     message, token = _new_message(user, sender, request, api_key, size, now)
     period_start, _ = current_period(user, now)

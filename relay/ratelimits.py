@@ -42,12 +42,16 @@ def check(request: Request) -> dict[str, int] | None:
     )
     for name, count, limit in limits:
         if count > limit:
-            raise RateLimited(
-                f"Over the {name} limit of {limit} requests per minute. Retry in {reset} s.",
-                retry_after=reset,
-                headers=headers(usage),
-            )
+            raise _over(name, limit, usage)
     return usage
+
+
+def _over(name: str, limit: int, usage: dict[str, int]) -> RateLimited:
+    return RateLimited(
+        f"Over the {name} limit of {limit} requests per minute. Retry in {usage['reset']} s.",
+        retry_after=usage["reset"],
+        headers=headers(usage),
+    )
 
 
 def recheck(request: Request) -> None:
@@ -60,11 +64,7 @@ def recheck(request: Request) -> None:
     count = usage["limit"] - usage["remaining"]  # Exact: over the old limit, check raised.
     usage.update(limit=limit, remaining=max(0, limit - count))
     if count > limit:
-        raise RateLimited(
-            f"Over the API key limit of {limit} requests per minute. Retry in {usage['reset']} s.",
-            retry_after=usage["reset"],
-            headers=headers(usage),
-        )
+        raise _over("API key", limit, usage)
 
 
 def headers(usage: dict[str, int] | None) -> dict[str, str]:
