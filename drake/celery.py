@@ -10,7 +10,11 @@ from celery.signals import task_prerun
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "drake.settings")
 
 app = Celery("drake")
-app.config_from_object("django.conf:settings", namespace="CELERY")
+# The CELERY_* settings, copied once when Celery first reads its configuration (after Django's
+# settings are loaded): Celery looks up a dozen keys for every task it publishes, each trying
+# several names, and every miss on Django's lazy settings object raised an AttributeError
+# (a fifth of a publish's CPU: bench/README.md). A dict misses cheaply.
+app.config_from_object("drake.celery:celery_settings", namespace="CELERY")
 app.conf.update(
     # JSON only: a pickled payload from a compromised broker must never run.
     task_serializer="json",
@@ -33,6 +37,15 @@ app.conf.update(
 # (CONN_MAX_AGE, CONN_HEALTH_CHECKS), as they do before each web request (_check_connections).
 app.conf["CELERY_DB_REUSE_MAX"] = 1000
 app.autodiscover_tasks()
+
+
+def __getattr__(name: str) -> dict[str, object]:
+    # Module attribute `celery_settings`, computed when Celery asks for it (PEP 562).
+    if name == "celery_settings":
+        from django.conf import settings
+
+        return {key: getattr(settings, key) for key in dir(settings) if key.startswith("CELERY_")}
+    raise AttributeError(name)
 
 
 @task_prerun.connect

@@ -1,0 +1,19 @@
+from django.conf import settings
+
+from drake.celery import app
+
+
+def test_celery_reads_every_celery_setting_of_django():
+    # The CELERY_* settings are copied into a dict for Celery (drake.celery): each must come
+    # through under Celery's own name, as `namespace="CELERY"` on Django's settings gave.
+    names = [name for name in dir(settings) if name.startswith("CELERY_")]
+    assert "CELERY_BROKER_URL" in names
+    for name in names:
+        assert app.conf[name.removeprefix("CELERY_").lower()] == getattr(settings, name), name
+
+
+def test_the_apps_own_choices_stand_over_the_settings():
+    assert app.conf.task_acks_late is True
+    assert app.conf.task_reject_on_worker_lost is True
+    assert app.conf.worker_prefetch_multiplier == 1
+    assert app.conf.accept_content == ["json"]
