@@ -36,15 +36,50 @@ def _lease(now: datetime) -> object:
     return _when(now + timedelta(seconds=settings.RELAY_LEASE_SECONDS))
 
 
+_CLAIM_ONE = (
+    f"UPDATE {_TABLE} SET status = %s, lease_until = %s, attempts = attempts + 1 "  # noqa: S608 (our names)
+    "WHERE public_id = %s AND ((status = %s AND next_attempt_at <= %s) OR (status = %s AND lease_until < %s))"
+)
+
+
+def _claim_one_params(public_id: str, now: datetime) -> list[object]:
+    return [Status.SENDING, _lease(now), public_id, Status.QUEUED, _when(now), Status.SENDING, _when(now)]
+
+
 def claim(public_id: str, now: datetime) -> bool:
     """Claim one message if it is due. True if this caller now holds it."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {_TABLE} SET status = %s, lease_until = %s, attempts = attempts + 1 "  # noqa: S608 (our names)
-            "WHERE public_id = %s AND ((status = %s AND next_attempt_at <= %s) OR (status = %s AND lease_until < %s))",
-            [Status.SENDING, _lease(now), public_id, Status.QUEUED, _when(now), Status.SENDING, _when(now)],
-        )
+        cursor.execute(_CLAIM_ONE, _claim_one_params(public_id, now))
         return cursor.rowcount == 1
+
+
+def claim_one(public_id: str, now: datetime) -> Message | None:
+    """Claim one message if it is due, and return it as `claimed` does; None if it is not
+    this caller's to send. On PostgreSQL one statement claims and reads it (a round trip per
+    delivery task fewer than `claim` then `claimed`)."""
+    if connection.vendor != "postgresql":
+        return claimed(public_id) if claim(public_id, now) else None
+    found = _claim_one_with_sender_and_content().rows(_claim_one_params(public_id, now))
+    return _with_sender_and_content(*found[0]) if found else None
+
+
+@cache
+def _claim_one_with_sender_and_content() -> sql.Select:
+    return sql.Select(
+        sql.Columns(Message, "m"),
+        sql.Columns(Sender, "s"),
+        sql.Columns(OutboxContent, "c"),
+        build=lambda m, s, c: (
+            f"WITH m AS ({_CLAIM_ONE} RETURNING *) SELECT {m}, {s}, {c} FROM m "  # noqa: S608 (our names)
+            f"LEFT JOIN {Sender._meta.db_table} s ON s.id = m.sender_id LEFT JOIN {_CONTENT} c ON c.message_id = m.id"
+        ),
+    )
+
+
+def _with_sender_and_content(message: Message, sender: Sender | None, content: OutboxContent | None) -> Message:
+    Message._meta.get_field("sender").set_cached_value(message, sender)
+    Message._meta.get_field("content").set_cached_value(message, content)
+    return message
 
 
 @cache
@@ -63,10 +98,7 @@ def _message_with_sender_and_content() -> sql.Select:
 def claimed(public_id: str) -> Message:
     """A message just claimed, with its sender and content: what
     `select_related("sender", "content").get(public_id=...)` gives, as SQL written once."""
-    message, sender, content = _message_with_sender_and_content().rows([public_id])[0]
-    Message._meta.get_field("sender").set_cached_value(message, sender)
-    Message._meta.get_field("content").set_cached_value(message, content)
-    return message
+    return _with_sender_and_content(*_message_with_sender_and_content().rows([public_id])[0])
 
 
 @cache

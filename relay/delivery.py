@@ -68,11 +68,11 @@ def deliver(public_id: str, *, batch: int = 1) -> str | None:
     Under light load a batch is the one message, so nothing waits for a batch to fill.
     """
     now = timezone.now()
-    if not claims.claim(public_id, now):
+    message = claims.claim_one(public_id, now)
+    if message is None:
         if batch > 1 and settings.RELAY_COALESCE_PROMPTS:
             _drain(public_id, now, batch)
         return None
-    message = claims.claimed(public_id)
     sender = message.sender
 
     if sender is None:

@@ -53,6 +53,21 @@ def test_a_claimed_message_reads_as_the_orm_reads_it(send, smtp_sender):
     assert fields_of(found.content) == fields_of(orm.content)
 
 
+def test_claiming_one_message_returns_it_as_the_orm_reads_it_once_claimed(send, smtp_sender):
+    public_id = send(via=smtp_sender, to="Bob <bob@example.com>", cc=["c@example.com"]).json()["id"]
+    now = timezone.now()
+    found = claims.claim_one(public_id, now)
+    orm = Message.objects.select_related("sender", "content").get(public_id=public_id)
+    assert orm.status == Status.SENDING and orm.attempts == 1 and orm.lease_until > now
+    assert fields_of(found) == fields_of(orm)
+    assert fields_of(found.sender) == fields_of(orm.sender)
+    assert fields_of(found.content) == fields_of(orm.content)
+    # Held: neither a second claim nor one for a message that does not exist gets anything.
+    assert claims.claim_one(public_id, now) is None
+    assert claims.claim_one("msg_" + "0" * 24, now) is None
+    assert Message.objects.get(public_id=public_id).attempts == 1
+
+
 def test_a_claim_never_takes_more_than_its_limit(send, smtp_sender):
     ids = _queue(send, smtp_sender, 6)
     claimed = claims.claim_more(smtp_sender, timezone.now(), 2)
