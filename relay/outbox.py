@@ -18,6 +18,7 @@ from django.core.cache import cache
 from django.db.models import F, Q
 from django.utils import timezone
 
+from drake import broker
 from relay.models import Message, Status
 
 logger = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ def enqueue(public_id: str) -> bool:
     from relay.tasks import deliver
 
     try:
-        deliver.apply_async(args=[public_id], retry=False)
+        broker.send_task(deliver, [public_id])
     except Exception:
         logger.warning("Could not publish delivery of %s; the outbox sweep will retry.", public_id, exc_info=True)
         return False

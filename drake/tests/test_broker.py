@@ -53,3 +53,35 @@ def test_publishes_gets_and_acks_share_one_client(redis_broker_url, monkeypatch)
     # kombu's own channel makes a client per put, get and ack (36 here); this one makes none
     # once the first exists.
     assert rounds[-1] == rounds[0] <= 1
+
+
+def test_send_task_publishes_what_apply_async_publishes(redis_broker_url):
+    import base64
+    import json
+
+    from drake.broker import send_task
+    from relay.tasks import deliver
+
+    queue = "drake-test-send-task"
+    client = redis.Redis.from_url(redis_broker_url)
+    client.delete(queue)
+    try:
+        deliver.apply_async(args=["msg_" + "a" * 24], retry=False, queue=queue)
+        task_id = send_task(deliver, ["msg_" + "b" * 24], queue=queue)
+        ours, celerys = (json.loads(raw) for raw in client.lrange(queue, 0, -1))  # LPUSH: newest first
+    finally:
+        client.delete(queue)
+    assert ours["headers"]["id"] == ours["headers"]["root_id"] == ours["properties"]["correlation_id"] == task_id
+    for message in (ours, celerys):
+        for name in ("id", "root_id"):
+            message["headers"].pop(name)
+        for name in ("correlation_id", "delivery_tag"):
+            message["properties"].pop(name)
+    assert ours["headers"].pop("argsrepr") == "['msg_bbbbbbbbbbbbbbbbbbbbbbbb']"
+    assert celerys["headers"].pop("argsrepr") == "['msg_aaaaaaaaaaaaaaaaaaaaaaaa']"
+    assert ours["headers"] == celerys["headers"]
+    assert ours["properties"] == celerys["properties"]
+    assert ours["content-type"] == celerys["content-type"] == "application/json"
+    assert ours["headers"]["timelimit"] == [deliver.time_limit, deliver.soft_time_limit]
+    body = json.loads(base64.b64decode(ours["body"]))
+    assert body == [["msg_" + "b" * 24], {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]
