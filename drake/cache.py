@@ -73,3 +73,39 @@ def add_to(
     for key in read:
         counted[key] = cache.get(key)
     return counted
+
+
+def tally(key: str, *, amount: int = 1, timeout: int, alias: str = "default") -> int:
+    """Add `amount` to a counter, created with an expiry of `timeout` seconds if there is none;
+    later additions keep that expiry (add_to's renew it). Returns the new value. On Redis one
+    round trip (a transaction of SET NX EX and INCRBY); elsewhere `add` and `incr`."""
+    cache = caches[alias]
+    if isinstance(cache, RedisCache):
+        name = cache.make_and_validate_key(key)
+        pipe = cache._cache.get_client(write=True).pipeline(transaction=True)
+        pipe.set(name, 0, nx=True, ex=timeout)
+        pipe.incrby(name, amount)
+        return int(pipe.execute()[1])
+    cache.add(key, 0, timeout=timeout)
+    try:
+        return cache.incr(key, amount)
+    except ValueError:  # Expired between add and incr.
+        cache.set(key, amount, timeout=timeout)
+        return amount
+
+
+def take_tally(key: str, *, alias: str = "default") -> int:
+    """Read and delete a `tally` counter (0 if there is none). On Redis one round trip, atomic
+    (a transaction of GET and DEL): an addition lands either in the value read or in a new
+    counter. Elsewhere `get` and `delete`."""
+    cache = caches[alias]
+    if isinstance(cache, RedisCache):
+        name = cache.make_and_validate_key(key)
+        pipe = cache._cache.get_client(write=True).pipeline(transaction=True)
+        pipe.get(name)
+        pipe.delete(name)
+        value = pipe.execute()[0]
+        return 0 if value is None else int(value)
+    value = cache.get(key)
+    cache.delete(key)
+    return value or 0

@@ -105,25 +105,32 @@ def _send_with_backlog(sender: Sender, claimed: list[Message], limit: int, now: 
     """Send `claimed` with up to `limit` more of the sender's due messages; the first one's
     outcome (None if there was nothing to send).
 
-    The prompt mark is cleared first, and the claim takes the time after that (see
+    The prompt mark is taken first, and the claim takes the time after that (see
     relay.outbox.prompt for why that order), allowing CLOCK_TOLERANCE for a web host's clock
-    ahead of this one's: a message accepted meanwhile is due for this claim. A full batch may
-    leave more: the next prompt goes out before sending, so another worker takes the next batch
-    meanwhile, or, for a sender with a single connection, after it (a second worker would only
-    wait for the connection and give its batch back).
+    ahead of this one's: a message accepted meanwhile is due for this claim. A mark that counted
+    only its publisher's message means no message waits on a pending prompt: nothing more is
+    claimed (one statement fewer per task when a sender's messages do not queue up). Without a
+    mark (a task the sweep published, or another task took the mark) the claim runs, so a
+    backlog left by a broker outage still goes out in batches. A full
+    batch may leave more: the next prompt goes out before sending, so another worker takes the
+    next batch meanwhile, or, for a sender with a single connection, after it (a second worker
+    would only wait for the connection and give its batch back).
     """
-    outbox.prompted(sender.pk)
-    backlog = claims.claim_more(sender, timezone.now() + CLOCK_TOLERANCE, limit)
+    waiting = outbox.prompted(sender.pk)
+    if waiting == 1:
+        backlog: list[Message] = []
+    else:
+        backlog = claims.claim_more(sender, timezone.now() + CLOCK_TOLERANCE, limit)
     messages = [*claimed, *backlog]
     follow_up = len(backlog) == limit and settings.RELAY_COALESCE_PROMPTS
     if follow_up and sender.limits().connections > 1:
-        outbox.prompt(sender.pk, messages[-1].public_id)
+        outbox.prompt(sender.pk, messages[-1].public_id, backlog=True)
         follow_up = False
     try:
         return _send_batch(sender, messages, now) if messages else None
     finally:
         if follow_up:
-            outbox.prompt(sender.pk, messages[-1].public_id)
+            outbox.prompt(sender.pk, messages[-1].public_id, backlog=True)
 
 
 def _send_batch(sender: Sender, messages: list[Message], now: datetime) -> str:

@@ -19,6 +19,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from drake import broker
+from drake.cache import take_tally, tally
 from relay.models import Message, Status
 
 logger = logging.getLogger(__name__)
@@ -32,16 +33,25 @@ def _prompt_key(sender_pk: int) -> str:
     return f"drake:prompt:{sender_pk}"
 
 
-def prompt(sender_pk: int, public_id: str) -> bool:
+# What a worker's follow-up prompt counts for (`prompt(backlog=True)`): more than one message,
+# so the task it publishes claims the sender's backlog (see `prompted`).
+BACKLOG = 2
+
+
+def prompt(sender_pk: int, public_id: str, *, backlog: bool = False) -> bool:
     """Publish delivery of a just-committed message, unless its sender has a prompt pending.
 
     A delivery task drains its sender's due messages in batches (relay.delivery), so under load
     one pending task per sender is enough: later messages of that sender publish nothing. It
-    holds because of the order of two steps. Here: commit, then mark a prompt pending (an
-    atomic add in the shared cache) and publish only if this call set the mark. In the worker:
-    clear the mark (`prompted`), then claim the sender's due messages. So a message that found
-    the mark set was committed before that clear, and the claim after it sees the message.
-    A worker whose batch came back full publishes the next prompt itself (`prompt` again).
+    holds because of the order of two steps. Here: commit, then count this message on the
+    sender's prompt mark (a counter in the shared cache, created with an expiry) and publish
+    only if this call created it. In the worker: take the mark (read and delete it at once:
+    `prompted`), then claim the sender's due messages. So a message that found the mark set was
+    committed before the take, and the claim after it sees the message. The count says whether
+    any did: a mark of 1 is the publisher's message alone, and the task that takes it need
+    claim nothing more.
+    A worker whose batch came back full publishes the next prompt itself (`backlog=True`,
+    which counts as more than one message).
 
     Needs a cache shared by web and workers (RELAY_COALESCE_PROMPTS); otherwise, or if the
     cache cannot be reached, every message publishes its own task, as `enqueue` does.
@@ -49,8 +59,9 @@ def prompt(sender_pk: int, public_id: str) -> bool:
     if not settings.RELAY_COALESCE_PROMPTS:
         return enqueue(public_id)
     key = _prompt_key(sender_pk)
+    amount = BACKLOG if backlog else 1
     try:
-        if not cache.add(key, public_id, timeout=PROMPT_SECONDS):
+        if tally(key, amount=amount, timeout=PROMPT_SECONDS) != amount:
             return True
     except Exception:
         logger.warning("Could not mark a delivery prompt; publishing one anyway.", exc_info=True)
@@ -62,17 +73,21 @@ def prompt(sender_pk: int, public_id: str) -> bool:
     return False
 
 
-def prompted(sender_pk: int) -> None:
+def prompted(sender_pk: int) -> int | None:
     """A worker is about to claim this sender's due messages: later messages prompt anew.
 
-    If the cache cannot be reached the mark stays until it expires (PROMPT_SECONDS): messages
-    accepted meanwhile wait for the next prompt or the sweep, and this delivery goes on."""
+    Returns how many messages the taken mark counted (0 if there was none; more than one when
+    messages were accepted while it was pending and published nothing, or for a follow-up
+    prompt), or None if that is not known (coalescing is off, or the cache cannot be reached:
+    then the mark stays until it expires, PROMPT_SECONDS, and messages accepted meanwhile wait
+    for the next prompt or the sweep, while this delivery goes on)."""
     if not settings.RELAY_COALESCE_PROMPTS:
-        return
+        return None
     try:
-        cache.delete(_prompt_key(sender_pk))
+        return take_tally(_prompt_key(sender_pk))
     except Exception:
         logger.warning("Could not clear the delivery prompt of sender %s.", sender_pk, exc_info=True)
+        return None
 
 
 def enqueue(public_id: str) -> bool:

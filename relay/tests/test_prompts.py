@@ -69,9 +69,30 @@ def test_a_message_committed_after_the_worker_cleared_the_mark_is_sent_once(
     outbox.prompted(smtp_sender.pk)  # A worker has started on the sender's backlog...
     second = accept(1)  # ...so this one publishes its own task,
     assert coalescing == first + second
-    assert delivery.deliver(first[0], batch=20) == "sent"  # the first task takes both,
-    assert delivery.deliver(second[0], batch=20) is None  # and the second finds nothing to do.
+    # and each task sends its own message: the second one's prompt counted only itself.
+    assert delivery.deliver(first[0], batch=20) == "sent"
+    assert delivery.deliver(second[0], batch=20) == "sent"
     assert len(smtp_server.messages) == 2
+
+
+def test_a_task_whose_mark_counted_only_its_own_message_claims_nothing_more(
+    accept, coalescing, smtp_server, monkeypatch
+):
+    claims_made = []
+    claim_more = delivery.claims.claim_more
+    monkeypatch.setattr(delivery.claims, "claim_more", lambda *a, **kw: claims_made.append(1) or claim_more(*a, **kw))
+    for _ in range(3):
+        ids = accept(1)
+        assert coalescing == ids
+        assert _run_published(coalescing, batch=20) == 1
+    assert claims_made == []
+    assert len(smtp_server.messages) == 3
+    # Two messages on one pending prompt: its task claims the second.
+    ids = accept(2)
+    assert coalescing == ids[:1]
+    assert _run_published(coalescing, batch=20) == 1
+    assert claims_made == [1]
+    assert Message.objects.filter(status=Status.SENT).count() == 5
 
 
 def test_a_task_whose_message_was_taken_still_drains_its_sender(accept, coalescing, smtp_server, smtp_sender):
@@ -91,11 +112,10 @@ def test_a_failed_publish_lets_the_next_message_publish(accept, coalescing, monk
 
 
 def test_without_the_cache_every_message_publishes(accept, coalescing, monkeypatch):
-    class Unreachable:
-        def add(self, *args, **kwargs):
-            raise ConnectionError("cache down")
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("cache down")
 
-    monkeypatch.setattr(outbox, "cache", Unreachable())
+    monkeypatch.setattr(outbox, "tally", unreachable)
     ids = accept(3)
     assert coalescing == ids
 
@@ -111,17 +131,18 @@ def test_a_message_accepted_while_the_worker_clears_the_mark_is_in_its_batch(
 ):
     """The claim after clearing the mark takes the time after it: a message committed between
     the worker's first look at the clock and its claim is due for that claim."""
-    first = accept(1)
+    first = accept(2)  # The second counted on the first one's prompt: its task claims more.
     clear = outbox.prompted
     late = []
 
     def clear_then_accept(sender_pk):
-        clear(sender_pk)
+        waiting = clear(sender_pk)
         late.extend(accept(1))  # Committed after the worker read the clock for its own claim.
+        return waiting
 
     monkeypatch.setattr(outbox, "prompted", clear_then_accept)
     assert delivery.deliver(first[0], batch=20) == "sent"
-    assert len(smtp_server.messages) == 2
+    assert len(smtp_server.messages) == 3
     assert Message.objects.get(public_id=late[0]).status == Status.SENT
 
 

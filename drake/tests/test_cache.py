@@ -1,0 +1,38 @@
+"""drake.cache's counters, on the cache the run is configured with (Redis in CI)."""
+
+import pytest
+from django.core.cache import cache
+
+from drake.cache import RedisCache, take_tally, tally
+
+
+@pytest.fixture(autouse=True)
+def _clean():
+    cache.delete("test:tally")
+    yield
+    cache.delete("test:tally")
+
+
+def test_a_tally_counts_from_its_first_addition_and_is_taken_once():
+    assert take_tally("test:tally") == 0
+    assert tally("test:tally", timeout=30) == 1
+    assert tally("test:tally", timeout=30) == 2
+    assert tally("test:tally", amount=2, timeout=30) == 4
+    assert take_tally("test:tally") == 4
+    assert take_tally("test:tally") == 0
+    assert tally("test:tally", timeout=30) == 1  # A new counter after the take.
+
+
+def test_later_additions_keep_the_expiry_the_counter_was_created_with():
+    from django.core.cache import caches
+
+    backend = caches["default"]
+    tally("test:tally", timeout=30)
+    tally("test:tally", timeout=3000)
+    if isinstance(backend, RedisCache):
+        left = backend._cache.get_client().ttl(backend.make_and_validate_key("test:tally"))
+    else:
+        import time
+
+        left = backend._expire_info[backend.make_and_validate_key("test:tally")] - time.time()
+    assert 0 < left <= 30
