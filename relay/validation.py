@@ -76,10 +76,23 @@ class SendRequest:
         return [*self.to, *self.cc, *self.bcc]
 
     def content(self) -> dict[str, Any]:
-        """What goes into the encrypted outbox (everything but the sender id)."""
-        data = asdict(self)
-        data.pop("sender")
-        return data
+        """What goes into the encrypted outbox (everything but the sender id): what
+        `dataclasses.asdict` gives without it, built directly (asdict's generic deep copy was a
+        tenth of the accept's own CPU; a test compares the two)."""
+        return {
+            "to": list(self.to),
+            "cc": list(self.cc),
+            "bcc": list(self.bcc),
+            "reply_to": self.reply_to,
+            "subject": self.subject,
+            "text": self.text,
+            "html": self.html,
+            "headers": dict(self.headers),
+            "attachments": [
+                {"filename": a.filename, "content_type": a.content_type, "content": a.content, "size": a.size}
+                for a in self.attachments
+            ],
+        }
 
     def fingerprint(self) -> str:
         """A stable hash of the request, for Idempotency-Key comparisons."""

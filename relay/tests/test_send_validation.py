@@ -103,3 +103,32 @@ def test_internationalized_domains_are_accepted(send):
     response = send(to="Jürgen <jurgen@bücher.example>")
     assert response.status_code == 202
     assert Message.objects.get().to == ["jurgen@xn--bcher-kva.example"]
+
+
+def test_the_outbox_content_is_the_request_as_asdict_gives_it_without_the_sender():
+    from dataclasses import asdict
+
+    from relay.validation import parse_send_request
+
+    request = parse_send_request(
+        {
+            "sender": "snd_x",
+            "to": ["Bob <bob@example.com>"],
+            "cc": ["c@example.com"],
+            "bcc": ["d@example.com"],
+            "reply_to": "r@example.com",
+            "subject": "Hi",
+            "text": "t",
+            "html": "<p>h</p>",
+            "headers": {"X-Tag": "1"},
+            "attachments": [{"filename": "a.txt", "content": base64.b64encode(b"abc").decode()}],
+        }
+    )
+    expected = asdict(request)
+    del expected["sender"]
+    content = request.content()
+    assert content == expected
+    assert list(content) == list(expected)
+    assert list(content["attachments"][0]) == list(expected["attachments"][0])
+    # Copies, as asdict's: the outbox content does not change with the request.
+    assert content["to"] is not request.to and content["headers"] is not request.headers
