@@ -36,3 +36,15 @@ def test_later_additions_keep_the_expiry_the_counter_was_created_with():
 
         left = backend._expire_info[backend.make_and_validate_key("test:tally")] - time.time()
     assert 0 < left <= 30
+
+
+def test_a_redis_that_forgot_the_scripts_loads_them_again():
+    from django.core.cache import caches
+
+    backend = caches["default"]
+    if not isinstance(backend, RedisCache):
+        pytest.skip("needs CACHE_URL to be Redis (in CI it is: conftest fails the run otherwise)")
+    backend._cache.get_client(write=True).script_flush()  # As a restarted Redis has.
+    assert tally("test:tally", timeout=30) == 1
+    backend._cache.get_client(write=True).script_flush()
+    assert take_tally("test:tally") == 1
