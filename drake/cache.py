@@ -15,6 +15,20 @@ from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 from django.core.cache.backends.redis import RedisCacheClient
 from redis.commands.core import Script
 
+# Each a single command (EVALSHA), atomic on the server: a pipeline or a transaction (MULTI,
+# the commands, EXEC) made the same round trip for up to twice the client's CPU (bench/README.md).
+# redis-py's Script loads a script again when Redis answers NOSCRIPT (after a restart).
+_TALLY = Script(
+    None, b"redis.call('SET', KEYS[1], 0, 'NX', 'EX', ARGV[2]) return redis.call('INCRBY', KEYS[1], ARGV[1])"
+)
+_ADD_TO = Script(
+    None,
+    b"local n = tonumber(ARGV[1]) local out = {} "
+    b"for i = 1, n do out[i] = redis.call('INCRBY', KEYS[i], ARGV[2 + i]) redis.call('EXPIRE', KEYS[i], ARGV[2]) end "
+    b"for i = n + 1, #KEYS do out[i] = redis.call('GET', KEYS[i]) end return out",
+)
+_TAKE = Script(None, b"local value = redis.call('GET', KEYS[1]) redis.call('DEL', KEYS[1]) return value")
+
 
 class _SharedClient(RedisCacheClient):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -44,23 +58,19 @@ def add_to(
 
     For counters whose key names their time window (rate limits, pacing): the expiry only
     clears them away. Returns each counter's new value, and the integer stored at each key of
-    `read` (set with `cache.add`/`set`), or None where there is none. On Redis this is one round
-    trip for all of them (a pipeline of INCRBY and EXPIRE per counter, GET per read); other
+    `read` (set with `cache.add`/`set`), or None where there is none. On Redis this is one
+    command for all of them (a script: INCRBY and EXPIRE per counter, GET per read); other
     caches (local memory in development and tests) use `add`, `incr` and `get`.
     """
     cache = caches[alias]  # The backend itself: `django.core.cache.cache` is a proxy.
     if isinstance(cache, RedisCache):
-        pipe = cache._cache.get_client(write=True).pipeline(transaction=False)
-        for key, amount in amounts.items():
-            name = cache.make_and_validate_key(key)
-            pipe.incrby(name, amount)
-            pipe.expire(name, timeout)
-        for key in read:
-            pipe.get(cache.make_and_validate_key(key))
-        replies = pipe.execute()
-        counted: dict[str, int | None] = dict(zip(amounts, replies[: 2 * len(amounts) : 2], strict=True))
+        keys = [cache.make_and_validate_key(key) for key in (*amounts, *read)]
+        replies = _ADD_TO(
+            keys=keys, args=[len(amounts), timeout, *amounts.values()], client=cache._cache.get_client(write=True)
+        )
+        counted: dict[str, int | None] = dict(zip(amounts, replies[: len(amounts)], strict=True))
         # Django's Redis serializer stores an int as its digits, which INCR can count on.
-        for key, value in zip(read, replies[2 * len(amounts) :], strict=True):
+        for key, value in zip(read, replies[len(amounts) :], strict=True):
             counted[key] = None if value is None else int(value)
         return counted
     counted = {}
@@ -74,14 +84,6 @@ def add_to(
     for key in read:
         counted[key] = cache.get(key)
     return counted
-
-
-# Each a single command (EVALSHA), atomic on the server: a transaction (MULTI, the commands,
-# EXEC) made the same round trip for about twice the client's CPU (bench/README.md).
-_TALLY = Script(
-    None, b"redis.call('SET', KEYS[1], 0, 'NX', 'EX', ARGV[2]) return redis.call('INCRBY', KEYS[1], ARGV[1])"
-)
-_TAKE = Script(None, b"local value = redis.call('GET', KEYS[1]) redis.call('DEL', KEYS[1]) return value")
 
 
 def tally(key: str, *, amount: int = 1, timeout: int, alias: str = "default") -> int:

@@ -3,7 +3,7 @@
 import pytest
 from django.core.cache import cache
 
-from drake.cache import RedisCache, take_tally, tally
+from drake.cache import RedisCache, add_to, take_tally, tally
 
 
 @pytest.fixture(autouse=True)
@@ -48,3 +48,15 @@ def test_a_redis_that_forgot_the_scripts_loads_them_again():
     assert tally("test:tally", timeout=30) == 1
     backend._cache.get_client(write=True).script_flush()
     assert take_tally("test:tally") == 1
+
+
+def test_add_to_counts_several_counters_and_reads_stored_integers_in_one_go():
+    cache.delete_many(["test:a", "test:b", "test:stored", "test:missing"])
+    cache.add("test:stored", 41, timeout=30)
+    try:
+        assert add_to({"test:a": 1, "test:b": 5}, timeout=30) == {"test:a": 1, "test:b": 5}
+        counted = add_to({"test:a": 2, "test:b": -1}, timeout=30, read=("test:missing", "test:stored"))
+        assert counted == {"test:a": 3, "test:b": 4, "test:missing": None, "test:stored": 41}
+        assert add_to({}, timeout=30, read=("test:stored",)) == {"test:stored": 41}
+    finally:
+        cache.delete_many(["test:a", "test:b", "test:stored"])
