@@ -85,3 +85,54 @@ def test_send_task_publishes_what_apply_async_publishes(redis_broker_url):
     assert ours["headers"]["timelimit"] == [deliver.time_limit, deliver.soft_time_limit]
     body = json.loads(base64.b64decode(ours["body"]))
     assert body == [["msg_" + "b" * 24], {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]
+
+
+def test_a_received_message_is_in_the_unacked_index_until_acked_as_with_kombus_own(redis_broker_url):
+    import json
+    import time
+
+    from kombu.transport.redis import Transport as KombusTransport
+
+    from drake.broker import Transport
+
+    seen = {}
+    for transport in (KombusTransport, Transport):
+        with Connection(redis_broker_url, transport=transport) as connection:
+            queue = connection.SimpleQueue("drake-test-unacked")
+            queue.clear()
+            queue.put({"n": 1})
+            message = queue.get(timeout=2)
+            channel = queue.channel
+            assert (type(channel.qos).__module__ == "drake.broker") == (transport is Transport)
+            with channel.conn_or_acquire() as client:
+                entry = client.hget(channel.unacked_key, message.delivery_tag)
+                score = client.zscore(channel.unacked_index_key, message.delivery_tag)
+                raw, exchange, routing_key = json.loads(entry)
+                assert raw["properties"]["delivery_tag"] == message.delivery_tag
+                assert score is not None and abs(score - time.time()) < 60
+                seen[transport] = (sorted(raw), sorted(raw["properties"]), exchange, routing_key)
+                message.ack()
+                assert client.hget(channel.unacked_key, message.delivery_tag) is None
+                assert client.zscore(channel.unacked_index_key, message.delivery_tag) is None
+            queue.close()
+    assert seen[Transport] == seen[KombusTransport]
+
+
+def test_an_unacked_message_of_a_lost_worker_is_restored_to_its_queue(redis_broker_url):
+    from drake.broker import Transport
+
+    with Connection(redis_broker_url, transport=Transport) as connection:
+        queue = connection.SimpleQueue("drake-test-restore")
+        queue.clear()
+        queue.put({"n": 2})
+        message = queue.get(timeout=2)
+        channel = queue.channel
+        # What kombu does for a message whose worker never acked it once the visibility timeout
+        # passed (restore_visible) or at shutdown: back on the queue, out of the index.
+        channel.qos.restore_by_tag(message.delivery_tag)
+        with channel.conn_or_acquire() as client:
+            assert client.hget(channel.unacked_key, message.delivery_tag) is None
+        again = queue.get(timeout=2)
+        assert again.payload == {"n": 2}
+        again.ack()
+        queue.close()
