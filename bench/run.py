@@ -191,6 +191,7 @@ def bench_accept(key: str, sender: str) -> None:
             os.environ.get("BENCH_WEB_WORKERS", "4"),
             "--access-logfile",
             "/dev/null",
+            *os.environ.get("BENCH_GUNICORN_ARGS", "").split(),
         ],
         "gunicorn",
     )
@@ -499,10 +500,15 @@ def bench_pipeline(key: str, senders: list[str], seconds: int = 20) -> None:
     sink = Sink()
     web = start(
         [f"{ROOT}/.venv/bin/gunicorn", "drake.wsgi:application", "-b", f"127.0.0.1:{WEB_PORT}", "-w", os.environ.get("BENCH_WEB_WORKERS", "2"),
-         "--access-logfile", "/dev/null"],
+         "--access-logfile", "/dev/null", *os.environ.get("BENCH_GUNICORN_ARGS", "").split()],
         "gunicorn-pipeline",
     )  # fmt: skip
-    workers = Workers(8, "worker-pipeline")
+    # One worker process, as docs/deploy.md runs it (a thread pool; the workers need less than
+    # one core here). Two, one per core, cost more CPU per message in every process on this
+    # box (PostgreSQL's most: twice the backends): bench/README.md, sixth session.
+    processes = int(os.environ.get("BENCH_PIPELINE_PROCESSES", "1"))
+    threads = int(os.environ.get("BENCH_PIPELINE_THREADS", "8"))
+    workers = Workers(threads, "worker-pipeline", processes=processes)
     script = TMP / "pipeline.lua"
     names = ", ".join(f'"{s}"' for s in senders)
     script.write_text(
@@ -548,6 +554,9 @@ end
     sent = Message.objects.filter(status="sent").count()
     RESULTS["pipeline"] = {
         "seconds_of_load": seconds,
+        "web_workers": int(os.environ.get("BENCH_WEB_WORKERS", "2")),
+        "worker_processes": processes,
+        "threads_per_process": threads,
         "accepted": accepted,
         "accepted_msg_s": round(accepted_s, 1),
         "delivered_msg_s": round(accepted / elapsed, 1),
