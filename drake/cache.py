@@ -19,7 +19,9 @@ from redis.commands.core import Script
 # the commands, EXEC) made the same round trip for up to twice the client's CPU (bench/README.md).
 # redis-py's Script loads a script again when Redis answers NOSCRIPT (after a restart).
 _TALLY = Script(
-    None, b"redis.call('SET', KEYS[1], 0, 'NX', 'EX', ARGV[2]) return redis.call('INCRBY', KEYS[1], ARGV[1])"
+    None,
+    b"redis.call('SET', KEYS[1], 0, 'NX', 'EX', ARGV[2]) local n = redis.call('INCRBY', KEYS[1], ARGV[1]) "
+    b"if KEYS[2] and n > tonumber(ARGV[1]) then redis.call('SET', KEYS[2], 1, 'EX', ARGV[3]) end return n",
 )
 _ADD_TO = Script(
     None,
@@ -27,7 +29,11 @@ _ADD_TO = Script(
     b"for i = 1, n do out[i] = redis.call('INCRBY', KEYS[i], ARGV[2 + i]) redis.call('EXPIRE', KEYS[i], ARGV[2]) end "
     b"for i = n + 1, #KEYS do out[i] = redis.call('GET', KEYS[i]) end return out",
 )
-_TAKE = Script(None, b"local value = redis.call('GET', KEYS[1]) redis.call('DEL', KEYS[1]) return value")
+_TAKE = Script(
+    None,
+    b"local value = redis.call('GET', KEYS[1]) redis.call('DEL', KEYS[1]) local noted = 0 "
+    b"if KEYS[2] then noted = redis.call('DEL', KEYS[2]) end return {value, noted}",
+)
 
 
 class _SharedClient(RedisCacheClient):
@@ -86,30 +92,55 @@ def add_to(
     return counted
 
 
-def tally(key: str, *, amount: int = 1, timeout: int, alias: str = "default") -> int:
+def tally(
+    key: str,
+    *,
+    amount: int = 1,
+    timeout: int,
+    note: str | None = None,
+    note_timeout: int = 0,
+    alias: str = "default",
+) -> int:
     """Add `amount` to a counter, created with an expiry of `timeout` seconds if there is none;
-    later additions keep that expiry (add_to's renew it). Returns the new value. On Redis one
-    command (a script: SET NX EX, then INCRBY); elsewhere `add` and `incr`."""
+    later additions keep that expiry (add_to's renew it). Returns the new value.
+
+    With `note`, an addition to a counter that existed already also sets the key `note` (for
+    `note_timeout` seconds): a mark that something was added on top, which outlives the counter
+    itself and which `take_tally` takes with it. On Redis one command (a script: SET NX EX,
+    INCRBY, and SET EX of the note); elsewhere `add`, `incr` and `set`."""
     cache = caches[alias]
     if isinstance(cache, RedisCache):
         client = cache._cache.get_client(write=True)
-        return int(_TALLY(keys=[cache.make_and_validate_key(key)], args=[amount, timeout], client=client))
+        keys = [cache.make_and_validate_key(key)]
+        if note is not None:
+            keys.append(cache.make_and_validate_key(note))
+        return int(_TALLY(keys=keys, args=[amount, timeout, note_timeout], client=client))
     cache.add(key, 0, timeout=timeout)
     try:
-        return cache.incr(key, amount)
+        value = cache.incr(key, amount)
     except ValueError:  # Expired between add and incr.
         cache.set(key, amount, timeout=timeout)
-        return amount
+        value = amount
+    if note is not None and value > amount:
+        cache.set(note, 1, timeout=note_timeout)
+    return value
 
 
-def take_tally(key: str, *, alias: str = "default") -> int:
-    """Read and delete a `tally` counter (0 if there is none). On Redis one command, atomic (a
-    script: GET, then DEL): an addition lands either in the value read or in a new counter.
-    Elsewhere `get` and `delete`."""
+def take_tally(key: str, *, note: str | None = None, alias: str = "default") -> tuple[int, bool]:
+    """Read and delete a `tally` counter and its `note`: (the counter's value, 0 if there is
+    none; whether the note was there). On Redis one command, atomic (a script: GET and DEL,
+    DEL of the note): an addition lands either in what is taken or in a new counter. Elsewhere
+    `get` and `delete`."""
     cache = caches[alias]
     if isinstance(cache, RedisCache):
-        value = _TAKE(keys=[cache.make_and_validate_key(key)], client=cache._cache.get_client(write=True))
-        return 0 if value is None else int(value)
+        keys = [cache.make_and_validate_key(key)]
+        if note is not None:
+            keys.append(cache.make_and_validate_key(note))
+        value, noted = _TAKE(keys=keys, client=cache._cache.get_client(write=True))
+        return (0 if value is None else int(value)), bool(noted)
     value = cache.get(key)
     cache.delete(key)
-    return value or 0
+    noted = note is not None and cache.get(note) is not None
+    if noted:
+        cache.delete(note)
+    return value or 0, noted

@@ -29,8 +29,19 @@ SWEEP_BATCH = 1000
 PROMPT_SECONDS = 30
 
 
+# How long the note that messages counted on a pending prompt outlives the mark itself (an
+# expired mark, one deleted after a failed publish, a worker that died after taking it): the
+# sender's next task claims them. Past the sweep's reach (RELAY_REQUEUE_AFTER_SECONDS and its
+# interval) the sweep has them anyway.
+OWED_SECONDS = 5 * PROMPT_SECONDS
+
+
 def _prompt_key(sender_pk: int) -> str:
     return f"drake:prompt:{sender_pk}"
+
+
+def _owed_key(sender_pk: int) -> str:
+    return f"drake:prompt-owed:{sender_pk}"
 
 
 # What a worker's follow-up prompt counts for (`prompt(backlog=True)`): more than one message,
@@ -49,9 +60,14 @@ def prompt(sender_pk: int, public_id: str, *, backlog: bool = False) -> bool:
     `prompted`), then claim the sender's due messages. So a message that found the mark set was
     committed before the take, and the claim after it sees the message. The count says whether
     any did: a mark of 1 is the publisher's message alone, and the task that takes it need
-    claim nothing more.
+    claim nothing more. A message that counts on a mark already there also leaves a note that
+    outlives the mark (OWED_SECONDS), so if the mark vanishes before a task takes it (it
+    expired, a failed publish deleted it), the sender's next task still claims those messages.
     A worker whose batch came back full publishes the next prompt itself (`backlog=True`,
-    which counts as more than one message).
+    which counts as more than one message). Left to the sweep (RELAY_REQUEUE_AFTER_SECONDS)
+    now, where the sender's next task took them before the count: a message whose own task
+    was lost with nothing counted on its mark, and messages counted on a mark whose taker died
+    before its claim (the take removes the note too).
 
     Needs a cache shared by web and workers (RELAY_COALESCE_PROMPTS); otherwise, or if the
     cache cannot be reached, every message publishes its own task, as `enqueue` does.
@@ -61,7 +77,8 @@ def prompt(sender_pk: int, public_id: str, *, backlog: bool = False) -> bool:
     key = _prompt_key(sender_pk)
     amount = BACKLOG if backlog else 1
     try:
-        if tally(key, amount=amount, timeout=PROMPT_SECONDS) != amount:
+        marked = tally(key, amount=amount, timeout=PROMPT_SECONDS, note=_owed_key(sender_pk), note_timeout=OWED_SECONDS)
+        if marked != amount:
             return True
     except Exception:
         logger.warning("Could not mark a delivery prompt; publishing one anyway.", exc_info=True)
@@ -69,7 +86,7 @@ def prompt(sender_pk: int, public_id: str, *, backlog: bool = False) -> bool:
     if enqueue(public_id):
         return True
     with contextlib.suppress(Exception):
-        cache.delete(key)  # Nothing was published: let the next message try again.
+        cache.delete(key)  # Nothing was published: let the next message try again (the note stays).
     return False
 
 
@@ -77,14 +94,15 @@ def prompted(sender_pk: int) -> int | None:
     """A worker is about to claim this sender's due messages: later messages prompt anew.
 
     Returns how many messages the taken mark counted (0 if there was none; more than one when
-    messages were accepted while it was pending and published nothing, or for a follow-up
-    prompt), or None if that is not known (coalescing is off, or the cache cannot be reached:
+    messages were accepted while it, or a mark that vanished before it, was pending and
+    published nothing, or for a follow-up prompt), or None if that is not known (coalescing is off, or the cache cannot be reached:
     then the mark stays until it expires, PROMPT_SECONDS, and messages accepted meanwhile wait
     for the next prompt or the sweep, while this delivery goes on)."""
     if not settings.RELAY_COALESCE_PROMPTS:
         return None
     try:
-        return take_tally(_prompt_key(sender_pk))
+        counted, owed = take_tally(_prompt_key(sender_pk), note=_owed_key(sender_pk))
+        return max(counted, BACKLOG) if owed else counted
     except Exception:
         logger.warning("Could not clear the delivery prompt of sender %s.", sender_pk, exc_info=True)
         return None

@@ -14,13 +14,24 @@ def _clean():
 
 
 def test_a_tally_counts_from_its_first_addition_and_is_taken_once():
-    assert take_tally("test:tally") == 0
+    assert take_tally("test:tally") == (0, False)
     assert tally("test:tally", timeout=30) == 1
     assert tally("test:tally", timeout=30) == 2
     assert tally("test:tally", amount=2, timeout=30) == 4
-    assert take_tally("test:tally") == 4
-    assert take_tally("test:tally") == 0
+    assert take_tally("test:tally") == (4, False)
+    assert take_tally("test:tally") == (0, False)
     assert tally("test:tally", timeout=30) == 1  # A new counter after the take.
+
+
+def test_an_addition_on_top_leaves_a_note_that_outlives_the_counter():
+    cache.delete("test:note")
+    assert tally("test:tally", timeout=30, note="test:note", note_timeout=60) == 1
+    assert cache.get("test:note") is None  # The first addition made the counter: no note.
+    assert tally("test:tally", timeout=30, note="test:note", note_timeout=60) == 2
+    cache.delete("test:tally")  # The counter expired (or was deleted)...
+    assert tally("test:tally", timeout=30, note="test:note", note_timeout=60) == 1
+    assert take_tally("test:tally", note="test:note") == (1, True)  # ...the note is still there.
+    assert take_tally("test:tally", note="test:note") == (0, False)
 
 
 def test_later_additions_keep_the_expiry_the_counter_was_created_with():
@@ -47,7 +58,7 @@ def test_a_redis_that_forgot_the_scripts_loads_them_again():
     backend._cache.get_client(write=True).script_flush()  # As a restarted Redis has.
     assert tally("test:tally", timeout=30) == 1
     backend._cache.get_client(write=True).script_flush()
-    assert take_tally("test:tally") == 1
+    assert take_tally("test:tally") == (1, False)
 
 
 def test_add_to_counts_several_counters_and_reads_stored_integers_in_one_go():

@@ -95,6 +95,43 @@ def test_a_task_whose_mark_counted_only_its_own_message_claims_nothing_more(
     assert Message.objects.filter(status=Status.SENT).count() == 5
 
 
+def test_messages_counted_on_a_mark_that_expired_go_with_the_senders_next_task(
+    accept, coalescing, smtp_server, smtp_sender
+):
+    first = accept(1)
+    coalescing.clear()  # Its task is lost (say, a broker restart)...
+    second = accept(1)  # ...and this one counted on its mark, publishing nothing.
+    assert coalescing == []
+    cache.delete(outbox._prompt_key(smtp_sender.pk))  # The mark expires (PROMPT_SECONDS).
+    third = accept(1)  # A new mark, counting only this message, and a task for it:
+    assert coalescing == third
+    assert _run_published(coalescing, batch=20) == 1
+    # the note left by the second message makes that task claim the others too.
+    ids = first + second + third
+    assert set(Message.objects.filter(public_id__in=ids).values_list("status", flat=True)) == {Status.SENT}
+
+
+def test_a_message_counted_on_a_mark_whose_publish_failed_goes_with_the_next_task(
+    accept, coalescing, smtp_server, smtp_sender, monkeypatch
+):
+    late = []
+    enqueue = outbox.enqueue
+
+    def failing(public_id):
+        # Another web process accepts a message while this publish fails: it counts on the mark.
+        late.append(outbox.prompt(smtp_sender.pk, "msg_" + "0" * 24))
+        return False
+
+    monkeypatch.setattr(outbox, "enqueue", failing)
+    first = accept(1)
+    assert late == [True] and coalescing == []
+    monkeypatch.setattr(outbox, "enqueue", enqueue)
+    second = accept(1)  # The failed publish deleted the mark: this one publishes.
+    assert coalescing == second
+    assert _run_published(coalescing, batch=20) == 1
+    assert Message.objects.get(public_id=first[0]).status == Status.SENT
+
+
 def test_a_task_whose_message_was_taken_still_drains_its_sender(accept, coalescing, smtp_server, smtp_sender):
     ids = accept(3)
     # The prompt's own message went out on its own (say, a sweep's task got there first)...
