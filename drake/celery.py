@@ -13,7 +13,8 @@ app = Celery("drake")
 # The CELERY_* settings, copied once when Celery first reads its configuration (after Django's
 # settings are loaded): Celery looks up a dozen keys for every task it publishes, each trying
 # several names, and every miss on Django's lazy settings object raised an AttributeError
-# (a fifth of a publish's CPU: bench/README.md). A dict misses cheaply.
+# (a fifth of a publish's CPU: bench/README.md). A dict misses cheaply. Being a copy, it does not
+# follow a setting changed later (override_settings in a test): change app.conf for that.
 app.config_from_object("drake.celery:celery_settings", namespace="CELERY")
 app.conf.update(
     # JSON only: a pickled payload from a compromised broker must never run.

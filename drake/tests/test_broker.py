@@ -136,3 +136,22 @@ def test_an_unacked_message_of_a_lost_worker_is_restored_to_its_queue(redis_brok
         assert again.payload == {"n": 2}
         again.ack()
         queue.close()
+
+
+@pytest.mark.parametrize("prefix", ["", "drake-test-prefix:"])
+def test_an_unacked_message_is_restored_with_or_without_a_global_key_prefix(redis_broker_url, prefix):
+    from drake.broker import Transport
+
+    options = {"global_keyprefix": prefix} if prefix else {}
+    with Connection(redis_broker_url, transport=Transport, transport_options=options) as connection:
+        queue = connection.SimpleQueue("drake-test-restore-prefix")
+        queue.clear()
+        queue.put({"n": 3})
+        message = queue.get(timeout=2)
+        queue.channel.qos.restore_by_tag(message.delivery_tag)  # Its worker died: restore it.
+        again = queue.get(timeout=2)
+        assert again.payload == {"n": 3}
+        again.ack()
+        with queue.channel.conn_or_acquire() as client:
+            assert client.hget(queue.channel.unacked_key, again.delivery_tag) is None
+        queue.close()
