@@ -63,17 +63,22 @@ def claim_one(public_id: str, now: datetime) -> Message | None:
     return _with_sender_and_content(*found[0]) if found else None
 
 
-@cache
-def _claim_one_with_sender_and_content() -> sql.Select:
+def _select_with_sender_and_content(head: str, source: str, where: str = "") -> sql.Select:
+    """Messages (`m` in `source`) with their sender and content, as delivery reads them."""
     return sql.Select(
         sql.Columns(Message, "m"),
         sql.Columns(Sender, "s"),
         sql.Columns(OutboxContent, "c"),
         build=lambda m, s, c: (
-            f"WITH m AS ({_CLAIM_ONE} RETURNING *) SELECT {m}, {s}, {c} FROM m "  # noqa: S608 (our names)
-            f"LEFT JOIN {Sender._meta.db_table} s ON s.id = m.sender_id LEFT JOIN {_CONTENT} c ON c.message_id = m.id"
+            f"{head}SELECT {m}, {s}, {c} FROM {source} LEFT JOIN {Sender._meta.db_table} s ON s.id = m.sender_id "  # noqa: S608
+            f"LEFT JOIN {_CONTENT} c ON c.message_id = m.id{where}"
         ),
     )
+
+
+@cache
+def _claim_one_with_sender_and_content() -> sql.Select:
+    return _select_with_sender_and_content(f"WITH m AS ({_CLAIM_ONE} RETURNING *) ", "m")
 
 
 def _with_sender_and_content(message: Message, sender: Sender | None, content: OutboxContent | None) -> Message:
@@ -84,15 +89,7 @@ def _with_sender_and_content(message: Message, sender: Sender | None, content: O
 
 @cache
 def _message_with_sender_and_content() -> sql.Select:
-    return sql.Select(
-        sql.Columns(Message, "m"),
-        sql.Columns(Sender, "s"),
-        sql.Columns(OutboxContent, "c"),
-        build=lambda m, s, c: (
-            f"SELECT {m}, {s}, {c} FROM {_TABLE} m LEFT JOIN {Sender._meta.db_table} s ON s.id = m.sender_id "  # noqa: S608
-            f"LEFT JOIN {_CONTENT} c ON c.message_id = m.id WHERE m.public_id = %s"
-        ),
-    )
+    return _select_with_sender_and_content("", f"{_TABLE} m", " WHERE m.public_id = %s")
 
 
 def claimed(public_id: str) -> Message:

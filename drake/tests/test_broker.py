@@ -55,6 +55,14 @@ def test_publishes_gets_and_acks_share_one_client(redis_broker_url, monkeypatch)
     assert rounds[-1] == rounds[0] <= 1
 
 
+def _received(connection, name, payload):
+    """A fresh queue `name` with `payload` put on it and received, not yet acknowledged."""
+    queue = connection.SimpleQueue(name)
+    queue.clear()
+    queue.put(payload)
+    return queue, queue.get(timeout=2)
+
+
 def test_send_task_publishes_what_apply_async_publishes(redis_broker_url):
     import base64
     import json
@@ -98,10 +106,7 @@ def test_a_received_message_is_in_the_unacked_index_until_acked_as_with_kombus_o
     seen = {}
     for transport in (KombusTransport, Transport):
         with Connection(redis_broker_url, transport=transport) as connection:
-            queue = connection.SimpleQueue("drake-test-unacked")
-            queue.clear()
-            queue.put({"n": 1})
-            message = queue.get(timeout=2)
+            queue, message = _received(connection, "drake-test-unacked", {"n": 1})
             channel = queue.channel
             assert (type(channel.qos).__module__ == "drake.broker") == (transport is Transport)
             with channel.conn_or_acquire() as client:
@@ -122,10 +127,7 @@ def test_an_unacked_message_of_a_lost_worker_is_restored_to_its_queue(redis_brok
     from drake.broker import Transport
 
     with Connection(redis_broker_url, transport=Transport) as connection:
-        queue = connection.SimpleQueue("drake-test-restore")
-        queue.clear()
-        queue.put({"n": 2})
-        message = queue.get(timeout=2)
+        queue, message = _received(connection, "drake-test-restore", {"n": 2})
         channel = queue.channel
         # What kombu does for a message whose worker never acked it once the visibility timeout
         # passed (restore_visible) or at shutdown: back on the queue, out of the index.
@@ -144,10 +146,7 @@ def test_an_unacked_message_is_restored_with_or_without_a_global_key_prefix(redi
 
     options = {"global_keyprefix": prefix} if prefix else {}
     with Connection(redis_broker_url, transport=Transport, transport_options=options) as connection:
-        queue = connection.SimpleQueue("drake-test-restore-prefix")
-        queue.clear()
-        queue.put({"n": 3})
-        message = queue.get(timeout=2)
+        queue, message = _received(connection, "drake-test-restore-prefix", {"n": 3})
         queue.channel.qos.restore_by_tag(message.delivery_tag)  # Its worker died: restore it.
         again = queue.get(timeout=2)
         assert again.payload == {"n": 3}
