@@ -111,10 +111,10 @@ def _send_with_backlog(sender: Sender, claimed: list[Message], limit: int, now: 
     only its publisher's message means no message waits on a pending prompt: nothing more is
     claimed (one statement fewer per task when a sender's messages do not queue up). Without a
     mark (a task the sweep published, or another task took the mark) the claim runs, so a
-    backlog left by a broker outage still goes out in batches. A full
-    batch may leave more: the next prompt goes out before sending, so another worker takes the
-    next batch meanwhile, or, for a sender with a single connection, after it (a second worker
-    would only wait for the connection and give its batch back).
+    backlog left by a broker outage still goes out in batches. A full batch may leave more: the
+    next prompt goes out before sending, so another worker takes the next batch meanwhile, or,
+    for a sender with a single connection, after it (a second worker would only wait for the
+    connection and give its batch back).
     """
     waiting = outbox.prompted(sender.pk)
     if waiting == 1:

@@ -29,9 +29,8 @@ SWEEP_BATCH = 1000
 PROMPT_SECONDS = 30
 
 
-# How long the note that messages counted on a pending prompt outlives the mark itself (an
-# expired mark, one deleted after a failed publish, a worker that died after taking it): the
-# sender's next task claims them. Past the sweep's reach (RELAY_REQUEUE_AFTER_SECONDS and its
+# How long the note that messages counted on a pending prompt outlives the mark itself (the
+# mark expired, or a failed publish deleted it): the sender's next task claims them. Past the sweep's reach (RELAY_REQUEUE_AFTER_SECONDS and its
 # interval) the sweep has them anyway.
 OWED_SECONDS = 5 * PROMPT_SECONDS
 
@@ -95,9 +94,10 @@ def prompted(sender_pk: int) -> int | None:
 
     Returns how many messages the taken mark counted (0 if there was none; more than one when
     messages were accepted while it, or a mark that vanished before it, was pending and
-    published nothing, or for a follow-up prompt), or None if that is not known (coalescing is off, or the cache cannot be reached:
-    then the mark stays until it expires, PROMPT_SECONDS, and messages accepted meanwhile wait
-    for the next prompt or the sweep, while this delivery goes on)."""
+    published nothing, or for a follow-up prompt), or None if that is not known: coalescing is
+    off, or the cache cannot be reached (then the mark stays until it expires, PROMPT_SECONDS,
+    and messages accepted meanwhile wait for the next prompt or the sweep, while this delivery
+    goes on)."""
     if not settings.RELAY_COALESCE_PROMPTS:
         return None
     try:
