@@ -180,21 +180,21 @@ def send_body(sender: str, i: int = 0) -> str:
     return json.dumps({"sender": sender, "to": f"r{i}@example.com", "subject": "Benchmark", "text": "Hello " * 40})
 
 
+def gunicorn(workers: str, *, knobs: bool = True) -> list[str]:
+    """The web server's command line: the project's gunicorn.conf.py (gunicorn reads it from the
+    working directory) with `workers` sync workers, no access log, and no recycling of workers:
+    its max_requests (10,000) restarted workers in the middle of the send run once the bare
+    run before it had served ~40,000 requests, which charged the send side with booting Django
+    again and hid the restarted workers' CPU (bench/README.md, seventh session)."""
+    extra = os.environ.get("BENCH_GUNICORN_ARGS", "").split() if knobs else []
+    return [
+        f"{ROOT}/.venv/bin/gunicorn", "drake.wsgi:application", "-b", f"127.0.0.1:{WEB_PORT}", "-w", workers,
+        "--access-logfile", "/dev/null", "--max-requests", "0", *extra,
+    ]  # fmt: skip
+
+
 def bench_accept(key: str, sender: str) -> None:
-    web = start(
-        [
-            f"{ROOT}/.venv/bin/gunicorn",
-            "drake.wsgi:application",
-            "-b",
-            f"127.0.0.1:{WEB_PORT}",
-            "-w",
-            os.environ.get("BENCH_WEB_WORKERS", "4"),
-            "--access-logfile",
-            "/dev/null",
-            *os.environ.get("BENCH_GUNICORN_ARGS", "").split(),
-        ],
-        "gunicorn",
-    )
+    web = start(gunicorn(os.environ.get("BENCH_WEB_WORKERS", "4")), "gunicorn")
     try:
         wait_for_http(f"http://127.0.0.1:{WEB_PORT}/healthz")
         base = f"http://127.0.0.1:{WEB_PORT}"
@@ -424,19 +424,7 @@ def bench_latency(key: str, sender: str, count: int = 200, rate: float = 20.0) -
 
     clear_outbox()
     sink = Sink()
-    web = start(
-        [
-            f"{ROOT}/.venv/bin/gunicorn",
-            "drake.wsgi:application",
-            "-b",
-            f"127.0.0.1:{WEB_PORT}",
-            "-w",
-            "2",
-            "--access-logfile",
-            "/dev/null",
-        ],
-        "gunicorn-latency",
-    )
+    web = start(gunicorn("2", knobs=False), "gunicorn-latency")
     workers = Workers(8, "worker-latency")
     answered: dict[str, float] = {}  # message id -> when the client had its 202 (same clock as sent_at)
     try:
@@ -498,11 +486,7 @@ def bench_pipeline(key: str, senders: list[str], seconds: int = 20) -> None:
 
     clear_outbox()
     sink = Sink()
-    web = start(
-        [f"{ROOT}/.venv/bin/gunicorn", "drake.wsgi:application", "-b", f"127.0.0.1:{WEB_PORT}", "-w", os.environ.get("BENCH_WEB_WORKERS", "2"),
-         "--access-logfile", "/dev/null", *os.environ.get("BENCH_GUNICORN_ARGS", "").split()],
-        "gunicorn-pipeline",
-    )  # fmt: skip
+    web = start(gunicorn(os.environ.get("BENCH_WEB_WORKERS", "2")), "gunicorn-pipeline")
     # One worker process, as docs/deploy.md runs it (a thread pool; the workers need less than
     # one core here). Two, one per core, cost more CPU per message in every process on this
     # box (PostgreSQL's most: twice the backends): bench/README.md, sixth session.
