@@ -4,12 +4,14 @@ Opening a connection costs a TCP handshake, EHLO, TLS and AUTH (several round tr
 the provider counts), so each worker process keeps a few idle connections per sender and reuses
 them. A pooled connection the server has meanwhile dropped is noticed on the first command and
 replaced once; connections idle longer than RELAY_POOL_IDLE_SECONDS are closed rather than
-reused. The pool is thread-safe, so a thread pool of workers shares it.
+reused. The pool is thread-safe, so a thread pool of workers shares it. Where the server offers
+PIPELINING (RFC 2920), a message's commands go out together (`_transact_pipelined`).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import smtplib
 import threading
 import time
@@ -196,6 +198,8 @@ def _transact(client: smtplib.SMTP, mail_from: str, recipients: list[str], data:
     # `docmd` with the addresses in angle brackets: what smtplib's mail() and rcpt() send for a
     # bare address, without their re-parsing each address with email.utils.parseaddr (a tenth
     # of a message's CPU). Both are bare and validated at accept: no display name, no CR or LF.
+    if client.has_extn("pipelining"):
+        return _transact_pipelined(client, mail_from, recipients, data, reused=reused)
     try:
         code, reply = client.docmd("MAIL", f"FROM:<{mail_from}>")
     except (smtplib.SMTPServerDisconnected, ConnectionError) as exc:
@@ -222,6 +226,62 @@ def _transact(client: smtplib.SMTP, mail_from: str, recipients: list[str], data:
         _reset(client, code)
         raise StageRefused("data", code, smtp.clean_reply(reply))
     return SendResult(code=code, reply=smtp.clean_reply(reply), refused=refused)
+
+
+def _transact_pipelined(
+    client: smtplib.SMTP, mail_from: str, recipients: list[str], data: bytes, *, reused: bool
+) -> SendResult:
+    """The same transaction with PIPELINING (RFC 2920), which Gmail, Outlook and Postfix offer:
+    MAIL, every RCPT and DATA go out in one write and their replies are read in order, so a
+    message takes two round trips instead of three plus one per recipient (most of its time
+    on a real network), and two writes instead of four.
+
+    The outcomes are those of `_transact`, reply by reply. The body is sent only after a 354
+    to DATA and with at least one recipient accepted; any refusal ends the session (the pool
+    discards a connection whose transaction raised), so replies still unread do not matter.
+    """
+    commands = [f"MAIL FROM:<{mail_from}>", *(f"RCPT TO:<{rcpt}>" for rcpt in recipients), "DATA"]
+    try:
+        client.send("".join(f"{command}\r\n" for command in commands))
+        code, reply = client.getreply()
+    except (smtplib.SMTPServerDisconnected, ConnectionError) as exc:
+        # As in `_transact`: no reply came to anything, and no body can go out without a 354.
+        if reused:
+            raise _Stale() from exc
+        raise
+    if code != 250:
+        raise StageRefused("mail", code, smtp.clean_reply(reply))
+    refused: dict[str, tuple[int, str]] = {}
+    for rcpt in recipients:
+        code, reply = client.getreply()
+        if code not in (250, 251):
+            refused[rcpt] = (code, smtp.clean_reply(reply))
+            if code == 421:
+                raise StageRefused("rcpt", code, smtp.clean_reply(reply))
+    code, reply = client.getreply()
+    if len(refused) == len(recipients):
+        # The server refuses DATA then (RFC 2920, 3.1); one that said 354 regardless gets no body.
+        raise RecipientsAllRefused(refused)
+    if code != 354:
+        raise smtplib.SMTPDataError(code, reply)  # As smtplib's data() raises it.
+    client.send(_framed(data))
+    code, reply = client.getreply()
+    if code != 250:
+        raise StageRefused("data", code, smtp.clean_reply(reply))
+    return SendResult(code=code, reply=smtp.clean_reply(reply), refused=refused)
+
+
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+
+
+def _framed(data: bytes) -> bytes:
+    """The message as smtplib's data() sends it after the 354: lines starting with a dot get
+    another (RFC 5321, 4.5.2), then CRLF if missing and the lone dot that ends it. `data` is
+    CRLF-normalised already (mime.to_wire)."""
+    framed = _LEADING_DOT.sub(b"..", data)
+    if not framed.endswith(b"\r\n"):
+        framed += b"\r\n"
+    return framed + b".\r\n"
 
 
 def _reset(client: smtplib.SMTP, code: int) -> None:

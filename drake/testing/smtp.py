@@ -1,9 +1,11 @@
 """A real SMTP server for tests and benchmarks: aiosmtpd with trustme certificates.
 
 STARTTLS, implicit TLS or plain; AUTH PLAIN/LOGIN that answers 535 to a wrong password;
-scripted faults (a reply code at MAIL, RCPT or DATA), refused recipients, a delay before every
-reply (a network round trip), a strict mode that refuses bare CR or LF in DATA (as an
-anti-smuggling server does), and counters of connections and logins. Binds to 127.0.0.1 only.
+PIPELINING offered (as Gmail, Outlook and Postfix do) or not; scripted faults (a reply code at
+MAIL, RCPT or DATA), refused recipients, a delay before every reply (a slow server; for a
+network's round trip, drake.testing.proxy), a strict mode that refuses bare CR or LF in DATA
+(as an anti-smuggling server does), and counters of connections and logins. Binds to
+127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -77,6 +79,16 @@ class _Handler:
     def __init__(self, owner: SmtpTestServer) -> None:
         self.owner = owner
 
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname  # What aiosmtpd does itself when there is no hook.
+        if self.owner.pipelining:
+            # aiosmtpd reads and answers commands one by one from its buffer, so commands sent
+            # together are answered in order, as RFC 2920 asks.
+            responses.insert(-1, "250-PIPELINING")
+        return responses
+
     async def _scripted(self, stage: str, server: SMTP) -> str | None:
         if self.owner.reply_delay:
             await asyncio.sleep(self.owner.reply_delay)
@@ -138,6 +150,7 @@ class SmtpTestServer:
         hostname: str = "localhost",
         port: int | None = None,
         strict: bool = False,
+        pipelining: bool = True,
         ca: trustme.CA | None = None,
     ) -> None:
         if security not in {"starttls", "tls", "none"}:
@@ -148,6 +161,7 @@ class SmtpTestServer:
         self.host = HOST
         self.port = port or free_port()
         self.strict = strict
+        self.pipelining = pipelining
         self.ca = ca or trustme.CA()
         self.reply_delay = 0.0
         self.messages: list[Received] = []
