@@ -70,7 +70,9 @@ def start(args: list[str], name: str) -> subprocess.Popen:
 
 
 class Sink:
-    def __init__(self, delay: float = 0.0) -> None:
+    def __init__(self, delay: float = 0.0, *, pipelining: bool | None = None) -> None:
+        if pipelining is None:  # As Gmail, Outlook and Postfix do, unless BENCH_SINK_PIPELINING=0.
+            pipelining = os.environ.get("BENCH_SINK_PIPELINING", "1") != "0"
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -82,6 +84,7 @@ class Sink:
                 str(delay),
                 "--ca-file",
                 str(CA_FILE),
+                *([] if pipelining else ["--no-pipelining"]),
             ],
             cwd=ROOT,
             stdout=subprocess.PIPE,
@@ -479,6 +482,46 @@ def bench_rtt(senders: list[str], count: int = 2000) -> None:
     RESULTS["rtt_20ms"] = rows
 
 
+def bench_link(senders: list[str], count: int = 40, delay: float = 0.010) -> None:
+    """One sender's messages, one after another in one thread over a pooled connection, through
+    a link with a 20 ms round trip (drake.testing.proxy: 10 ms each way, commands written
+    together cross it together), with the sink offering PIPELINING and without: how long a
+    message takes on a real network, where the time is round trips, not CPU."""
+    from drake.testing.proxy import Link
+    from relay import delivery, transport
+    from relay.models import Message
+    from senders.models import Sender
+
+    rows = {}
+    try:
+        for pipelining in (True, False):
+            clear_outbox()
+            prefill(senders[:1], count + 1)
+            ids = list(Message.objects.order_by("id").values_list("public_id", flat=True))
+            sink = Sink(pipelining=pipelining)
+            link = Link(SINK_PORT, delay=delay).start()
+            Sender.objects.filter(public_id=senders[0]).update(port=link.port)
+            try:
+                delivery.deliver(ids[0])  # Opens the connection (TLS and login cross the link too).
+                times = []
+                for public_id in ids[1:]:
+                    started = time.monotonic()
+                    delivery.deliver(public_id)
+                    times.append((time.monotonic() - started) * 1000)
+            finally:
+                transport.pool.close_all()
+                link.stop()
+                sink.close()
+            assert Message.objects.filter(status="sent").count() == count + 1
+            rows["pipelining" if pipelining else "one_by_one"] = {
+                "ms_per_message": _percentiles(times), "client_writes": link.client_writes
+            }  # fmt: skip
+    finally:
+        Sender.objects.filter(public_id=senders[0]).update(port=SINK_PORT)
+    RESULTS["link_20ms"] = {"messages": count, "round_trip_ms": delay * 2000, **rows}
+    print(f"link, 20 ms round trip, one thread: {rows}")
+
+
 def bench_pipeline(key: str, senders: list[str], seconds: int = 20) -> None:
     """The whole pipeline on one box: wrk posts to /v1/send (20 senders in turn) while workers
     deliver to the sink. Accepted msg/s (202s), delivered msg/s (until the last is sent), loss."""
@@ -768,6 +811,7 @@ def main() -> None:
         "delivery",
         "latency",
         "rtt",
+        "link",
         "pipeline",
         "profile",
         "usage",
@@ -788,6 +832,8 @@ def main() -> None:
         bench_latency(key, senders[0])
     if "rtt" in parts:
         bench_rtt(senders)
+    if "link" in parts:
+        bench_link(senders)
     if "pipeline" in parts:
         bench_pipeline(key, senders)
     if "profile" in parts:

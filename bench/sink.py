@@ -1,6 +1,6 @@
 """An SMTP sink for benchmarks: the project's test server in its own process.
 
-    python -m bench.sink --port 2525 --delay 0.02 --ca-file /tmp/ca.pem
+    python -m bench.sink --port 2525 --delay 0.02 --ca-file /tmp/ca.pem [--no-pipelining]
 Runs until SIGTERM; prints the number of messages received on exit.
 """
 
@@ -17,9 +17,14 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--ca-file", required=True)
+    parser.add_argument("--no-pipelining", action="store_true", help="do not offer PIPELINING (RFC 2920)")
     args = parser.parse_args()
     server = SmtpTestServer(
-        security="starttls", username="bench@example.org", password="bench-password", port=args.port
+        security="starttls",
+        username="bench@example.org",
+        password="bench-password",
+        port=args.port,
+        pipelining=not args.no_pipelining,
     )
     server.reply_delay = args.delay
     server.start()
