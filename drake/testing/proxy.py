@@ -53,7 +53,11 @@ class Link:
                 client, _ = listener.accept()
             except OSError:
                 return
-            server = socket.create_connection((HOST, self.target_port))
+            try:
+                server = socket.create_connection((HOST, self.target_port))
+            except OSError:  # The far side is down: so is the link, for this connection.
+                client.close()
+                continue
             for sock in (client, server):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
