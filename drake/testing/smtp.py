@@ -116,6 +116,11 @@ class _Handler:
             return reply
         refused = self.owner._refused.get(address.lower())
         if refused:
+            if address.lower() in self.owner._hang_up_after:
+                # Say it, then drop the connection before reading anything more (a pipelined
+                # DATA already sent gets no reply).
+                await server.push(refused)
+                server.transport.abort()
             return refused
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
@@ -172,6 +177,7 @@ class SmtpTestServer:
         self._arrived = threading.Condition(self._lock)
         self._faults: dict[str, deque[str]] = defaultdict(deque)
         self._refused: dict[str, str] = {}
+        self._hang_up_after: set[str] = set()
         self._controller: _Controller | None = None
         self._tmp = tempfile.TemporaryDirectory(prefix="drake-smtp-")
         self.ca_file = str(Path(self._tmp.name) / "ca.pem")
@@ -224,9 +230,13 @@ class SmtpTestServer:
         with self._lock:
             self._faults[stage].extend([f"{code} {text}"] * times)
 
-    def reject_recipient(self, address: str, code: int = 550, text: str = "5.1.1 User unknown") -> None:
+    def reject_recipient(
+        self, address: str, code: int = 550, text: str = "5.1.1 User unknown", *, hang_up: bool = False
+    ) -> None:
         with self._lock:
             self._refused[address.lower()] = f"{code} {text}"
+            if hang_up:
+                self._hang_up_after.add(address.lower())
 
     def wait_for(self, count: int, timeout: float = 10) -> list[Received]:
         with self._arrived:

@@ -94,6 +94,15 @@ def test_every_recipient_refused_sends_no_body(pool, any_server, smtp_sender):
     assert pool.opened == 2
 
 
+def test_every_recipient_refused_then_a_hang_up_is_still_the_recipients_refusal(pool, any_server, smtp_sender):
+    # With PIPELINING the DATA already sent gets no reply; one by one, DATA is never sent.
+    any_server.reject_recipient("b@example.com", 550, "5.1.1 No such user", hang_up=True)
+    with pytest.raises(transport.RecipientsAllRefused) as refused:
+        _send(smtp_sender)
+    assert refused.value.refused == {"b@example.com": (550, "5.1.1 No such user")}
+    assert any_server.messages == []
+
+
 @pytest.mark.parametrize(
     ("stage", "code"),
     [("mail", 550), ("mail", 451), ("mail", 421), ("rcpt", 421), ("data", 554), ("data", 451)],
@@ -117,7 +126,7 @@ def test_a_reused_connection_the_server_dropped_is_replaced_once(pool, any_serve
     assert len(any_server.messages) == 2
 
 
-def test_with_pipelining_a_message_is_two_writes_instead_of_four(pool, smtp_server, alice, relay_settings):
+def test_with_pipelining_a_message_is_two_writes_instead_of_one_per_command(pool, smtp_server, alice, relay_settings):
     from drake.testing.proxy import Link
     from senders import actions as sender_actions
 
