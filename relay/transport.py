@@ -209,6 +209,8 @@ def _transact(client: smtplib.SMTP, mail_from: str, recipients: list[str], data:
         if reused:
             raise _Stale() from exc
         raise
+    if code == 421 and reused:
+        raise _Stale()  # It closed the session while it sat in the pool, and said so.
     if code != 250:
         _reset(client, code)
         raise StageRefused("mail", code, smtp.clean_reply(reply))
@@ -253,6 +255,8 @@ def _transact_pipelined(
         if reused:
             raise _Stale() from exc
         raise
+    if code == 421 and reused:
+        raise _Stale()
     if code != 250:
         raise StageRefused("mail", code, smtp.clean_reply(reply))
     refused: dict[str, tuple[int, str]] = {}

@@ -103,6 +103,16 @@ def test_every_recipient_refused_then_a_hang_up_is_still_the_recipients_refusal(
     assert any_server.messages == []
 
 
+def test_a_421_on_a_reused_connection_is_a_closed_session_not_a_refusal(pool, any_server, smtp_sender):
+    # A server that ends an idle session says 421 to its next command: nothing of the message
+    # went out, so it goes on a new connection at once, as after a silent drop.
+    _send(smtp_sender)
+    any_server.fail_next("mail", 421, "4.4.2 Idle too long, closing")
+    assert _send(smtp_sender).code == 250
+    assert pool.opened == 2
+    assert len(any_server.messages) == 2
+
+
 @pytest.mark.parametrize(
     ("stage", "code"),
     [("mail", 550), ("mail", 451), ("mail", 421), ("rcpt", 421), ("data", 554), ("data", 451)],
