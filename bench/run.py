@@ -529,7 +529,10 @@ def bench_pipeline(key: str, senders: list[str], seconds: int = 20) -> None:
 
     clear_outbox()
     sink = Sink()
-    web = start(gunicorn(os.environ.get("BENCH_WEB_WORKERS", "2")), "gunicorn-pipeline")
+    # Three web workers: in alternating runs three accepted more than two in 4 pairs of 4
+    # (+5 to +9%, one pair +37% across a change of the machine's pace), and five (gunicorn.conf.py's
+    # default on 2 cores) cost more web CPU per message than three (bench/README.md, seventh session).
+    web = start(gunicorn(os.environ.get("BENCH_WEB_WORKERS", "3")), "gunicorn-pipeline")
     # One worker process, as docs/deploy.md runs it (a thread pool; the workers need less than
     # one core here). Two, one per core, cost more CPU per message in every process on this
     # box (PostgreSQL's most: twice the backends): bench/README.md, sixth session.
@@ -581,7 +584,7 @@ end
     sent = Message.objects.filter(status="sent").count()
     RESULTS["pipeline"] = {
         "seconds_of_load": seconds,
-        "web_workers": int(os.environ.get("BENCH_WEB_WORKERS", "2")),
+        "web_workers": int(os.environ.get("BENCH_WEB_WORKERS", "3")),
         "worker_processes": processes,
         "threads_per_process": threads,
         "accepted": accepted,
