@@ -2,7 +2,7 @@
 
 STARTTLS, implicit TLS or plain; AUTH PLAIN/LOGIN that answers 535 to a wrong password;
 PIPELINING offered (as Gmail, Outlook and Postfix do) or not; scripted faults (a reply code at
-MAIL, RCPT or DATA), refused recipients, a delay before every reply (a slow server; for a
+MAIL, RCPT, the DATA command, or after the data), refused recipients, a delay before every reply (a slow server; for a
 network's round trip, drake.testing.proxy), a strict mode that refuses bare CR or LF in DATA
 (as an anti-smuggling server does), and counters of connections and logins. Binds to
 127.0.0.1 only.
@@ -64,6 +64,15 @@ class _CountingSMTP(SMTP):
             self._counted = False
             self._owner._connected(-1)
         super().connection_lost(exc)
+
+    async def smtp_DATA(self, arg: str) -> None:
+        # A scripted refusal of the DATA command itself, before any 354 (stage "data" is the
+        # reply after the body).
+        fault = self._owner._next_fault("data_command") if self.envelope and self.envelope.rcpt_tos else None
+        if fault is not None:
+            await self.push(fault)
+            return
+        await super().smtp_DATA(arg)
 
 
 class _Controller(Controller):
@@ -225,7 +234,7 @@ class SmtpTestServer:
         return context
 
     def fail_next(self, stage: str, code: int, text: str, times: int = 1) -> None:
-        if stage not in {"mail", "rcpt", "data"}:
+        if stage not in {"mail", "rcpt", "data_command", "data"}:
             raise ValueError(stage)
         with self._lock:
             self._faults[stage].extend([f"{code} {text}"] * times)

@@ -103,6 +103,18 @@ def test_every_recipient_refused_then_a_hang_up_is_still_the_recipients_refusal(
     assert any_server.messages == []
 
 
+@pytest.mark.parametrize(
+    ("code", "category", "transient"), [(554, "rejected", False), (451, "connection_failed", True)]
+)
+def test_a_refused_data_command_sends_no_body(pool, any_server, smtp_sender, code, category, transient):
+    any_server.fail_next("data_command", code, "5.0.0 No data today")
+    with pytest.raises(smtp.SmtpFailure) as failure:
+        _send(smtp_sender)
+    assert (failure.value.category, failure.value.smtp_code, failure.value.transient) == (category, code, transient)
+    assert any_server.messages == []
+    assert _send(smtp_sender).code == 250
+
+
 def test_a_421_on_a_reused_connection_is_a_closed_session_not_a_refusal(pool, any_server, smtp_sender):
     # A server that ends an idle session says 421 to its next command: nothing of the message
     # went out, so it goes on a new connection at once, as after a silent drop.
