@@ -209,8 +209,8 @@ def _transact(client: smtplib.SMTP, mail_from: str, recipients: list[str], data:
         if reused:
             raise _Stale() from exc
         raise
-    if code == 421 and reused:
-        raise _Stale()  # It closed the session while it sat in the pool, and said so.
+    if _closed_while_pooled(code, reply, reused=reused):
+        raise _Stale(smtp.clean_reply(reply))
     if code != 250:
         _reset(client, code)
         raise StageRefused("mail", code, smtp.clean_reply(reply))
@@ -255,8 +255,8 @@ def _transact_pipelined(
         if reused:
             raise _Stale() from exc
         raise
-    if code == 421 and reused:
-        raise _Stale()
+    if _closed_while_pooled(code, reply, reused=reused):
+        raise _Stale(smtp.clean_reply(reply))
     if code != 250:
         raise StageRefused("mail", code, smtp.clean_reply(reply))
     refused: dict[str, tuple[int, str]] = {}
@@ -296,6 +296,16 @@ def _framed(data: bytes) -> bytes:
     return framed + b".\r\n"
 
 
+def _closed_while_pooled(code: int, reply: str | bytes, *, reused: bool) -> bool:
+    """A 421 as the first reply on a pooled connection: the server ended the session while it
+    sat idle (Postfix, Exchange: 421 4.4.x) and nothing of this message went out. It is sent
+    again on a new connection, as after a silent drop. A 421 with a 4.7 status is a provider
+    asking to slow down (Gmail's 4.7.0): a new login would not help, and logging in again and
+    again gets mailboxes locked. That is the message's outcome, as on a new connection."""
+    text = reply.decode(errors="replace") if isinstance(reply, bytes) else reply
+    return reused and code == 421 and "4.7." not in text
+
+
 def _reset(client: smtplib.SMTP, code: int) -> None:
     """Make the session ready for the next message after a refusal (421 ends the session:
     the exception that follows closes the connection instead of pooling it)."""
@@ -314,8 +324,11 @@ def send(sender: Sender, mail_from: str, recipients: list[str], data: bytes) -> 
         try:
             with pool.connection(sender, fresh=attempt == 2) as (client, reused):
                 return _transact(client, mail_from, recipients, data, reused=reused and attempt == 1)
-        except _Stale:
-            logger.info("Pooled connection to sender %s was closed by the server; reconnecting.", sender.public_id)
+        except _Stale as stale:
+            said = f" ({stale.reply})" if stale.reply else ""
+            logger.info(
+                "Pooled connection to sender %s was closed by the server%s; reconnecting.", sender.public_id, said
+            )
             continue
         except (smtplib.SMTPException, OSError) as exc:
             raise smtp.classify(exc) from exc
@@ -323,4 +336,6 @@ def send(sender: Sender, mail_from: str, recipients: list[str], data: bytes) -> 
 
 
 class _Stale(Exception):
-    pass
+    def __init__(self, reply: str = "") -> None:
+        super().__init__(reply)
+        self.reply = reply  # Cleaned (smtp.clean_reply); empty for a silent drop.

@@ -125,6 +125,17 @@ def test_a_421_on_a_reused_connection_is_a_closed_session_not_a_refusal(pool, an
     assert len(any_server.messages) == 2
 
 
+def test_a_throttling_421_on_a_reused_connection_is_the_messages_outcome(pool, any_server, smtp_sender):
+    # Gmail's "slow down": another login would not help (and too many get mailboxes locked).
+    _send(smtp_sender)
+    any_server.fail_next("mail", 421, "4.7.0 Try again later, closing connection")
+    with pytest.raises(transport.StageRefused) as refused:
+        _send(smtp_sender)
+    assert (refused.value.stage, refused.value.code) == ("mail", 421)
+    assert pool.opened == 1
+    assert any_server.logins == 1
+
+
 @pytest.mark.parametrize(
     ("stage", "code"),
     [("mail", 550), ("mail", 451), ("mail", 421), ("rcpt", 421), ("data", 554), ("data", 451)],
