@@ -6,6 +6,8 @@ import relay.models
 from django.conf import settings
 from django.db import migrations, models
 
+from drake.migration_operations import CheapOnPostgres
+
 OPERATIONS = [
     # The new unique constraint first: public_id is never without one.
     migrations.AddConstraint(
@@ -46,26 +48,6 @@ POSTGRES_BACKWARD = [
     'ON "relay_message" ("public_id" varchar_pattern_ops)',
     'ALTER TABLE "relay_message" RENAME CONSTRAINT "msg_public_id_unique" TO "relay_message_public_id_key"',
 ]
-
-
-class CheapOnPostgres(migrations.SeparateDatabaseAndState):
-    """`operations` for the state and on other databases; the given SQL on PostgreSQL."""
-
-    def __init__(self, operations, forward, backward):
-        super().__init__(database_operations=operations, state_operations=operations)
-        self.forward, self.backward = forward, backward
-
-    def database_forwards(self, app_label, schema_editor, from_state, to_state):
-        if schema_editor.connection.vendor != 'postgresql':
-            return super().database_forwards(app_label, schema_editor, from_state, to_state)
-        for statement in self.forward:
-            schema_editor.execute(statement)
-
-    def database_backwards(self, app_label, schema_editor, from_state, to_state):
-        if schema_editor.connection.vendor != 'postgresql':
-            return super().database_backwards(app_label, schema_editor, from_state, to_state)
-        for statement in self.backward:
-            schema_editor.execute(statement)
 
 
 class Migration(migrations.Migration):
