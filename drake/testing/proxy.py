@@ -8,6 +8,7 @@ server's own replies does not model: commands written together cross it together
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import socket
 import threading
@@ -33,13 +34,12 @@ class Link:
         return self
 
     def stop(self) -> None:
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
+        """Stop accepting, and end the connections still open (each side sees them close)."""
+        listener, self._listener = self._listener, None
         with self._lock:
             sockets, self._sockets = self._sockets, []
-        for sock in sockets:
-            sock.close()
+        for sock in ([listener] if listener else []) + sockets:
+            _close(sock)
 
     def __enter__(self) -> Link:
         return self.start()
@@ -51,7 +51,7 @@ class Link:
         while True:
             try:
                 client, _ = listener.accept()
-            except OSError:
+            except OSError:  # stop() shut the listener down.
                 return
             try:
                 server = socket.create_connection((HOST, self.target_port))
@@ -62,10 +62,20 @@ class Link:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 self._sockets += [client, server]
-            self._pipe(client, server, count=True)
-            self._pipe(server, client, count=False)
+            ended = threading.Semaphore(0)
+            self._pipe(client, server, ended, count=True)
+            self._pipe(server, client, ended, count=False)
+            threading.Thread(target=self._close_when_ended, args=(client, server, ended), daemon=True).start()
 
-    def _pipe(self, source: socket.socket, sink: socket.socket, *, count: bool) -> None:
+    def _close_when_ended(self, client: socket.socket, server: socket.socket, ended: threading.Semaphore) -> None:
+        for _ in range(2):  # Both directions.
+            ended.acquire()
+        with self._lock:
+            self._sockets = [s for s in self._sockets if s is not client and s is not server]
+        client.close()
+        server.close()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket, ended: threading.Semaphore, *, count: bool) -> None:
         chunks: queue.Queue[tuple[float, bytes]] = queue.Queue()
 
         def read() -> None:
@@ -82,18 +92,27 @@ class Link:
                     return
 
         def write() -> None:
-            while True:
-                due, data = chunks.get()
-                wait = due - time.monotonic()
-                if wait > 0:
-                    time.sleep(wait)
-                try:
+            try:
+                while True:
+                    due, data = chunks.get()
+                    wait = due - time.monotonic()
+                    if wait > 0:
+                        time.sleep(wait)
                     if not data:
                         sink.shutdown(socket.SHUT_WR)
                         return
                     sink.sendall(data)
-                except OSError:
-                    return
+            except OSError:
+                return
+            finally:
+                ended.release()
 
         threading.Thread(target=read, daemon=True).start()
         threading.Thread(target=write, daemon=True).start()
+
+
+def _close(sock: socket.socket) -> None:
+    # shutdown() first: close() alone wakes neither an accept() nor a recv() blocked on it.
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()

@@ -71,6 +71,8 @@ class _CountingSMTP(SMTP):
         fault = self._owner._next_fault("data_command") if self.envelope and self.envelope.rcpt_tos else None
         if fault is not None:
             await self.push(fault)
+            if fault.startswith("421"):  # As at the other stages: say it, then hang up.
+                asyncio.get_running_loop().call_later(0.05, self.transport.close)
             return
         await super().smtp_DATA(arg)
 
@@ -246,6 +248,8 @@ class SmtpTestServer:
             self._refused[address.lower()] = f"{code} {text}"
             if hang_up:
                 self._hang_up_after.add(address.lower())
+            else:
+                self._hang_up_after.discard(address.lower())
 
     def wait_for(self, count: int, timeout: float = 10) -> list[Received]:
         with self._arrived:
