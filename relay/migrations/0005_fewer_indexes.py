@@ -34,14 +34,19 @@ OPERATIONS = [
 # On PostgreSQL the operations above would build a new unique index on public_id and drop and
 # re-add both foreign keys, validating them again: scans of the busiest tables that hold off
 # every send while they run. The same end state without either: the existing unique
-# constraint renamed, the covered indexes dropped (each a brief lock, no scan).
+# constraint renamed, the covered indexes dropped (each a brief lock, no scan). The locks are
+# exclusive: rather than wait behind a long transaction, holding off every send meanwhile, the
+# migration gives up after a few seconds (run it again).
+LOCK_TIMEOUT = "SET LOCAL lock_timeout = '5s'"
 POSTGRES_FORWARD = [
+    LOCK_TIMEOUT,
     'ALTER TABLE "relay_message" RENAME CONSTRAINT "relay_message_public_id_key" TO "msg_public_id_unique"',
     'DROP INDEX IF EXISTS "relay_message_public_id_5b697f27_like"',
     'DROP INDEX IF EXISTS "relay_message_user_id_a9348899"',
     'DROP INDEX IF EXISTS "relay_apirequest_user_id_5ae99fb4"',
 ]
 POSTGRES_BACKWARD = [
+    LOCK_TIMEOUT,
     'CREATE INDEX IF NOT EXISTS "relay_apirequest_user_id_5ae99fb4" ON "relay_apirequest" ("user_id")',
     'CREATE INDEX IF NOT EXISTS "relay_message_user_id_a9348899" ON "relay_message" ("user_id")',
     'CREATE INDEX IF NOT EXISTS "relay_message_public_id_5b697f27_like" '
