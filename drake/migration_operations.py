@@ -22,19 +22,20 @@ class CheapOnPostgres(migrations.SeparateDatabaseAndState):
         kwargs = {"operations": self.operations, "forward": self.forward, "backward": self.backward}
         return type(self).__name__, [], kwargs  # OperationWriter adds the module.
 
-    def database_forwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
+    def _on_postgres(self, schema_editor: Any, statements: list[str]) -> bool:
         if schema_editor.connection.vendor != "postgresql":
-            return super().database_forwards(app_label, schema_editor, from_state, to_state)
-        for statement in self.forward:
+            return False
+        for statement in statements:
             schema_editor.execute(statement)
-        return None
+        return True
+
+    def database_forwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
+        if not self._on_postgres(schema_editor, self.forward):
+            super().database_forwards(app_label, schema_editor, from_state, to_state)
 
     def database_backwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
-        if schema_editor.connection.vendor != "postgresql":
-            return super().database_backwards(app_label, schema_editor, from_state, to_state)
-        for statement in self.backward:
-            schema_editor.execute(statement)
-        return None
+        if not self._on_postgres(schema_editor, self.backward):
+            super().database_backwards(app_label, schema_editor, from_state, to_state)
 
     def describe(self) -> str:
         return "Custom state/database change combination (hand-written SQL on PostgreSQL)"

@@ -17,7 +17,7 @@ import smtplib
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -201,16 +201,7 @@ def _transact(client: smtplib.SMTP, mail_from: str, recipients: list[str], data:
     # of a message's CPU). Both are bare and validated at accept: no display name, no CR or LF.
     if client.has_extn("pipelining"):
         return _transact_pipelined(client, mail_from, recipients, data, reused=reused)
-    try:
-        code, reply = client.docmd("MAIL", f"FROM:<{mail_from}>")
-    except (smtplib.SMTPServerDisconnected, ConnectionError) as exc:
-        # Only the first command of a reused session: nothing of this message was sent yet,
-        # so trying again on a new connection cannot duplicate it.
-        if reused:
-            raise _Stale() from exc
-        raise
-    if _closed_while_pooled(code, reply, reused=reused):
-        raise _Stale(smtp.clean_reply(reply))
+    code, reply = _first_reply(lambda: client.docmd("MAIL", f"FROM:<{mail_from}>"), reused=reused)
     if code != 250:
         _reset(client, code)
         raise StageRefused("mail", code, smtp.clean_reply(reply))
@@ -247,16 +238,12 @@ def _transact_pipelined(
     if any("\r" in command or "\n" in command for command in commands):
         # What smtplib's putcmd refuses for the one-by-one path (validation already does).
         raise ValueError("command and arguments contain prohibited newline characters")
-    try:
+
+    def write() -> tuple[int, bytes]:
         client.send("".join(f"{command}\r\n" for command in commands))
-        code, reply = client.getreply()
-    except (smtplib.SMTPServerDisconnected, ConnectionError) as exc:
-        # As in `_transact`: no reply came to anything, and no body can go out without a 354.
-        if reused:
-            raise _Stale() from exc
-        raise
-    if _closed_while_pooled(code, reply, reused=reused):
-        raise _Stale(smtp.clean_reply(reply))
+        return client.getreply()
+
+    code, reply = _first_reply(write, reused=reused)  # No body can go out without a 354 yet.
     if code != 250:
         raise StageRefused("mail", code, smtp.clean_reply(reply))
     refused: dict[str, tuple[int, str]] = {}
@@ -294,6 +281,21 @@ def _framed(data: bytes) -> bytes:
     if not framed.endswith(b"\r\n"):
         framed += b"\r\n"
     return framed + b".\r\n"
+
+
+def _first_reply(command: Callable[[], tuple[int, bytes]], *, reused: bool) -> tuple[int, bytes]:
+    """The reply to a transaction's first command (`command` writes it and reads the reply).
+    On a pooled connection a session the server ended shows here, and raises _Stale: nothing
+    of this message was sent yet, so trying again on a new connection cannot duplicate it."""
+    try:
+        code, reply = command()
+    except (smtplib.SMTPServerDisconnected, ConnectionError) as exc:
+        if reused:
+            raise _Stale() from exc
+        raise
+    if _closed_while_pooled(code, reply, reused=reused):
+        raise _Stale(smtp.clean_reply(reply))
+    return code, reply
 
 
 def _closed_while_pooled(code: int, reply: str | bytes, *, reused: bool) -> bool:
