@@ -251,6 +251,9 @@ SMTP_TIMEOUT = env.float("SMTP_TIMEOUT", default=10.0)
 SMTP_VERIFY_TIMEOUT = env.float("SMTP_VERIFY_TIMEOUT", default=5.0)
 # The name we give in EHLO (never looked up from DNS: that can hang).
 SMTP_EHLO_HOSTNAME = env.str("SMTP_EHLO_HOSTNAME", default="localhost")
+# SMTP PIPELINING (RFC 2920) with servers that offer it; off: one command at a time everywhere
+# (for a provider that offers it and gets it wrong).
+SMTP_PIPELINING = env.bool("SMTP_PIPELINING", default=True)
 
 # --- Relay ------------------------------------------------------------------------------------
 RELAY_MAX_RECIPIENTS = env.int("RELAY_MAX_RECIPIENTS", default=100)

@@ -199,7 +199,7 @@ def _transact(client: smtplib.SMTP, mail_from: str, recipients: list[str], data:
     # `docmd` with the addresses in angle brackets: what smtplib's mail() and rcpt() send for a
     # bare address, without their re-parsing each address with email.utils.parseaddr (a tenth
     # of a message's CPU). Both are bare and validated at accept: no display name, no CR or LF.
-    if client.has_extn("pipelining"):
+    if settings.SMTP_PIPELINING and client.has_extn("pipelining"):
         return _transact_pipelined(client, mail_from, recipients, data, reused=reused)
     code, reply = _first_reply(lambda: client.docmd("MAIL", f"FROM:<{mail_from}>"), reused=reused)
     if code != 250:

@@ -159,34 +159,54 @@ def test_a_reused_connection_the_server_dropped_is_replaced_once(pool, any_serve
     assert len(any_server.messages) == 2
 
 
-def test_with_pipelining_a_message_is_two_writes_instead_of_one_per_command(pool, smtp_server, alice, relay_settings):
+@pytest.fixture
+def linked(smtp_server, alice, relay_settings):
+    """(link, sender): a sender whose server is the test server behind a drake.testing.proxy.Link,
+    which counts the client's writes."""
     from drake.testing.proxy import Link
     from senders import actions as sender_actions
 
     from .conftest import SMTP_PASSWORD, SMTP_USER
 
+    with Link(smtp_server.port) as link:
+        sender = sender_actions.create_sender(
+            alice,
+            {
+                "provider": "smtp",
+                "from_email": "alice@example.org",
+                "host": "127.0.0.1",
+                "port": link.port,
+                "security": "starttls",
+                "username": SMTP_USER,
+                "password": SMTP_PASSWORD,
+            },
+        )
+        yield link, sender
+
+
+def _writes_per_message(pool, link, sender) -> float:
+    pool.close_all()
+    _send(sender)  # Opens the connection: connect, EHLO, STARTTLS, EHLO, AUTH.
+    before = link.client_writes
+    for _ in range(3):
+        _send(sender, ["b@example.com", "c@example.com"])
+    return (link.client_writes - before) / 3
+
+
+def test_with_pipelining_a_message_is_two_writes_instead_of_one_per_command(pool, smtp_server, linked):
+    link, sender = linked
     writes = {}
     for pipelining in (True, False):
         smtp_server.pipelining = pipelining
-        pool.close_all()
-        with Link(smtp_server.port) as link:
-            sender = sender_actions.create_sender(
-                alice,
-                {
-                    "provider": "smtp",
-                    "from_email": "alice@example.org",
-                    "host": "127.0.0.1",
-                    "port": link.port,
-                    "security": "starttls",
-                    "username": SMTP_USER,
-                    "password": SMTP_PASSWORD,
-                },
-            )
-            _send(sender)  # Opens the connection: connect, EHLO, STARTTLS, EHLO, AUTH.
-            before = link.client_writes
-            for _ in range(3):
-                _send(sender, ["b@example.com", "c@example.com"])
-            writes[pipelining] = (link.client_writes - before) / 3
+        writes[pipelining] = _writes_per_message(pool, link, sender)
     # MAIL + RCPT + RCPT + DATA in one write, then the body; one by one: a write for each.
     assert writes == {True: 2, False: 5}
     assert len(smtp_server.messages) == 8
+
+
+def test_smtp_pipelining_off_sends_one_command_at_a_time_to_a_server_that_offers_it(
+    pool, smtp_server, linked, settings
+):
+    settings.SMTP_PIPELINING = False
+    assert smtp_server.pipelining
+    assert _writes_per_message(pool, *linked) == 5
