@@ -30,8 +30,8 @@ PROMPT_SECONDS = 30
 
 
 # How long the note that messages counted on a pending prompt outlives the mark itself (the
-# mark expired, or a failed publish deleted it): the sender's next task claims them. Past the sweep's reach (RELAY_REQUEUE_AFTER_SECONDS and its
-# interval) the sweep has them anyway.
+# mark expired, or a failed publish deleted it): the sender's next task claims them. Past the
+# sweep's reach (RELAY_REQUEUE_AFTER_SECONDS and its interval) the sweep has them anyway.
 OWED_SECONDS = 5 * PROMPT_SECONDS
 
 

@@ -205,13 +205,7 @@ def _transact(client: smtplib.SMTP, mail_from: str, recipients: list[str], data:
     if code != 250:
         _reset(client, code)
         raise StageRefused("mail", code, smtp.clean_reply(reply))
-    refused: dict[str, tuple[int, str]] = {}
-    for rcpt in recipients:
-        code, reply = client.docmd("RCPT", f"TO:<{rcpt}>")
-        if code not in (250, 251):
-            refused[rcpt] = (code, smtp.clean_reply(reply))
-            if code == 421:
-                raise StageRefused("rcpt", code, smtp.clean_reply(reply))
+    refused = _refused_recipients(recipients, lambda rcpt: client.docmd("RCPT", f"TO:<{rcpt}>"))
     if len(refused) == len(recipients):
         _reset(client, 0)
         raise RecipientsAllRefused(refused)
@@ -246,13 +240,7 @@ def _transact_pipelined(
     code, reply = _first_reply(write, reused=reused)  # No body can go out without a 354 yet.
     if code != 250:
         raise StageRefused("mail", code, smtp.clean_reply(reply))
-    refused: dict[str, tuple[int, str]] = {}
-    for rcpt in recipients:
-        code, reply = client.getreply()
-        if code not in (250, 251):
-            refused[rcpt] = (code, smtp.clean_reply(reply))
-            if code == 421:
-                raise StageRefused("rcpt", code, smtp.clean_reply(reply))
+    refused = _refused_recipients(recipients, lambda _rcpt: client.getreply())
     if len(refused) == len(recipients):
         # The server refuses DATA then (RFC 2920, 3.1); one that said 354 regardless gets no
         # body. The outcome is the recipients' whatever that reply is, or if none comes, as
@@ -283,6 +271,22 @@ def _framed(data: bytes) -> bytes:
     return framed + b".\r\n"
 
 
+def _refused_recipients(
+    recipients: list[str], reply_to: Callable[[str], tuple[int, bytes]]
+) -> dict[str, tuple[int, str]]:
+    """The reply to each recipient's RCPT in turn (`reply_to` sends it and reads the reply, or
+    only reads it when pipelined): the refused ones, with code and cleaned text. A 421 ends
+    the session: StageRefused at once."""
+    refused: dict[str, tuple[int, str]] = {}
+    for rcpt in recipients:
+        code, reply = reply_to(rcpt)
+        if code not in (250, 251):
+            refused[rcpt] = (code, smtp.clean_reply(reply))
+            if code == 421:
+                raise StageRefused("rcpt", code, refused[rcpt][1])
+    return refused
+
+
 def _first_reply(command: Callable[[], tuple[int, bytes]], *, reused: bool) -> tuple[int, bytes]:
     """The reply to a transaction's first command (`command` writes it and reads the reply).
     On a pooled connection a session the server ended shows here, and raises _Stale: nothing
@@ -293,19 +297,20 @@ def _first_reply(command: Callable[[], tuple[int, bytes]], *, reused: bool) -> t
         if reused:
             raise _Stale() from exc
         raise
-    if _closed_while_pooled(code, reply, reused=reused):
-        raise _Stale(smtp.clean_reply(reply))
+    if reused and code == 421:
+        said = smtp.clean_reply(reply)
+        if _closed_while_idle(said):
+            raise _Stale(said)
     return code, reply
 
 
-def _closed_while_pooled(code: int, reply: str | bytes, *, reused: bool) -> bool:
+def _closed_while_idle(reply: str) -> bool:
     """A 421 as the first reply on a pooled connection: the server ended the session while it
     sat idle (Postfix, Exchange: 421 4.4.x) and nothing of this message went out. It is sent
     again on a new connection, as after a silent drop. A 421 with a 4.7 status is a provider
     asking to slow down (Gmail's 4.7.0): a new login would not help, and logging in again and
     again gets mailboxes locked. That is the message's outcome, as on a new connection."""
-    text = reply.decode(errors="replace") if isinstance(reply, bytes) else reply
-    return reused and code == 421 and "4.7." not in text
+    return "4.7." not in reply
 
 
 def _reset(client: smtplib.SMTP, code: int) -> None:
