@@ -602,6 +602,64 @@ end
     )
 
 
+def bench_instructions(key: str, sender: str) -> None:
+    """Instructions per request and per delivery, counted by callgrind in a process of their
+    own (bench.instructions): what a change to the code costs or saves, whatever the pace of
+    the machine. Needs valgrind (`apt-get install valgrind`)."""
+    import shutil
+
+    if not shutil.which("valgrind"):
+        print("instructions: skipped, valgrind is not installed")
+        return
+
+    env = {**os.environ, "BENCH_KEY": key, "BENCH_SENDER": sender, "BENCH_CA_FILE": str(CA_FILE)}
+
+    def instructions(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+
+    def collected(what: str, count: int) -> int:
+        out = instructions(
+            "valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={TMP}/callgrind.%p",
+            sys.executable, "-m", "bench.instructions", what, str(count),
+        ).stderr  # fmt: skip
+        return int(re.search(r"Collected : (\d+)", out).group(1))
+
+    def bytecodes(what: str, count: int) -> str:
+        return instructions(sys.executable, "-m", "bench.instructions", what, str(count), "--bytecodes").stdout
+
+    counts = {"bare": 200, "send": 200, "deliver1": 200, "deliver20": 400}
+    sink = Sink()
+    try:
+        switches = collected("bare", 0)  # Turning instrumentation on and off, and nothing else.
+        per_item = {}
+        for what, count in counts.items():
+            if what.startswith("deliver"):
+                clear_outbox()
+                prefill([sender], count + (30 if what == "deliver1" else 20))  # and the warm-up
+            per_item[what] = round((collected(what, count) - switches) / count)
+        # Where they go, by function: the same work, its bytecodes counted (no valgrind).
+        profiles = {what: bytecodes(what, 50) for what in ("bare", "send")}
+        clear_outbox()
+        prefill([sender], 30 + 50)
+        profiles["deliver1"] = bytecodes("deliver1", 50)
+        (ROOT / "bench" / "bytecodes.txt").write_text("\n\n".join(f"# {w}\n{p}" for w, p in profiles.items()))
+    finally:
+        sink.close()
+        clear_outbox()
+    RESULTS["instructions"] = {
+        "per_request": {"bare_drf": per_item["bare"], "send": per_item["send"]},
+        "per_message": {"deliver_batch_1": per_item["deliver1"], "deliver_batch_20": per_item["deliver20"]},
+        "send_to_bare": round(per_item["send"] / per_item["bare"], 2),
+        "bytecodes": {what: int(profile.split()[0]) for what, profile in profiles.items()},
+        "counted": {**counts, "switches": switches},
+    }
+    print(
+        f"instructions: bare {per_item['bare']:,} per request, send {per_item['send']:,} "
+        f"(x{per_item['send'] / per_item['bare']:.2f}); delivery {per_item['deliver1']:,} per message alone, "
+        f"{per_item['deliver20']:,} in batches of 20"
+    )
+
+
 def bench_profile(senders: list[str], count: int = 300) -> None:
     from relay import delivery
     from relay.models import Message
@@ -816,6 +874,7 @@ def main() -> None:
         "rtt",
         "link",
         "pipeline",
+        "instructions",
         "profile",
         "usage",
         "retention",
@@ -839,6 +898,8 @@ def main() -> None:
         bench_link(senders)
     if "pipeline" in parts:
         bench_pipeline(key, senders)
+    if "instructions" in parts:
+        bench_instructions(key, senders[0])
     if "profile" in parts:
         bench_profile(senders)
     if "usage" in parts:
