@@ -19,9 +19,10 @@ from billing.periods import current_period
 from drake import sql
 from drake.errors import ApiError, IdempotencyConflict, InvalidRequest, NotFound, PermissionDenied, ServiceUnavailable
 from relay import outbox
+from relay.mime import address_of
 from relay.minimize import minimize_subject
 from relay.models import ApiRequest, IdempotencyKey, Message, OutboxContent
-from relay.validation import SendRequest, address_of
+from relay.validation import SendRequest
 from senders import crypto
 from senders.models import Sender
 

@@ -18,9 +18,21 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import Any
 
-from relay.validation import address_of, split_address
-
 _ANY_EOL = re.compile(rb"\r\n|\r|\n")
+# "Name <addr>" (the name bare or quoted) as validation accepts it; the rest is a bare address.
+NAMED_ADDRESS = re.compile(r'^\s*(?P<name>"[^"\\]*"|[^<>()"\\,;@]*?)\s*<(?P<addr>[^<>\s]+)>\s*$')
+
+
+def split_address(value: str) -> tuple[str, str]:
+    """(display name, bare address) of a validated "Name <addr>" or "addr"."""
+    match = NAMED_ADDRESS.match(value)
+    if match is None:
+        return "", value.strip()
+    return match["name"].strip().strip('"'), match["addr"]
+
+
+def address_of(value: str) -> str:
+    return split_address(value)[1]
 
 
 # MIME headers the email package sets on every part, with a handful of values repeated from one
@@ -94,6 +106,32 @@ class _Policy(policy.EmailPolicy):
 
 # Lines longer than this are re-encoded (RFC 5322 allows 998; 78 is the recommendation).
 _POLICY = _Policy(linesep="\r\n", max_line_length=78, raise_on_defect=True, header_factory=_HeaderFactory())
+
+
+class Unwritable(ValueError):
+    """A header value the email package cannot write."""
+
+
+def header_lines(name: str, value: str) -> list[bytes]:
+    """The lines `name: value` goes on the wire as, in build_message and to_wire: parsed,
+    encoded and folded by the same policy, every line ending CRLF. The email package decodes
+    any RFC 2047 encoded word it finds while it parses, leniently (spaces inside, a missing
+    separator), so what a value turns into is known only by writing it. Raises Unwritable."""
+    try:
+        stored = _POLICY.header_store_parse(name, value)[1]
+        folded = _POLICY.fold_binary(name, stored)
+    except Exception as exc:  # noqa: BLE001 (the email package raises many kinds on odd input)
+        raise Unwritable(type(exc).__name__) from exc
+    return _ANY_EOL.split(folded)[:-1]
+
+
+def injects(name: str, value: str) -> bool:
+    """Would `name: value` put anything on the wire but this one header (a line that is not a
+    fold of it, or a NUL)? Raises Unwritable. Plain values (see _plain) go out as they are."""
+    if _plain(name, value, _POLICY.max_line_length):
+        return False
+    lines = header_lines(name, value)
+    return any(b"\x00" in line for line in lines) or any(line[:1] not in (b" ", b"\t") for line in lines[1:])
 
 
 def normalize_eols(data: bytes) -> bytes:

@@ -1,7 +1,8 @@
 """Parsing and checking a `POST /v1/send` body.
 
 Strict on purpose: anything that could smuggle a header (CR or LF anywhere in a header value,
-address, display name or filename, also hidden inside an RFC 2047 encoded word), an address with
+address, display name or filename, also hidden inside an RFC 2047 encoded word), text no mail
+can carry (a lone surrogate), an address with
 comments or several addresses in one, an override of a header we own, or bad base64 is refused
 with `invalid_request` naming the field. Nothing is queued for a refused request.
 """
@@ -15,6 +16,7 @@ import json
 import mimetypes
 import re
 from dataclasses import asdict, dataclass, field
+from email.errors import HeaderParseError
 from email.header import decode_header
 from typing import Any
 
@@ -23,6 +25,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
 from drake.errors import InvalidRequest
+from relay.mime import NAMED_ADDRESS, Unwritable, injects
 
 ALLOWED_FIELDS = {"sender", "to", "cc", "bcc", "reply_to", "subject", "text", "html", "headers", "attachments"}
 # Headers 3drake writes itself; a customer may not set or override them.
@@ -43,8 +46,8 @@ RESERVED_HEADERS = {
 RESERVED_PREFIXES = ("dkim-", "content-", "arc-", "x-google-", "authentication-results")
 _HEADER_NAME = re.compile(r"^[!-9;-~]{1,76}$")  # RFC 5322 ftext: printable ASCII but ':'
 _BARE_ADDRESS = re.compile(r"^[^\s<>()\[\]\\,;:\"]+@[^\s<>()\[\]\\,;:\"@]+$")
-_NAMED_ADDRESS = re.compile(r'^\s*(?P<name>"[^"\\]*"|[^<>()"\\,;@]*?)\s*<(?P<addr>[^<>\s]+)>\s*$')
 _ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
+_SENDER_ID = re.compile(r"^snd_[A-Za-z0-9]{1,60}$")
 _CONTENT_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$")
 MAX_SUBJECT = 998
 MAX_HEADER_VALUE = 998
@@ -100,31 +103,41 @@ class SendRequest:
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def split_address(value: str) -> tuple[str, str]:
-    """(display name, bare address) of a validated "Name <addr>" or "addr"."""
-    match = _NAMED_ADDRESS.match(value)
-    if match is None:
-        return "", value.strip()
-    return match["name"].strip().strip('"'), match["addr"]
+def _encodable(value: str, field_name: str) -> None:
+    """Refuse a lone surrogate (JSON's "\\ud800"): no mail can carry it as UTF-8."""
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidRequest("This text holds a lone surrogate (\\ud800-\\udfff).", field=field_name) from exc
 
 
-def address_of(value: str) -> str:
-    return split_address(value)[1]
-
-
-def _no_injection(value: str, field_name: str) -> None:
+def _no_injection(value: str, field_name: str, *, header: str | None = None) -> None:
+    """Refuse CR, LF or NUL in `value`, and, for the value of the header `header`, anything the
+    email package would write as more than that header: an RFC 2047 encoded word it decodes
+    into a line break (the email package decides what an encoded word is: relay.mime.injects)."""
     if "\r" in value or "\n" in value or "\x00" in value:
         raise InvalidRequest("Line breaks are not allowed here (header injection).", field=field_name)
+    _encodable(value, field_name)
+    if header is None:
+        return
     for word in _ENCODED_WORD.findall(value):
+        # The clear cases first: a well-formed encoded word that does not decode, or hides a
+        # line break even where the email package would write it as a fold.
         try:
             decoded = "".join(
                 part.decode(charset or "ascii", errors="strict") if isinstance(part, bytes) else part
                 for part, charset in decode_header(word)
             )
-        except (LookupError, UnicodeDecodeError, binascii.Error, ValueError) as exc:
+        except (LookupError, UnicodeDecodeError, binascii.Error, ValueError, HeaderParseError) as exc:
             raise InvalidRequest("This encoded word does not decode.", field=field_name) from exc
         if "\r" in decoded or "\n" in decoded or "\x00" in decoded:
             raise InvalidRequest("An encoded word hides a line break (header injection).", field=field_name)
+    try:
+        if injects(header, value):
+            raise InvalidRequest("An encoded word hides a line break (header injection).", field=field_name)
+    except Unwritable as exc:
+        raise InvalidRequest(f"This value cannot be written as a {header} header.", field=field_name) from exc
 
 
 def _address(value: Any, field_name: str) -> str:
@@ -134,7 +147,7 @@ def _address(value: Any, field_name: str) -> str:
     value = value.strip()
     if len(value) > 320:
         raise InvalidRequest("This address is too long.", field=field_name)
-    match = _NAMED_ADDRESS.match(value)
+    match = NAMED_ADDRESS.match(value)
     if match:
         name, addr = match["name"].strip(), match["addr"]
     elif _BARE_ADDRESS.match(value):
@@ -145,9 +158,11 @@ def _address(value: Any, field_name: str) -> str:
         )
     if not _BARE_ADDRESS.match(addr):
         raise InvalidRequest("This is not a valid email address.", field=field_name)
-    if _ENCODED_WORD.search(name):
+    if "=?" in name:
         # The email package decodes an encoded display name and may write it back unquoted: a
-        # name like "=?utf-8?q?a=40b.com=2C_x?=" would show the recipient a second address.
+        # name like "=?utf-8?q?a=40b.com=2C_x?=" would show the recipient a second address, and
+        # one that decodes to a line break would add a header. It decodes leniently, so any "=?"
+        # is refused, not only what looks like a well-formed encoded word.
         raise InvalidRequest("Give the display name as plain text; 3drake encodes it.", field=field_name)
     try:
         validate_email(addr)  # Internationalized domains are accepted (checked as IDNA).
@@ -176,6 +191,8 @@ def _text(data: dict[str, Any], name: str) -> str | None:
     value = data.get(name)
     if value is not None and not isinstance(value, str):
         raise InvalidRequest("This must be a string.", field=name)
+    if value:
+        _encodable(value, name)
     return value
 
 
@@ -198,9 +215,9 @@ def _headers(value: Any) -> dict[str, str]:
         seen.add(lowered)
         if not isinstance(header_value, str):
             raise InvalidRequest("Header values must be strings.", field=field_name)
-        _no_injection(header_value, field_name)
         if len(header_value) > MAX_HEADER_VALUE:
             raise InvalidRequest("This header value is too long.", field=field_name)
+        _no_injection(header_value, field_name, header=name)
         headers[name] = header_value
     return headers
 
@@ -225,6 +242,10 @@ def _attachments(value: Any) -> list[Attachment]:
         if not isinstance(filename, str) or not filename.strip():
             raise InvalidRequest("A filename is required.", field=f"{prefix}.filename")
         _no_injection(filename, f"{prefix}.filename")
+        if "=?" in filename:
+            # The email package decodes encoded words even inside a quoted parameter, leniently;
+            # a name in any script goes out encoded by 3drake (RFC 2231).
+            raise InvalidRequest("Give the filename as plain text; 3drake encodes it.", field=f"{prefix}.filename")
         if "/" in filename or "\\" in filename or len(filename) > 255:
             raise InvalidRequest("A filename without a path, at most 255 characters.", field=f"{prefix}.filename")
         content = item.get("content")
@@ -258,7 +279,7 @@ def parse_send_request(data: Any) -> SendRequest:
         name = sorted(unknown)[0]
         raise InvalidRequest(f"Unknown field {name!r}.", field=name)
     sender = data.get("sender")
-    if not isinstance(sender, str) or not sender.startswith("snd_"):
+    if not isinstance(sender, str) or not _SENDER_ID.match(sender):
         raise InvalidRequest("Give the id of one of your senders (snd_...).", field="sender")
     to = _address_list(data.get("to"), "to", required=True)
     cc = _address_list(data.get("cc"), "cc", required=False)
@@ -270,9 +291,9 @@ def parse_send_request(data: Any) -> SendRequest:
     subject = data.get("subject")
     if not isinstance(subject, str):
         raise InvalidRequest("A subject is required.", field="subject")
-    _no_injection(subject, "subject")
     if len(subject) > MAX_SUBJECT:
         raise InvalidRequest(f"The subject may have at most {MAX_SUBJECT} characters.", field="subject")
+    _no_injection(subject, "subject", header="Subject")
     text, html = _text(data, "text"), _text(data, "html")
     if not text and not html:
         raise InvalidRequest("Give a text or an html body (or both).", field="text")

@@ -5,6 +5,8 @@ import re
 from datetime import UTC, datetime
 from email import policy
 
+import pytest
+
 from relay import mime
 
 CONTENT = {
@@ -155,3 +157,17 @@ def test_whole_messages_are_the_bytes_the_standard_policy_writes(monkeypatch):
             standard.setattr(mime, "_set_header", lambda msg, name, value: msg.__setitem__(name, value))
             slow = built(content)
         assert fast == slow, content["subject"]
+
+
+def test_injects_says_what_the_email_package_would_write():
+    """The email package decodes an encoded word with a space inside (not RFC 2047) and writes
+    the line break it hides: validation asks `injects`, which writes the header the same way."""
+    spaced = "=?utf-8?q?Hi there=0D=0ABcc:_victim@example.org?="
+    assert b"Bcc: victim@example.org" in mime.header_lines("Subject", spaced)
+    assert mime.injects("Subject", spaced)
+    assert mime.injects("X-Note", "=?utf-8?q?a=0D=0A=0D=0Abody?=")  # an empty line ends the head
+    assert not mime.injects("Subject", "Hello")
+    assert not mime.injects("Subject", "Grüße " * 30)  # encoded and folded: one header
+    assert not mime.injects("X-Long", "word " * 150)
+    with pytest.raises(mime.Unwritable):
+        mime.injects("Resent-To", ":;" * 50)

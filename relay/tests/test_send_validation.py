@@ -1,6 +1,7 @@
 """Bad input to POST /v1/send is a 400 naming the field, and nothing is queued."""
 
 import base64
+import json
 
 import pytest
 
@@ -25,6 +26,17 @@ CASES = [
     ({"reply_to": "=?utf-8?q?Support?= <help@example.com>"}, "reply_to"),
     ({"headers": {"X-Campaign": "a\r\nBcc: victim@example.org"}}, "headers.X-Campaign"),
     ({"headers": {"X-Note": "=?utf-8?q?x=0Ay?="}}, "headers.X-Note"),
+    # Encoded words the email package decodes though they are not well formed (a space inside),
+    # hiding a line break: each put a Bcc or X-Evil line in the head (a review found them).
+    ({"subject": "=?utf-8?q?Hi there=0D=0ABcc:_victim@example.org?="}, "subject"),
+    ({"headers": {"X-Note": "=?utf-8?q?Hi there=0D=0ABcc:_victim@example.org?="}}, "headers.X-Note"),
+    ({"to": "=?utf-8?q?a b=0D=0AX-Evil=3A_1?= <b@example.com>"}, "to[0]"),
+    ({"attachments": [{"filename": "=?utf-8?q?a b=0D=0AX: y?=.txt", "content": B64}]}, "attachments[0].filename"),
+    # Encoded words that do not decode (bad base64: a 500 before).
+    ({"subject": "=?utf-8?b?A?="}, "subject"),
+    ({"headers": {"X-Note": "=?utf-8?b?A?="}}, "headers.X-Note"),
+    # A value the email package cannot write as its header (it raised in the worker, for ever).
+    ({"headers": {"Resent-To": ":;" * 50}}, "headers.Resent-To"),
     ({"attachments": [{"filename": "a\r\n.txt", "content": B64}]}, "attachments[0].filename"),
     # Addresses that are more than one address, or comments.
     ({"to": "alice@example.org(<bob@example.org>"}, "to[0]"),
@@ -55,6 +67,7 @@ CASES = [
     ({"attachments": {"filename": "a.txt"}}, "attachments"),
     # The request itself.
     ({"sender": "nope"}, "sender"),
+    ({"sender": "snd_\x00abc"}, "sender"),  # PostgreSQL cannot compare text with a NUL: a 500 before.
     ({"bogus": 1}, "bogus"),
 ]
 
@@ -68,6 +81,37 @@ def test_it_refuses_bad_input_naming_the_field(send, overrides, field):
     assert error["field"] == field
     assert not Message.objects.exists()
     assert not OutboxContent.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("where", "field"),
+    [
+        ('"subject": "Hel\\ud800lo"', "subject"),
+        ('"text": "H\\ud800i"', "text"),
+        ('"html": "<p>\\udfff</p>"', "html"),
+        ('"headers": {"X-Note": "\\ud800"}', "headers.X-Note"),
+        ('"to": "B\\ud800b <bob@example.com>"', "to[0]"),
+        ('"attachments": [{"filename": "\\ud800.txt", "content": "aGVsbG8="}]', "attachments[0].filename"),
+    ],
+)
+@pytest.mark.parametrize("idempotency_key", [None, "k1"])
+def test_a_lone_surrogate_is_refused_naming_the_field(alice_api, alice_sender, where, field, idempotency_key):
+    """Valid JSON ("\\ud800") that no mail can carry as UTF-8: a 500 before (the minimized
+    subject's hash, the Idempotency-Key's fingerprint), or a message the worker could not
+    build. A valid pair (an emoji) is text like any other."""
+    body = {"sender": alice_sender.public_id, "to": "bob@example.com", "subject": "Hi", "text": "Hi"}
+    raw = json.dumps(body)[:-1] + ", " + where + "}"  # A key given twice: the last one counts.
+    headers = {"HTTP_IDEMPOTENCY_KEY": idempotency_key} if idempotency_key else {}
+    response = alice_api.post("/v1/send", raw, content_type="application/json", **headers)
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["field"] == field
+    assert not Message.objects.exists()
+    assert (
+        alice_api.post(
+            "/v1/send", json.dumps({**body, "subject": "Hi \ud83d\ude00"}), content_type="application/json", **headers
+        ).status_code
+        == 202
+    )
 
 
 def test_too_many_recipients(send, settings):
