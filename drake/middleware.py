@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 
 from drake.errors import InvalidRequest, PayloadTooLarge, error_response
 
@@ -32,6 +32,23 @@ class RequestSizeLimitMiddleware:
             limit = settings.API_MAX_REQUEST_BYTES
             if length > limit:
                 return error_response(PayloadTooLarge(f"The request is {length} bytes; the limit is {limit} bytes."))
+        return self.get_response(request)
+
+
+class NulCharacterMiddleware:
+    """Refuse a URL whose path or query holds a NUL character (`%00`): no id, filter or page of
+    ours has one, and PostgreSQL cannot compare text with one (a 500 before this). Bodies are
+    checked where they are read (forms, serializers and send validation refuse NUL)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        query = request.META.get("QUERY_STRING", "")
+        if "\x00" in request.path or "%00" in query or "\x00" in query:
+            if is_api_request(request):
+                return error_response(InvalidRequest("The URL holds a NUL character (%00)."))
+            return HttpResponseBadRequest("The URL holds a NUL character (%00).", content_type="text/plain")
         return self.get_response(request)
 
 

@@ -65,6 +65,7 @@ MIDDLEWARE = [
     "relay.usage.UsageMiddleware",
     # Before anything reads the body: oversized API requests are refused on Content-Length alone.
     "drake.middleware.RequestSizeLimitMiddleware",
+    "drake.middleware.NulCharacterMiddleware",
     "drake.middleware.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -72,3 +72,23 @@ def test_console_404s_stay_html(client):
     response = client.get("/no-such-page/")
     assert response.status_code == 404
     assert "text/html" in response["Content-Type"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["/v1/messages/msg_%00x", "/v1/messages?starting_after=msg_%00", "/v1/senders/snd_%00"],
+)
+def test_a_nul_in_the_url_is_invalid_request(alice_api, url):
+    """PostgreSQL cannot compare text holding a NUL: each of these was a 500 (a review)."""
+    response = alice_api.get(url)
+    assert response.status_code == 400, response.content
+    assert _error(response) == {"type": "invalid_request", "message": "The URL holds a NUL character (%00)."}
+
+
+@pytest.mark.urls("drake.urls")
+@pytest.mark.parametrize("url", ["/messages/msg_%00x/", "/senders/snd_%00/"])
+def test_a_nul_in_a_console_url_is_a_400(client, alice, url):
+    client.force_login(alice)
+    response = client.get(url)
+    assert response.status_code == 400
+    assert b"NUL" in response.content
