@@ -149,19 +149,24 @@ def _send_batch(sender: Sender, messages: list[Message], now: datetime) -> str:
         return _paced(messages[0], paced)
     budget = time.monotonic() + settings.RELAY_TASK_TIME_LIMIT / 2
     sent: list[claims.Sent] = []
+    trying = None
     try:
         for index, message in enumerate(messages[:allowed]):
             if index and time.monotonic() > budget:
                 break
+            trying = message
             outcome = _send_one(sender, message, sent)
+            trying = None
             if outcome is not None:
                 outcomes[message.pk] = outcome
                 break
     finally:
-        # Whatever happens next, what the provider accepted is recorded as sent.
+        # Whatever happens next, what the provider accepted is recorded as sent, and the
+        # messages not tried go back. One whose sending raised keeps its claim: it is taken
+        # again once its lease runs out (its attempt counted), until its lifetime ends.
         claims.record_sent(sent)
         outcomes.update((item.message.pk, Outcome.SENT) for item in sent)
-    _give_back([m for m in messages if m.pk not in outcomes])
+        _give_back([m for m in messages if m.pk not in outcomes and m is not trying])
     return outcomes[messages[0].pk]
 
 
@@ -185,15 +190,24 @@ def _send_one(sender: Sender, message: Message, sent: list[claims.Sent]) -> str 
     except (crypto.DecryptionError, OutboxContent.DoesNotExist, ValueError):
         logger.exception("Content of %s cannot be read", message.public_id)
         return _finish(message, started, error=("content_unreadable", None, "The content could not be read."))
-    msg = mime.build_message(
-        content,
-        from_email=sender.from_email,
-        from_name=sender.from_name,
-        message_id=message.message_id_header,
-        date=message.created_at,
-    )
-    data = mime.to_wire(msg)
-    recipients = mime.envelope_recipients(content)
+    try:
+        msg = mime.build_message(
+            content,
+            from_email=sender.from_email,
+            from_name=sender.from_name,
+            message_id=message.message_id_header,
+            date=message.created_at,
+        )
+        data = mime.to_wire(msg)
+        recipients = mime.envelope_recipients(content)
+    except Exception as exc:  # noqa: BLE001 (whatever the email package raises: it would raise again)
+        # Validation refuses what the email package cannot write; this is a message accepted
+        # before a rule came in, or a case no rule knows yet. The exception's text may quote
+        # the content: only its kind is logged and kept.
+        logger.error("Message %s cannot be built: %s", message.public_id, type(exc).__name__)  # noqa: TRY400
+        return _finish(
+            message, started, error=("content_invalid", None, f"The message could not be built ({type(exc).__name__}).")
+        )
     try:
         result = transport.send(sender, sender.from_email, recipients, data)
     except pacing.PaceLimited as paced:
@@ -337,27 +351,32 @@ def _defer(
 
 
 def _finish(message: Message, started: datetime, *, error: tuple[str, int | None, str]) -> str:
-    """Fail a message for good: one transaction with its attempt record; the content goes."""
+    """Fail a message for good: one transaction with its attempt record; the content goes.
+    Only while it is still `sending`: a message another worker took over after this one's
+    lease ran out, and sent, stays sent."""
     now = timezone.now()
     with transaction.atomic():
-        _record_attempt(message, started, Outcome.FAILED, error)
-        Message.objects.filter(pk=message.pk).update(
+        failed = Message.objects.filter(pk=message.pk, status=Status.SENDING).update(
             status=Status.FAILED, lease_until=None, finished_at=now, last_error=_error_dict(error)
         )
-        # Terminal: nothing of the content remains.
-        OutboxContent.objects.filter(message_id=message.pk).delete()
+        if failed:
+            _record_attempt(message, started, Outcome.FAILED, error)
+            # Terminal: nothing of the content remains.
+            OutboxContent.objects.filter(message_id=message.pk).delete()
     return Outcome.FAILED
 
 
 def expire_overdue(now: datetime) -> int:
-    """Fail queued messages whose lifetime ended while they waited (e.g. a sender paused for good)."""
-    overdue = list(
-        Message.objects.filter(status=Status.QUEUED, expires_at__lte=now).values_list("pk", flat=True)[:1000]
-    )
+    """Fail messages whose lifetime ended while they waited (e.g. a sender paused for good), or
+    while claimed by a worker that is gone (its lease ran out: a worker killed again and again
+    on one message, or one whose delivery raised)."""
+    overdue_now = Q(expires_at__lte=now) & (Q(status=Status.QUEUED) | Q(status=Status.SENDING, lease_until__lte=now))
+    overdue = list(Message.objects.filter(overdue_now).values_list("pk", flat=True)[:1000])
     for pk in overdue:
         with transaction.atomic():
-            updated = Message.objects.filter(pk=pk, status=Status.QUEUED).update(
+            updated = Message.objects.filter(overdue_now, pk=pk).update(
                 status=Status.FAILED,
+                lease_until=None,
                 finished_at=now,
                 last_error={"category": "expired", "smtp_code": None, "message": "Not delivered within its lifetime."},
             )
