@@ -198,7 +198,18 @@ def build_message(
 
 
 def to_wire(msg: EmailMessage) -> bytes:
-    return normalize_eols(msg.as_bytes(policy=_POLICY))
+    """The message's bytes, CRLF only. Raises Unwritable unless its head is the headers set on
+    it, in order, each on its line and folds: whatever a value hid that validation did not
+    see (its own check is `injects`), a second header does not reach the provider."""
+    data = normalize_eols(msg.as_bytes(policy=_POLICY))
+    written = [
+        line.partition(b":")[0].lower()
+        for line in data.partition(b"\r\n\r\n")[0].split(b"\r\n")
+        if line[:1] not in (b" ", b"\t")
+    ]
+    if written != [name.lower().encode("ascii") for name in msg]:
+        raise Unwritable("The head holds a line that is not one of the message's headers.")
+    return data
 
 
 def envelope_recipients(content: dict[str, Any]) -> list[str]:

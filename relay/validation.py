@@ -144,6 +144,14 @@ def _address(value: Any, field_name: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidRequest("An email address is required.", field=field_name)
     _no_injection(value, field_name)
+    if "=?" in value:
+        # The email package decodes an encoded word leniently wherever it finds one, a local
+        # part included, and writes what it hides: "=?utf-8?q?a=0D=0AX-Evil=3A1?=@example.com"
+        # added a header. An encoded display name would also be written back unquoted: a name
+        # like "=?utf-8?q?a=40b.com=2C_x?=" would show the recipient a second address.
+        raise InvalidRequest(
+            "Give the address and its display name as plain text; 3drake encodes them.", field=field_name
+        )
     value = value.strip()
     if len(value) > 320:
         raise InvalidRequest("This address is too long.", field=field_name)
@@ -158,12 +166,6 @@ def _address(value: Any, field_name: str) -> str:
         )
     if not _BARE_ADDRESS.match(addr):
         raise InvalidRequest("This is not a valid email address.", field=field_name)
-    if "=?" in name:
-        # The email package decodes an encoded display name and may write it back unquoted: a
-        # name like "=?utf-8?q?a=40b.com=2C_x?=" would show the recipient a second address, and
-        # one that decodes to a line break would add a header. It decodes leniently, so any "=?"
-        # is refused, not only what looks like a well-formed encoded word.
-        raise InvalidRequest("Give the display name as plain text; 3drake encodes it.", field=field_name)
     try:
         validate_email(addr)  # Internationalized domains are accepted (checked as IDNA).
         local, _, domain = addr.rpartition("@")

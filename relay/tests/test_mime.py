@@ -22,15 +22,18 @@ CONTENT = {
 }
 
 
-def _wire():
-    msg = mime.build_message(
-        CONTENT,
+def build(content):
+    return mime.build_message(
+        content,
         from_email="alice@example.org",
         from_name="Alice",
         message_id="<id@example.org>",
         date=datetime(2026, 11, 24, tzinfo=UTC),
     )
-    return mime.to_wire(msg)
+
+
+def _wire():
+    return mime.to_wire(build(CONTENT))
 
 
 def test_every_line_ends_in_crlf():
@@ -171,3 +174,14 @@ def test_injects_says_what_the_email_package_would_write():
     assert not mime.injects("X-Long", "word " * 150)
     with pytest.raises(mime.Unwritable):
         mime.injects("Resent-To", ":;" * 50)
+
+
+def test_to_wire_refuses_a_head_with_a_header_nobody_set():
+    """The last line of defence, for a value validation did not see through (it refuses
+    these): an encoded word in a local part, which the email package decodes and writes."""
+    content = {**CONTENT, "to": ["=?utf-8?q?a=0D=0AX-Evil=3A1?=@example.com"]}
+    with pytest.raises(mime.Unwritable):
+        mime.to_wire(build(content))
+    content = {**CONTENT, "to": ["=?utf-8?q?a=0D=0ATo=3A_eve?=@example.com"]}  # a second To:
+    with pytest.raises(mime.Unwritable):
+        mime.to_wire(build(content))

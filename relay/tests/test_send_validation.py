@@ -31,6 +31,9 @@ CASES = [
     ({"subject": "=?utf-8?q?Hi there=0D=0ABcc:_victim@example.org?="}, "subject"),
     ({"headers": {"X-Note": "=?utf-8?q?Hi there=0D=0ABcc:_victim@example.org?="}}, "headers.X-Note"),
     ({"to": "=?utf-8?q?a b=0D=0AX-Evil=3A_1?= <b@example.com>"}, "to[0]"),
+    # ... and in a local part, which the email package decodes too.
+    ({"to": "=?utf-8?q?a=0D=0AX-Evil=3A1?=@example.com"}, "to[0]"),
+    ({"cc": ["Bob <=?utf-8?q?a=0D=0AX-Evil=3A1?=@example.com>"]}, "cc[0]"),
     ({"attachments": [{"filename": "=?utf-8?q?a b=0D=0AX: y?=.txt", "content": B64}]}, "attachments[0].filename"),
     # Encoded words that do not decode (bad base64: a 500 before).
     ({"subject": "=?utf-8?b?A?="}, "subject"),

@@ -17,6 +17,8 @@ from relay.validation import SendRequest
 UNWRITABLE = {
     "lone-surrogate-body": {"text": "H\ud800i"},
     "group-in-resent-to": {"headers": {"Resent-To": ":;" * 50}},
+    # Decoded by the email package into a second header line: to_wire refuses the head.
+    "encoded-word-in-local-part": {"to": ["=?utf-8?q?a=0D=0AX-Evil=3A1?=@example.com"]},
 }
 
 
@@ -49,7 +51,9 @@ def test_a_message_that_cannot_be_built_fails_at_once_and_keeps_nothing(
     # Logged by the exception's kind only: its text could quote the content.
     ours = [r for r in caplog.records if r.name.startswith("relay")]
     assert any(public_id in r.getMessage() for r in ours)
-    assert not any(":;" in r.getMessage() or "\ud800" in r.getMessage() or r.exc_info for r in ours)
+    assert not any(marker in r.getMessage() for r in ours for marker in (":;", "\ud800", "X-Evil")) and not any(
+        r.exc_info for r in ours
+    )
     assert delivery.deliver(public_id) is None  # Terminal: nothing to claim.
 
 
