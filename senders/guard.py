@@ -77,7 +77,7 @@ def is_public(address: IPAddress) -> bool:
         embedded = _embedded_ipv4(address)
         if embedded is not None:
             return is_public(embedded)
-        if address.scope_id:
+        if address.scope_id or address.is_site_local:  # fec0::/10: deprecated, but local wherever used
             return False
     if isinstance(address, ipaddress.IPv4Address) and address in _CGNAT:
         return False

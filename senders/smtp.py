@@ -16,8 +16,10 @@ import re
 import smtplib
 import socket
 import ssl
+import time
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 from django.conf import settings
 
@@ -71,7 +73,63 @@ def tls_context() -> ssl.SSLContext:
     return _tls_context(settings.SMTP_CA_FILE)
 
 
-class PinnedSMTP(smtplib.SMTP):
+# A whole exchange (a connection's setup, or one message's transaction) may take this many
+# times the timeout of one wait, however its server spaces out its replies. Setting up or
+# sending takes several waits, each answered within milliseconds by a working server.
+SESSION_WAITS = 2
+
+
+class _DeadlineFile:
+    """The reply stream of a session: with a deadline set, each line is read with at most the
+    time left, then raises TimeoutError (smtplib reports it as a dropped connection that timed
+    out)."""
+
+    def __init__(self, file: Any, client: _Bounded) -> None:
+        self.file, self.client = file, client
+
+    def readline(self, size: int = -1) -> bytes:
+        client = self.client
+        if client.deadline is None:
+            return self.file.readline(size)
+        left = client.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("timed out")
+        client.sock.settimeout(min(left, client.timeout))
+        try:
+            return self.file.readline(size)
+        finally:
+            client.sock.settimeout(client.timeout)
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class _Bounded:
+    """smtplib bounds each read by `timeout`, not a reply or an exchange: a server that drips a
+    continuation line ("220-...") now and then held the session as long as it liked. Here one
+    reply takes at most SESSION_WAITS timeouts, and while `deadline` (time.monotonic()) is set
+    by `within`, no reply is read past it."""
+
+    deadline: float | None = None
+
+    def getreply(self) -> tuple[int, bytes]:
+        if not isinstance(self.file, _DeadlineFile) and self.sock is not None:
+            self.file = _DeadlineFile(self.file or self.sock.makefile("rb"), self)
+        own = self.deadline is None
+        if own:
+            self.deadline = time.monotonic() + SESSION_WAITS * self.timeout
+        try:
+            return super().getreply()  # type: ignore[misc]
+        finally:
+            if own:
+                self.deadline = None
+
+    def within(self, seconds: float | None) -> None:
+        """Bound what follows: no reply is read more than `seconds` from now (None: unbounded)."""
+        self.deadline = None if seconds is None else time.monotonic() + seconds
+
+
+class PinnedSMTP(_Bounded, smtplib.SMTP):
     """smtplib.SMTP that dials a pre-checked address while speaking to (and verifying) the host name."""
 
     def __init__(self, target: guard.Target, *, timeout: float, local_hostname: str) -> None:
@@ -85,7 +143,7 @@ class PinnedSMTP(smtplib.SMTP):
         return socket.create_connection((self.target.address, port), timeout)
 
 
-class PinnedSMTP_SSL(smtplib.SMTP_SSL):  # noqa: N801  (mirrors smtplib's name)
+class PinnedSMTP_SSL(_Bounded, smtplib.SMTP_SSL):  # noqa: N801  (mirrors smtplib's name)
     def __init__(self, target: guard.Target, *, timeout: float, local_hostname: str) -> None:
         self.target = target
         super().__init__(local_hostname=local_hostname, timeout=timeout, context=tls_context())
@@ -159,6 +217,8 @@ def open_connection(
             client = PinnedSMTP_SSL(target, timeout=timeout, local_hostname=local_hostname)
         else:
             client = PinnedSMTP(target, timeout=timeout, local_hostname=local_hostname)
+        # The whole setup, not only each wait: a server dripping its greeting holds nothing.
+        client.within(SESSION_WAITS * timeout)
         code, banner = client.connect(target.hostname, target.port)
         if code != 220:
             raise smtplib.SMTPConnectError(code, banner)
@@ -172,7 +232,13 @@ def open_connection(
             encrypted = security in (Security.STARTTLS, Security.TLS)
             if not encrypted and guard.is_public(_ip(target.address)):
                 raise SmtpFailure("tls_failed", "Refusing to send a password over an unencrypted connection.")
-            client.login(username, password)
+            try:
+                client.login(username, password)
+            except UnicodeEncodeError as exc:  # smtplib's AUTH carries ASCII only
+                raise SmtpFailure(
+                    "auth_failed", "The username or password holds a character SMTP login cannot carry (ASCII only)."
+                ) from exc
+        client.within(None)
         return client
     except BaseException as exc:
         if client is not None:

@@ -1,5 +1,6 @@
 """The SMTP host guard refuses every non-public destination, however it is spelled."""
 
+import ipaddress
 import socket
 
 import pytest
@@ -138,3 +139,8 @@ def test_an_allowlist_of_networks_confines_every_connection(settings):
         guard.check("8.8.8.8", 587)
     settings.SMTP_ALLOW_PRIVATE_HOSTS = True
     assert guard.check("127.0.0.1", 587).address == "127.0.0.1"
+
+
+def test_site_local_ipv6_is_not_public():
+    """fec0::/10 (RFC 3879): deprecated, but local wherever it is still used (a review)."""
+    assert not guard.is_public(ipaddress.ip_address("fec0::1"))

@@ -1,5 +1,7 @@
 """POST /v1/senders/{id}/verify against a real SMTP server with real certificates."""
 
+import socket
+import threading
 import time
 
 import pytest
@@ -184,3 +186,98 @@ def test_no_log_line_carries_the_secret(alice_api, trusting, ca, caplog):
         server.stop()
     assert caplog.records, "expected some log output to search"
     assert secret not in caplog.text
+
+
+def test_a_non_ascii_password_is_a_clear_auth_failure(alice_api, trusting, ca):
+    """smtplib's AUTH carries ASCII only: a 500 before (a review found it), and in delivery a
+    task that raised for ever."""
+    from drake.testing.smtp import SmtpTestServer
+
+    server = SmtpTestServer(security="starttls", username=USER, password=PASSWORD, ca=ca).start()
+    try:
+        body = {"provider": "smtp", "from_email": USER, "host": "127.0.0.1", "port": server.port}
+        created = alice_api.post("/v1/senders", {**body, "security": "starttls", "password": "pässwörd"}, format="json")
+        assert created.status_code == 201, created.content
+        response = alice_api.post(f"/v1/senders/{created.json()['id']}/verify")
+    finally:
+        server.stop()
+    assert response.status_code == 422, response.content
+    error = response.json()["error"]
+    assert error["type"] == "sender_verification_failed"
+    assert "ASCII" in error["message"]
+
+
+def test_a_server_dripping_its_greeting_cannot_hold_a_verify(alice_api, trusting):
+    """A '220-' continuation line every 0.3 s: each read is within the timeout, and smtplib
+    kept reading for as long as the server liked (8 s here, with a 1 s timeout, before). The
+    whole setup is bounded now (smtp.SESSION_WAITS timeouts)."""
+    trusting.SMTP_VERIFY_TIMEOUT = 1
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    stop = threading.Event()
+
+    def drip():
+        conn, _ = listener.accept()
+        with conn:
+            deadline = time.monotonic() + 8
+            while not stop.is_set() and time.monotonic() < deadline:
+                try:
+                    conn.sendall(b"220-still greeting you\r\n")
+                except OSError:
+                    return
+                time.sleep(0.3)
+
+    threading.Thread(target=drip, daemon=True).start()
+    body = {"provider": "smtp", "from_email": USER, "host": "127.0.0.1", "port": listener.getsockname()[1]}
+    sender_id = alice_api.post("/v1/senders", {**body, "security": "starttls", "password": PASSWORD}, format="json")
+    started = time.monotonic()
+    try:
+        response = alice_api.post(f"/v1/senders/{sender_id.json()['id']}/verify")
+    finally:
+        stop.set()
+        listener.close()
+    elapsed = time.monotonic() - started
+    assert response.status_code == 422, response.content
+    assert "did not answer in time" in response.json()["error"]["message"]
+    assert elapsed < 2 * 1 + 1.5, f"verify held the request for {elapsed:.1f} s"
+
+
+def test_every_reply_of_a_session_is_bounded(trusting):
+    """On a session delivery holds (the pool's), a reply dripped line by line cannot hold the
+    worker past SESSION_WAITS timeouts either: within the task's time limit and the lease."""
+    import smtplib
+
+    from senders import smtp
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    stop = threading.Event()
+
+    def server():
+        conn, _ = listener.accept()
+        with conn:
+            conn.sendall(b"220 ready\r\n")
+            conn.recv(1024)  # EHLO
+            conn.sendall(b"250 ok\r\n")
+            conn.recv(1024)  # NOOP
+            give_up = time.monotonic() + 6  # Then it ends its reply: without the bound, NOOP succeeds.
+            try:
+                while not stop.is_set() and time.monotonic() < give_up:
+                    conn.sendall(b"250-still here\r\n")
+                    time.sleep(0.2)
+                conn.sendall(b"250 done\r\n")
+            except OSError:
+                return
+
+    threading.Thread(target=server, daemon=True).start()
+    client = smtp.open_connection(host="127.0.0.1", port=listener.getsockname()[1], security="none", timeout=0.5)
+    started = time.monotonic()
+    try:
+        with pytest.raises(smtplib.SMTPServerDisconnected, match="timed out"):
+            client.noop()
+    finally:
+        stop.set()
+        listener.close()
+    assert time.monotonic() - started < smtp.SESSION_WAITS * 0.5 + 1
