@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
+from django.contrib.auth.models import Group
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts import actions
 from accounts.models import ApiKey, User
@@ -112,4 +115,36 @@ class ApiKeyAdmin(AuditedAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+# Django's and django-otp's own admins, replaced: every staff action audited, no secret shown.
+for _model in (Group, TOTPDevice):
+    if admin.site.is_registered(_model):
+        admin.site.unregister(_model)
+
+
+@admin.register(Group)
+class GroupAdmin(AuditedAdmin, DjangoGroupAdmin):
+    """The staff roles (setup_roles): who may do what in the back office."""
+
+
+@admin.register(TOTPDevice)
+class TOTPDeviceAdmin(AuditedAdmin):
+    """A customer's or staff member's authenticator: that it exists, never its key (django-otp's
+    own admin showed the key and its QR code, to any staff who could view devices). A superuser
+    may delete one for a person who lost their phone, who then signs in with the password alone
+    and sets up a new one; the deletion is audited as any other."""
+
+    list_display = ("user", "name", "confirmed", "created_at", "last_used_at")
+    list_filter = ("confirmed",)
+    list_select_related = ("user",)
+    search_fields = ("user__email", "name")
+    fields = ("user", "name", "confirmed", "created_at", "last_used_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False

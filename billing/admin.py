@@ -8,12 +8,14 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
+from accounts.models import User
+from auditlog.events import record
 from billing.models import Invoice, Plan, StripeEvent, Subscription
-from drake.admin import ReadOnlyAdmin
+from drake.admin import AuditedAdmin, ReadOnlyAdmin
 
 
 @admin.register(Plan)
-class PlanAdmin(admin.ModelAdmin):
+class PlanAdmin(AuditedAdmin):
     list_display = (
         "name",
         "slug",
@@ -36,9 +38,21 @@ def export_csv(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: Que
     response["Content-Disposition"] = f'attachment; filename="{modeladmin.model._meta.model_name}s.csv"'
     writer = csv.writer(response)
     writer.writerow(fields)
+    rows = 0
     for row in queryset.values_list(*fields):
-        # A leading = + - @ would be a formula in a spreadsheet: neutralise it.
-        writer.writerow([f"'{v}" if isinstance(v, str) and v[:1] in "=+-@" else v for v in row])
+        # A leading = + - @, tab or CR makes a formula in a spreadsheet: neutralise it.
+        writer.writerow([f"'{v}" if isinstance(v, str) and v[:1] in "=+-@\t\r" else v for v in row])
+        rows += 1
+    # An export is an access to each account's records: an event for the export, and one in
+    # each account's trail, as a view of one of its records leaves.
+    label = modeladmin.model._meta.label_lower
+    record("admin.exported", actor=request.user, request=request, detail={"model": label, "rows": rows})
+    if "user" in fields:
+        for pk in queryset.order_by().values_list("user_id", flat=True).distinct():
+            if pk is not None:
+                record(
+                    "admin.exported", actor=request.user, account=User(pk=pk), request=request, detail={"model": label}
+                )
     return response
 
 

@@ -162,3 +162,77 @@ def test_the_account_page_links_to_its_records(client, django_user_model, alice)
     assert f"/admin/billing/invoice/?user__id__exact={alice.pk}" in page
     assert f"/admin/auditlog/auditevent/?account_id__exact={alice.pk}" in page
     assert client.get(f"/admin/relay/message/?user__id__exact={alice.pk}").status_code == 200
+
+
+# --- Found by a review: admins that audited nothing, and a secret shown to staff -------------
+
+
+@pytest.fixture
+def root(django_user_model):
+    return django_user_model.objects.create_superuser("root@3drake.test", STAFF_PASSWORD)
+
+
+def test_every_admin_of_the_site_is_audited():
+    """Django's GroupAdmin, django-otp's TOTPDeviceAdmin and PlanAdmin were plain ModelAdmins."""
+    from django.contrib import admin
+
+    from drake.admin import AuditedAdmin
+
+    unaudited = [m._meta.label for m, a in admin.site._registry.items() if not isinstance(a, AuditedAdmin)]
+    assert unaudited == []
+
+
+def test_staff_never_see_an_authenticators_key(client, root, alice):
+    import base64
+
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    device = TOTPDevice.objects.create(user=alice, name="Authenticator app", confirmed=True)
+    client.force_login(root)
+    page = client.get(f"/admin/otp_totp/totpdevice/{device.pk}/change/")
+    assert page.status_code == 200 and b"Authenticator app" in page.content
+    shown = page.content.decode()
+    assert device.key not in shown and base64.b32encode(device.bin_key).decode().rstrip("=") not in shown
+    assert client.get(f"/admin/otp_totp/totpdevice/{device.pk}/config/").status_code != 200  # its QR code
+    assert AuditEvent.objects.filter(action="admin.viewed", actor=root, account_id=alice.pk).exists()
+    # A lost phone: the device is deleted, and that is audited too.
+    assert client.post(f"/admin/otp_totp/totpdevice/{device.pk}/delete/", {"post": "yes"}).status_code == 302
+    assert not TOTPDevice.objects.exists()
+    assert AuditEvent.objects.filter(action="admin.deleted", actor=root, account_id=alice.pk).exists()
+
+
+def test_editing_a_plan_or_a_role_is_audited(client, root):
+    from billing.models import Plan
+
+    plan = Plan.objects.default()
+    client.force_login(root)
+    fields = ("name", "slug", "rate_per_minute", "retention_days", "subject_policy", "price_cents")
+    form = {name: getattr(plan, name) for name in fields}
+    form.update(monthly_quota=999_999, stripe_price_id="", is_default="on", is_public="on")
+    assert client.post(f"/admin/billing/plan/{plan.pk}/change/", form).status_code == 302
+    event = AuditEvent.objects.get(action="admin.changed", target_type="billing.plan")
+    assert event.actor == root and event.detail == {"fields": ["Monthly quota"]}
+
+    support = Group.objects.get(name="Support")
+    permissions = [*support.permissions.values_list("pk", flat=True)]
+    response = client.post(
+        f"/admin/auth/group/{support.pk}/change/", {"name": "Support", "permissions": permissions[:-1]}
+    )
+    assert response.status_code == 302
+    assert AuditEvent.objects.get(action="admin.changed", target_type="auth.group").actor == root
+
+
+def test_a_csv_export_is_in_the_trail_of_each_account_in_it(client, fiona, alice, charlie):
+    invoices = [
+        Invoice.objects.create(user=user, stripe_invoice_id=f"in_{i}", number=f"INV-{i}", amount_due=1500)
+        for i, user in enumerate([alice, charlie, alice])
+    ]
+    client.force_login(fiona)
+    export = client.post(
+        "/admin/billing/invoice/", {"action": "export_csv", "_selected_action": [i.pk for i in invoices]}
+    )
+    assert export["Content-Type"] == "text/csv"
+    events = AuditEvent.objects.filter(action="admin.exported", actor=fiona)
+    assert sorted((e.account_id or 0, e.detail.get("rows")) for e in events) == sorted(
+        [(0, 3), (alice.pk, None), (charlie.pk, None)]
+    )
