@@ -17,7 +17,8 @@ from django.contrib.admin.models import LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.contrib.sessions.models import Session
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import CharField, Q, QuerySet
+from django.db.models.functions import Cast
 from django.http import HttpRequest
 
 from accounts.models import ApiKey, User
@@ -129,6 +130,23 @@ def export_requested(user: User, *, request: HttpRequest | None = None, via: str
     )
 
 
+def _delete_admin_log_entries(user: User) -> None:
+    """Django admin's own log of changes to the account and to each of its objects (senders,
+    keys, devices...): each entry names its object as it was shown ("alice@example.org via
+    smtp.gmail.com"). Our own audit events of the same changes stay (admin.*, naming staff)."""
+    LogEntry.objects.filter(content_type=ContentType.objects.get_for_model(User), object_id=str(user.pk)).delete()
+    for relation in User._meta.related_objects:
+        if relation.related_model is LogEntry or not (relation.one_to_many or relation.one_to_one):
+            continue
+        model = relation.related_model
+        ids = model._default_manager.filter(**{relation.field.name: user.pk}).annotate(
+            text_id=Cast("pk", output_field=CharField())
+        )
+        LogEntry.objects.filter(
+            content_type=ContentType.objects.get_for_model(model), object_id__in=ids.values("text_id")
+        ).delete()
+
+
 class DeletionBlocked(Exception):
     """Something outside us must happen first (e.g. Stripe could not cancel the subscription)."""
 
@@ -164,9 +182,11 @@ def delete_account(
             raise DeletionBlocked(f"Stripe could not cancel the subscription: {exc}") from exc
     Sender.objects.filter(user=user).update(password_encrypted="")
     counts: dict[str, int] = {}
-    counts["security_events"] = AuditEvent.objects.filter(account_id=pk, actor_id=pk).delete()[0]
-    AuditEvent.objects.filter(actor_label__iexact=user.email).delete()
-    LogEntry.objects.filter(content_type=ContentType.objects.get_for_model(User), object_id=str(pk)).delete()
+    # Its security events, whoever recorded them (a failed login has no actor, but the IP it
+    # came from), except the staff access trail (admin.*), which names staff.
+    own = (Q(account_id=pk) & ~Q(action__startswith="admin.")) | Q(actor_id=pk) | Q(actor_label__iexact=user.email)
+    counts["security_events"] = AuditEvent.objects.filter(own).delete()[0]
+    _delete_admin_log_entries(user)
     for session in Session.objects.iterator():
         if str(session.get_decoded().get("_auth_user_id")) == str(pk):
             session.delete()

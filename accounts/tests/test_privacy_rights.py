@@ -145,3 +145,28 @@ def test_the_name_can_be_corrected(client, alice):
     client.post("/account/", {"name": "Alice Liddell"})
     alice.refresh_from_db()
     assert alice.name == "Alice Liddell"
+
+
+def test_deletion_leaves_no_security_event_of_the_account_nor_an_admin_log_naming_it(client, alice, django_user_model):
+    """A failed login has no actor but the IP it came from, and Django admin's own log names a
+    sender as "alice@example.org via smtp.gmail.com": both stayed (a review found them)."""
+    from django.contrib.admin.models import LogEntry
+
+    from accounts import privacy
+    from senders import actions as sender_actions
+
+    pk = alice.pk
+    client.post("/login/", {"username": "alice@example.org", "password": "wrong"}, REMOTE_ADDR="203.0.113.7")
+    assert AuditEvent.objects.filter(account_id=pk, action="login.failed").exists()
+    sender = sender_actions.create_sender(
+        alice, {"provider": "gmail", "from_email": "alice@example.org", "password": "pw"}
+    )
+    root = django_user_model.objects.create_superuser("root@3drake.test", "a sturdy staff passphrase")
+    client.force_login(root)
+    assert client.post(f"/admin/senders/sender/{sender.pk}/change/", {}).status_code == 302
+    assert LogEntry.objects.filter(object_repr__icontains="alice@example.org").exists()
+
+    privacy.delete_account(alice, via="shell")
+    kept = list(AuditEvent.objects.filter(account_id=pk).values_list("action", flat=True))
+    assert kept and all(action.startswith("admin.") for action in kept)  # the staff access trail
+    assert not LogEntry.objects.filter(object_repr__icontains="alice@example.org").exists()
