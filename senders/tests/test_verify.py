@@ -1,5 +1,6 @@
 """POST /v1/senders/{id}/verify against a real SMTP server with real certificates."""
 
+import contextlib
 import socket
 import threading
 import time
@@ -207,36 +208,52 @@ def test_a_non_ascii_password_is_a_clear_auth_failure(alice_api, trusting, ca):
     assert "ASCII" in error["message"]
 
 
-def test_a_server_dripping_its_greeting_cannot_hold_a_verify(alice_api, trusting):
-    """A '220-' continuation line every 0.3 s: each read is within the timeout, and smtplib
-    kept reading for as long as the server liked (8 s here, with a 1 s timeout, before). The
-    whole setup is bounded now (smtp.SESSION_WAITS timeouts)."""
-    trusting.SMTP_VERIFY_TIMEOUT = 1
+@contextlib.contextmanager
+def _dripping(line: bytes, *, every: float, first: tuple[bytes, ...] = (), end: bytes = b""):
+    """A server for one connection: the replies in `first` (the greeting, then one per command
+    read), then, after one more command, `line` every `every` seconds for at most 6 s, then
+    `end`. Yields its port."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)
     stop = threading.Event()
 
-    def drip():
+    def serve():
         conn, _ = listener.accept()
         with conn:
-            deadline = time.monotonic() + 8
-            while not stop.is_set() and time.monotonic() < deadline:
-                try:
-                    conn.sendall(b"220-still greeting you\r\n")
-                except OSError:
-                    return
-                time.sleep(0.3)
+            try:
+                for i, reply in enumerate(first):
+                    if i:
+                        conn.recv(1024)
+                    conn.sendall(reply)
+                if first:
+                    conn.recv(1024)
+                give_up = time.monotonic() + 6
+                while not stop.is_set() and time.monotonic() < give_up:
+                    conn.sendall(line)
+                    time.sleep(every)
+                conn.sendall(end)
+            except OSError:
+                return
 
-    threading.Thread(target=drip, daemon=True).start()
-    body = {"provider": "smtp", "from_email": USER, "host": "127.0.0.1", "port": listener.getsockname()[1]}
-    sender_id = alice_api.post("/v1/senders", {**body, "security": "starttls", "password": PASSWORD}, format="json")
-    started = time.monotonic()
+    threading.Thread(target=serve, daemon=True).start()
     try:
-        response = alice_api.post(f"/v1/senders/{sender_id.json()['id']}/verify")
+        yield listener.getsockname()[1]
     finally:
         stop.set()
         listener.close()
+
+
+def test_a_server_dripping_its_greeting_cannot_hold_a_verify(alice_api, trusting):
+    """A '220-' continuation line every 0.3 s: each read is within the timeout, and smtplib
+    kept reading for as long as the server liked (8 s, with a 1 s timeout, before). The whole
+    setup is bounded now (smtp.SESSION_WAITS timeouts)."""
+    trusting.SMTP_VERIFY_TIMEOUT = 1
+    with _dripping(b"220-still greeting you\r\n", every=0.3) as port:
+        body = {"provider": "smtp", "from_email": USER, "host": "127.0.0.1", "port": port, "security": "starttls"}
+        sender_id = alice_api.post("/v1/senders", {**body, "password": PASSWORD}, format="json").json()["id"]
+        started = time.monotonic()
+        response = alice_api.post(f"/v1/senders/{sender_id}/verify")
     elapsed = time.monotonic() - started
     assert response.status_code == 422, response.content
     assert "did not answer in time" in response.json()["error"]["message"]
@@ -245,39 +262,17 @@ def test_a_server_dripping_its_greeting_cannot_hold_a_verify(alice_api, trusting
 
 def test_every_reply_of_a_session_is_bounded(trusting):
     """On a session delivery holds (the pool's), a reply dripped line by line cannot hold the
-    worker past SESSION_WAITS timeouts either: within the task's time limit and the lease."""
+    worker past SESSION_WAITS timeouts either: within the task's time limit and the lease.
+    Without the bound the reply ends after 6 s and NOOP succeeds."""
     import smtplib
 
     from senders import smtp
 
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)
-    stop = threading.Event()
-
-    def server():
-        conn, _ = listener.accept()
-        with conn:
-            conn.sendall(b"220 ready\r\n")
-            conn.recv(1024)  # EHLO
-            conn.sendall(b"250 ok\r\n")
-            conn.recv(1024)  # NOOP
-            give_up = time.monotonic() + 6  # Then it ends its reply: without the bound, NOOP succeeds.
-            try:
-                while not stop.is_set() and time.monotonic() < give_up:
-                    conn.sendall(b"250-still here\r\n")
-                    time.sleep(0.2)
-                conn.sendall(b"250 done\r\n")
-            except OSError:
-                return
-
-    threading.Thread(target=server, daemon=True).start()
-    client = smtp.open_connection(host="127.0.0.1", port=listener.getsockname()[1], security="none", timeout=0.5)
-    started = time.monotonic()
-    try:
+    with _dripping(
+        b"250-still here\r\n", every=0.2, first=(b"220 ready\r\n", b"250 ok\r\n"), end=b"250 done\r\n"
+    ) as port:
+        client = smtp.open_connection(host="127.0.0.1", port=port, security="none", timeout=0.5)
+        started = time.monotonic()
         with pytest.raises(smtplib.SMTPServerDisconnected, match="timed out"):
             client.noop()
-    finally:
-        stop.set()
-        listener.close()
     assert time.monotonic() - started < smtp.SESSION_WAITS * 0.5 + 1
