@@ -23,7 +23,10 @@ from django.conf import settings
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # Ranges `is_global` misses or that embed an IPv4 address we must check in turn.
-_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: the IPv4 address is the last 32 bits
+# RFC 8215, local-use NAT64: where the IPv4 address sits depends on the prefix length the
+# network chose (/48 to /96), so what it points to cannot be told here. Refused.
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
 _SIX_TO_FOUR = ipaddress.ip_network("2002::/16")
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 
@@ -59,7 +62,7 @@ def check_port(port: int) -> None:
 def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     if address.ipv4_mapped is not None:
         return address.ipv4_mapped
-    if any(address in net for net in _NAT64):
+    if address in _NAT64:
         return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     if address in _SIX_TO_FOUR:
         return address.sixtofour
@@ -77,7 +80,8 @@ def is_public(address: IPAddress) -> bool:
         embedded = _embedded_ipv4(address)
         if embedded is not None:
             return is_public(embedded)
-        if address.scope_id or address.is_site_local:  # fec0::/10: deprecated, but local wherever used
+        # Site-local (fec0::/10) is deprecated, but local wherever it is still used.
+        if address.scope_id or address.is_site_local or address in _NAT64_LOCAL:
             return False
     if isinstance(address, ipaddress.IPv4Address) and address in _CGNAT:
         return False

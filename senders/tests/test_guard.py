@@ -141,6 +141,16 @@ def test_an_allowlist_of_networks_confines_every_connection(settings):
     assert guard.check("127.0.0.1", 587).address == "127.0.0.1"
 
 
-def test_site_local_ipv6_is_not_public():
-    """fec0::/10 (RFC 3879): deprecated, but local wherever it is still used (a review)."""
-    assert not guard.is_public(ipaddress.ip_address("fec0::1"))
+@pytest.mark.parametrize(
+    "address",
+    [
+        "fec0::1",  # site-local (RFC 3879): deprecated, but local wherever it is still used
+        # Local-use NAT64 (RFC 8215): where the IPv4 address sits depends on the prefix length
+        # the network chose (with a /48, 10.0.x.x here); the guard read the last 32 bits, 8.8.8.8.
+        "64:ff9b:1:0a00:0100::808:808",
+        "64:ff9b:1::a9fe:a9fe",
+    ],
+)
+def test_ranges_whose_destination_cannot_be_told_are_not_public(address):
+    """Found by a review."""
+    assert not guard.is_public(ipaddress.ip_address(address))
