@@ -38,6 +38,17 @@ def _rows(queryset: QuerySet, fields: list[str]) -> Iterator[dict[str, Any]]:
     yield from queryset.values(*fields).iterator(chunk_size=CHUNK)
 
 
+def _without_staff_ips(events: Iterable[dict[str, Any]], user: User) -> Iterator[dict[str, Any]]:
+    """The account's security events, each with the IP it came from, but for those of staff
+    (a support agent viewing the account): that they looked is the customer's to know, where
+    they were is not."""
+    for event in events:
+        actor = event.pop("actor_id")
+        if actor is not None and actor != user.pk:
+            event["actor_ip"] = None
+        yield event
+
+
 def _section(name: str, rows: Iterable[dict[str, Any]]) -> Iterator[str]:
     yield f',\n"{name}": ['
     for index, row in enumerate(rows):
@@ -112,8 +123,9 @@ def export_chunks(user: User) -> Iterator[str]:
         "daily_aggregates",
         _rows(DailyUsage.objects.filter(user=user).order_by("pk"), ["day", "metric", "dimension", "count"]),
     )
-    event_fields = ["created_at", "action", "actor_ip", "target_type", "target_id", "detail"]
-    yield from _section("security_events", _rows(AuditEvent.objects.for_account(user).order_by("pk"), event_fields))
+    event_fields = ["created_at", "action", "actor_ip", "target_type", "target_id", "detail", "actor_id"]
+    events = _rows(AuditEvent.objects.for_account(user).order_by("pk"), event_fields)
+    yield from _section("security_events", _without_staff_ips(events, user))
     yield "\n}\n"
 
 

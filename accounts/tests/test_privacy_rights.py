@@ -170,3 +170,19 @@ def test_deletion_leaves_no_security_event_of_the_account_nor_an_admin_log_namin
     kept = list(AuditEvent.objects.filter(account_id=pk).values_list("action", flat=True))
     assert kept and all(action.startswith("admin.") for action in kept)  # the staff access trail
     assert not LogEntry.objects.filter(object_repr__icontains="alice@example.org").exists()
+
+
+def test_the_export_shows_staff_looked_but_not_where_from(client, alice, django_user_model):
+    """A support agent's view of the account is in its security events; their IP is not (the
+    customer's own events keep theirs). Found by a review."""
+    from accounts import privacy
+
+    client.post("/login/", {"username": "alice@example.org", "password": "wrong"}, REMOTE_ADDR="203.0.113.7")
+    root = django_user_model.objects.create_superuser("root@3drake.test", "a sturdy staff passphrase")
+    client.force_login(root)
+    assert client.get(f"/admin/accounts/user/{alice.pk}/change/", REMOTE_ADDR="198.51.100.9").status_code == 200
+    events = json.loads("".join(privacy.export_chunks(alice)))["security_events"]
+    ips = {event["action"]: event["actor_ip"] for event in events}
+    assert ips["login.failed"] == "203.0.113.7"
+    assert "admin.viewed" in ips and ips["admin.viewed"] is None
+    assert "198.51.100.9" not in json.dumps(events)
