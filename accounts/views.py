@@ -153,6 +153,14 @@ def activity(request: HttpRequest) -> HttpResponse:
     return render(request, "accounts/activity.html", {"events": events})
 
 
+# A form that asks a signed-in person for their password again is a password oracle too: as
+# many tries per account as the login allows (a review found them unlimited).
+_password_confirmations = ratelimit(
+    key="user", rate=lambda g, r: settings.LOGIN_RATE_PER_ACCOUNT, method="POST", block=True
+)
+
+
+@method_decorator(_password_confirmations, name="post")
 class PasswordChangeView(auth_views.PasswordChangeView):
     template_name = "accounts/password_change.html"
     success_url = reverse_lazy("accounts:password_change_done")
@@ -175,6 +183,7 @@ class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
 
 @sensitive_post_parameters("password")
 @login_required
+@_password_confirmations
 @require_http_methods(["GET", "POST"])
 def export(request: HttpRequest) -> HttpResponse:
     """Download everything we hold about the account, after re-entering the password."""
@@ -190,6 +199,7 @@ def export(request: HttpRequest) -> HttpResponse:
 
 @sensitive_post_parameters("password")
 @login_required
+@_password_confirmations
 @require_http_methods(["GET", "POST"])
 def delete_account(request: HttpRequest) -> HttpResponse:
     form = DeleteAccountForm(request.user, request.POST or None)

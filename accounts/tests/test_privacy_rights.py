@@ -186,3 +186,17 @@ def test_the_export_shows_staff_looked_but_not_where_from(client, alice, django_
     assert ips["login.failed"] == "203.0.113.7"
     assert "admin.viewed" in ips and ips["admin.viewed"] is None
     assert "198.51.100.9" not in json.dumps(events)
+
+
+@pytest.mark.parametrize("name", ["accounts:export", "accounts:delete", "accounts:password_change"])
+def test_a_form_asking_for_the_password_again_is_throttled(client, alice, settings, name):
+    """As many wrong passwords per account as the login allows, then 429 (a review)."""
+    from django.urls import reverse
+
+    settings.LOGIN_RATE_PER_ACCOUNT = "3/m"
+    client.force_login(alice)
+    url = reverse(name)
+    wrong = {"password": "not it", "old_password": "not it", "confirm": "DELETE"}
+    statuses = [client.post(url, wrong).status_code for _ in range(4)]
+    assert statuses[:3] == [200, 200, 200] and statuses[3] == 429
+    assert client.get(url).status_code == 200  # Reading the page is not a try.
