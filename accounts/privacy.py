@@ -171,9 +171,10 @@ def delete_account(
 
     Removed: the account, its senders (secrets overwritten first), API keys, messages and their
     encrypted outbox content (so queued messages are never sent), delivery attempts, request logs,
-    aggregates, idempotency keys, two-factor devices, sessions, and its own security events.
-    Kept: invoices (accounting law), detached from the account; staff access trails (they name
-    staff, not the customer); one audit event that the deletion happened, without the email.
+    aggregates, idempotency keys, two-factor devices, sessions, its security events (whoever
+    recorded them) and Django admin's log of its objects. Kept: invoices (accounting law),
+    detached from the account; staff access trails (admin.*: they name staff, not the
+    customer); one audit event that the deletion happened, without the email.
     """
     from billing import stripe_api
     from billing.models import Subscription
