@@ -162,20 +162,23 @@ def request_email_change(user: User, new_email: str, *, request: HttpRequest, co
 
     from accounts import mail
 
-    token = signing.dumps({"u": user.pk, "e": new_email.strip()}, salt=EMAIL_CHANGE_SALT)
+    # Bound to the address it changes from: once the address changes (by this link or another),
+    # every older link is void, and none can switch it back.
+    token = signing.dumps({"u": user.pk, "f": user.email, "e": new_email.strip()}, salt=EMAIL_CHANGE_SALT)
     mail.send_email_change(new_email.strip(), request.build_absolute_uri(confirm_url.format(token=token)))
     record("email.change_requested", actor=user, account=user, request=request)
 
 
 def confirm_email_change(token: str, *, request: HttpRequest) -> User | None:
-    """Apply a confirmed email change; None if the link is bad, expired or the address taken."""
+    """Apply a confirmed email change; None if the link is bad, expired, used, older than the
+    last change of address, or the address taken."""
     from django.core import signing
 
     try:
         data = signing.loads(token, salt=EMAIL_CHANGE_SALT, max_age=EMAIL_CHANGE_MAX_AGE)
     except signing.BadSignature:
         return None
-    user = User.objects.filter(pk=data["u"]).first()
+    user = User.objects.filter(pk=data["u"], email=data.get("f")).first()
     if user is None or User.objects.filter(email__iexact=data["e"]).exclude(pk=user.pk).exists():
         return None
     try:

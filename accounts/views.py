@@ -270,6 +270,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 
 @sensitive_post_parameters("password")
 @login_required
+@_password_confirmations  # The email change asks for the password.
 @require_http_methods(["GET", "POST"])
 def profile(request: HttpRequest) -> HttpResponse:
     is_email = request.method == "POST" and "new_email" in request.POST
