@@ -39,13 +39,9 @@ def _rows(queryset: QuerySet, fields: list[str]) -> Iterator[dict[str, Any]]:
 
 
 def _without_staff_ips(events: Iterable[dict[str, Any]], user: User) -> Iterator[dict[str, Any]]:
-    """The account's security events, each with the IP it came from, but for those of staff
-    (a support agent viewing the account): that they looked is the customer's to know, where
-    they were is not."""
+    """The account's security events, each with the IP it came from but for staff's."""
     for event in events:
-        actor = event.pop("actor_id")
-        if actor is not None and actor != user.pk:
-            event["actor_ip"] = None
+        event["actor_ip"] = AuditEvent.ip_shown_to_account(event.pop("actor_id"), event["actor_ip"], user.pk)
         yield event
 
 

@@ -149,7 +149,9 @@ def two_factor(request: HttpRequest) -> HttpResponse:
 def activity(request: HttpRequest) -> HttpResponse:
     from auditlog.models import AuditEvent
 
-    events = AuditEvent.objects.for_account(request.user).select_related("actor")[:100]
+    events = list(AuditEvent.objects.for_account(request.user).select_related("actor")[:100])
+    for event in events:
+        event.shown_ip = AuditEvent.ip_shown_to_account(event.actor_id, event.actor_ip, request.user.pk)
     return render(request, "accounts/activity.html", {"events": events})
 
 

@@ -52,3 +52,10 @@ class AuditEvent(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
         raise TypeError("Audit events are append-only.")
+
+    @staticmethod
+    def ip_shown_to_account(actor_id: int | None, actor_ip: str | None, account_id: int | None) -> str | None:
+        """The IP an event came from, as the account's owner sees it (console, export): theirs
+        and the system's, not staff's. That a support agent looked is the customer's to know;
+        where the agent was is not."""
+        return actor_ip if actor_id is None or actor_id == account_id else None

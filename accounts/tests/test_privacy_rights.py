@@ -186,6 +186,11 @@ def test_the_export_shows_staff_looked_but_not_where_from(client, alice, django_
     assert ips["login.failed"] == "203.0.113.7"
     assert "admin.viewed" in ips and ips["admin.viewed"] is None
     assert "198.51.100.9" not in json.dumps(events)
+    # Nor on the console's activity page (a later review).
+    client.force_login(alice)
+    page = client.get("/account/activity/").content.decode()
+    assert "admin.viewed" in page and "203.0.113.7" in page
+    assert "198.51.100.9" not in page
 
 
 @pytest.mark.parametrize("name", ["accounts:export", "accounts:delete", "accounts:password_change", "accounts:profile"])
