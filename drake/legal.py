@@ -12,6 +12,7 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 POLICY_FILE = Path(settings.BASE_DIR) / "templates" / "legal" / "privacy-policy.txt"
@@ -48,9 +49,10 @@ def acknowledge(request: HttpRequest) -> HttpResponse:
     from accounts.models import User
 
     User.objects.filter(pk=request.user.pk).update(policy_acknowledged_at=policy()["updated"])
-    return redirect(
-        request.POST.get("next") if str(request.POST.get("next", "")).startswith("/") else "accounts:dashboard"
-    )
+    after = request.POST.get("next", "")
+    # This site only: "//evil.example" starts with "/" too (a review).
+    safe = url_has_allowed_host_and_scheme(after, allowed_hosts={request.get_host()}, require_https=request.is_secure())
+    return redirect(after if after.startswith("/") and safe else "accounts:dashboard")
 
 
 def policy_notice(request: HttpRequest) -> dict[str, Any]:

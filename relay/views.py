@@ -80,7 +80,7 @@ def request_log(request: HttpRequest) -> HttpResponse:
     if status in ("2xx", "4xx", "5xx"):
         low = int(status[0]) * 100
         requests = requests.filter(status__gte=low, status__lt=low + 100)
-    elif status.isdigit():
+    elif status.isascii() and status.isdigit() and len(status) == 3:  # "²" is a digit to isdigit()
         requests = requests.filter(status=int(status))
     page = Paginator(requests, PAGE_SIZE).get_page(request.GET.get("page"))
     return render(

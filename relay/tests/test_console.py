@@ -90,3 +90,17 @@ def test_the_policy_notice_shows_until_dismissed(signed_in, alice):
     assert "was updated" not in signed_in.get("/dashboard/").content.decode()
     policy = signed_in.get("/privacy/").content.decode()
     assert "Last updated" in policy and "What we do NOT collect" in policy
+
+
+@pytest.mark.parametrize("after", ["//evil.example/phish", "https://evil.example/", "/\\evil.example"])
+def test_dismissing_the_notice_stays_on_this_site(signed_in, alice, after):
+    """ "//evil.example" starts with "/" too (a review)."""
+    response = signed_in.post("/privacy/acknowledge/", {"next": after})
+    assert response.status_code == 302
+    assert response["Location"] == "/dashboard/"
+
+
+@pytest.mark.parametrize("status", ["²", "①", "9" * 5000, "abc", "404"])
+def test_the_request_log_takes_any_status_filter(signed_in, status):
+    """ "²" is a digit to str.isdigit(), not to int(): a 500 before (a review)."""
+    assert signed_in.get("/messages/api-requests/", {"status": status}).status_code == 200
