@@ -201,7 +201,7 @@ REST_FRAMEWORK = {
         "accounts.permissions.AccountNotSuspended",
     ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["drake.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "drake.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,

@@ -92,3 +92,12 @@ def test_a_nul_in_a_console_url_is_a_400(client, alice, url):
     response = client.get(url)
     assert response.status_code == 400
     assert b"NUL" in response.content
+
+
+@pytest.mark.parametrize("path", ["/v1/senders", "/v1/send"])
+def test_json_nested_too_deeply_is_invalid_request(alice_api, path):
+    """100,000 "[" fit in a request and exhaust Python's JSON parser: a 500 before (a review)."""
+    response = alice_api.post(path, data=b"[" * 100_000, content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert _error(response)["type"] == "invalid_request"
+    assert "nested too deeply" in _error(response)["message"]
