@@ -32,14 +32,15 @@ def customer_for(user: Any) -> Subscription:
 
 def start_checkout(user: Any, plan: Plan, *, success_url: str, cancel_url: str) -> str:
     subscription = customer_for(user)
-    record("billing.checkout_started", actor=user, account=user, detail={"plan": plan.slug})
-    return stripe_api.create_checkout_session(
+    url = stripe_api.create_checkout_session(
         customer=subscription.stripe_customer_id,
         price=plan.stripe_price_id,
         account_id=user.pk,
         success_url=success_url,
         cancel_url=cancel_url,
     )
+    record("billing.checkout_started", actor=user, account=user, detail={"plan": plan.slug})  # once it has
+    return url
 
 
 def portal_url(user: Any, *, return_url: str) -> str:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+
+import stripe
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -12,6 +15,12 @@ from django.views.decorators.http import require_POST
 from billing import actions, stripe_api
 from billing.models import Invoice, Plan, Subscription
 from relay.usage import usage_summary
+
+logger = logging.getLogger(__name__)
+# Stripe down, or refusing: the customer's page says so and nothing changed.
+STRIPE_UNAVAILABLE = (
+    "Billing is unavailable right now (our payment provider did not answer). Try again in a few minutes."
+)
 
 
 @login_required
@@ -36,8 +45,17 @@ def checkout(request: HttpRequest) -> HttpResponse:
         Plan.objects.filter(is_public=True).exclude(stripe_price_id=""), slug=request.POST.get("plan")
     )
     page = request.build_absolute_uri(reverse("billing:page"))
-    url = actions.start_checkout(request.user, plan, success_url=f"{page}?checkout=done", cancel_url=page)
+    try:
+        url = actions.start_checkout(request.user, plan, success_url=f"{page}?checkout=done", cancel_url=page)
+    except stripe.StripeError:
+        logger.warning("Stripe refused or could not be reached for a checkout", exc_info=True)
+        return _unavailable(request)
     return redirect(url)
+
+
+def _unavailable(request: HttpRequest) -> HttpResponse:
+    messages.error(request, STRIPE_UNAVAILABLE)
+    return redirect("billing:page")
 
 
 @login_required
@@ -46,4 +64,9 @@ def portal(request: HttpRequest) -> HttpResponse:
     if not stripe_api.configured():
         messages.error(request, "Billing is not configured on this server.")
         return redirect("billing:page")
-    return redirect(actions.portal_url(request.user, return_url=request.build_absolute_uri(reverse("billing:page"))))
+    try:
+        url = actions.portal_url(request.user, return_url=request.build_absolute_uri(reverse("billing:page")))
+    except stripe.StripeError:
+        logger.warning("Stripe refused or could not be reached for a portal session", exc_info=True)
+        return _unavailable(request)
+    return redirect(url)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import socket
 import subprocess
 import sys
 import time
@@ -221,3 +222,21 @@ def test_without_stripe_keys_billing_shows_as_not_configured(client, alice, sett
     assert "Billing is not configured" in page.content.decode()
     assert client.post("/billing/checkout/", {"plan": "pro"}).status_code == 302
     assert client.post("/billing/stripe/webhook", data="{}", content_type="application/json").status_code == 400
+
+
+@pytest.mark.parametrize("path", ["/billing/portal/", "/billing/checkout/"])
+def test_the_console_says_so_when_stripe_cannot_be_reached(client, alice, settings, path):
+    """Stripe down (here: nothing listens where it should be): the billing page again with a
+    message, nothing recorded as started; a 500 page before (a review)."""
+    Plan.objects.create(name="Pro", slug="pro", monthly_quota=50000, rate_per_minute=600, stripe_price_id="price_x")
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    settings.STRIPE_SECRET_KEY = "sk_test_" + "1" * 24
+    settings.STRIPE_API_BASE = f"http://127.0.0.1:{port}"
+    client.force_login(alice)
+    response = client.post(path, {"plan": "pro"}, follow=True)
+    assert response.status_code == 200
+    assert "Billing is unavailable right now" in response.content.decode()
+    assert not AuditEvent.objects.filter(action="billing.checkout_started").exists()
