@@ -61,3 +61,33 @@ def test_apikey_commands_explain_unknown_inputs(db):
         run("apikey", "list", "--email", "nobody@example.org")
     with pytest.raises(CommandError, match="No key"):
         run("apikey", "revoke", "--prefix", "drk_XXXXXXXXXX")
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--email", "not an email"], "valid email"),
+        (["--email", ""], "blank"),
+        (["--email", "long@example.org", "--name", "n" * 151], "at most 150"),
+    ],
+)
+def test_createaccount_checks_its_arguments_as_the_model_does(db, args, says):
+    """A bad address was accepted, an over-long name a DataError traceback (a review)."""
+    with pytest.raises(CommandError, match=says):
+        call_command("createaccount", "--password", "a sturdy passphrase 1", *args)
+    assert not User.objects.exists()
+
+
+def test_apikey_create_refuses_an_overlong_name(alice):
+    with pytest.raises(CommandError, match="at most 100"):
+        call_command("apikey", "create", "--email", alice.email, "--name", "k" * 101)
+    assert not ApiKey.objects.filter(user=alice).exists()
+
+
+def test_export_account_to_a_path_it_cannot_write_says_so_and_records_nothing(alice, tmp_path):
+    from auditlog.models import AuditEvent
+
+    before = AuditEvent.objects.for_account(alice).count()
+    with pytest.raises(CommandError, match="Cannot write"):
+        call_command("export_account", "--email", alice.email, "--output", str(tmp_path / "missing" / "out.json"))
+    assert AuditEvent.objects.for_account(alice).count() == before

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts import actions
@@ -34,6 +35,10 @@ class Command(BaseCommand):
 
     def handle_create(self, email: str, name: str, **_: Any) -> None:
         user = self._user(email)
+        try:
+            ApiKey._meta.get_field("name").clean(name, None)
+        except ValidationError as exc:
+            raise CommandError(f"--name: {' '.join(exc.messages)}") from exc
         key, raw = actions.create_api_key(user, name, via="shell")
         self.stdout.write(
             f"Created key {key.display_prefix} ({key.name}) for {user.email}. Store it now; it is not shown again:"

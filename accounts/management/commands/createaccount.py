@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.actions import EmailTaken, create_account
+from accounts.models import User
 
 
 class Command(BaseCommand):
@@ -24,6 +25,9 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
+            # As the model's fields check them (an address, lengths), before anything is written.
+            for name in ("email", "name"):
+                User._meta.get_field(name).clean(options[name].strip(), None)
             password_validation.validate_password(options["password"])
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from exc

@@ -25,14 +25,19 @@ class Command(BaseCommand):
         user = User.objects.filter(email__iexact=options["email"].strip()).select_related("plan").first()
         if user is None:
             raise CommandError(f"No account with the email {options['email']}.")
-        privacy.export_requested(user, via="shell")
         size = 0
         if options["output"]:
-            with open(options["output"], "w", encoding="utf-8") as out:
+            try:
+                out = open(options["output"], "w", encoding="utf-8")  # noqa: SIM115 (closed below)
+            except OSError as exc:
+                raise CommandError(f"Cannot write {options['output']}: {exc.strerror}.") from exc
+            privacy.export_requested(user, via="shell")  # Once it can be written.
+            with out:
                 for chunk in privacy.export_chunks(user):
                     out.write(chunk)
                     size += len(chunk)
         else:
+            privacy.export_requested(user, via="shell")
             for chunk in privacy.export_chunks(user):
                 self.stdout.write(chunk, ending="")
         if options["output"]:
