@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from django.http import HttpRequest, HttpResponse
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
-_VALID_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+_VALID_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")  # fullmatch: "$" would let a trailing newline in
 # Anything shaped like one of our API keys is masked, wherever it turns up in a message.
 _KEY = re.compile(r"drk_[0-9A-Za-z]{10}_[0-9A-Za-z]+")
 
@@ -48,7 +48,7 @@ class RequestIdMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         incoming = request.headers.get("X-Request-ID", "")
-        rid = incoming if _VALID_ID.match(incoming) else secrets.token_hex(8)
+        rid = incoming if _VALID_ID.fullmatch(incoming) else secrets.token_hex(8)
         token = request_id.set(rid)
         try:
             response = self.get_response(request)

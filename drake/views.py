@@ -8,7 +8,7 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from drake.celery import app as celery_app
 from drake.errors import InternalError, NotFound, error_response
@@ -38,7 +38,7 @@ def _broker_ok() -> bool:
 
 
 @never_cache
-@require_GET
+@require_safe  # GET and HEAD: load balancers use either
 def healthz(request: HttpRequest) -> JsonResponse:
     checks = {"database": _database_ok(), "broker": _broker_ok()}
     healthy = all(checks.values())

@@ -7,6 +7,7 @@ def test_it_is_ok_when_database_and_broker_answer(client, db):
     response = client.get("/healthz")
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "database": "ok", "broker": "ok"}
+    assert client.head("/healthz").status_code == 200  # As load balancers probe (405 before)
 
 
 @pytest.fixture
