@@ -69,27 +69,3 @@ def check_timeout_order(app_configs: object, **kwargs: object) -> list[CheckMess
                 )
             ]
     return []
-
-
-@checks.register()
-def check_send_fits_the_lease(app_configs: object, **kwargs: object) -> list[CheckMessage]:
-    """A batch starts its last message before half the task's time limit, and one message's
-    sending takes at most a connection's setup and its transaction, twice (a pooled connection
-    found closed is replaced once), each bounded by SESSION_WAITS timeouts (senders.smtp). All
-    of it must end before the lease does, or a second worker could take a message the first is
-    still sending: the worker's thread pool does not enforce the task's time limit."""
-    from senders.smtp import SESSION_WAITS
-
-    longest_send = 2 * 2 * SESSION_WAITS * settings.SMTP_TIMEOUT
-    last_start = settings.RELAY_TASK_TIME_LIMIT / 2
-    if last_start + longest_send < settings.RELAY_LEASE_SECONDS:
-        return []
-    return [
-        checks.Error(
-            f"RELAY_TASK_TIME_LIMIT / 2 ({last_start:g}) + the longest send of one message "
-            f"({longest_send:g}: {2 * 2 * SESSION_WAITS} x SMTP_TIMEOUT) must be less than RELAY_LEASE_SECONDS "
-            f"({settings.RELAY_LEASE_SECONDS}).",
-            hint="Lower SMTP_TIMEOUT or RELAY_TASK_TIME_LIMIT, or raise RELAY_LEASE_SECONDS.",
-            id="drake.E004",
-        )
-    ]

@@ -330,13 +330,7 @@ def send(sender: Sender, mail_from: str, recipients: list[str], data: bytes) -> 
     for attempt in (1, 2):
         try:
             with pool.connection(sender, fresh=attempt == 2) as (client, reused):
-                # Bounded as a whole (smtp.SESSION_WAITS): within the task's time limit, so
-                # within the lease, whatever the server does (test_transport).
-                client.within(smtp.SESSION_WAITS * settings.SMTP_TIMEOUT)
-                try:
-                    return _transact(client, mail_from, recipients, data, reused=reused and attempt == 1)
-                finally:
-                    client.within(None)
+                return _transact(client, mail_from, recipients, data, reused=reused and attempt == 1)
         except _Stale as stale:
             said = f" ({stale.reply})" if stale.reply else ""
             logger.info(

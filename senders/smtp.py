@@ -73,16 +73,14 @@ def tls_context() -> ssl.SSLContext:
     return _tls_context(settings.SMTP_CA_FILE)
 
 
-# A whole exchange (a connection's setup, or one message's transaction) may take this many
-# times the timeout of one wait, however its server spaces out its replies. Setting up or
-# sending takes several waits, each answered within milliseconds by a working server.
-SESSION_WAITS = 2
+# One reply, all its lines, may take this many times the timeout of one wait, however its
+# server spaces them out (a working server sends a reply's lines together).
+REPLY_WAITS = 2
 
 
 class _DeadlineFile:
-    """The reply stream of a session: with a deadline set, each line is read with at most the
-    time left, then raises TimeoutError (smtplib reports it as a dropped connection that timed
-    out)."""
+    """The reply stream of a session: while a reply is read, each line with at most the time
+    left for it, then TimeoutError (smtplib reports it as a dropped connection that timed out)."""
 
     def __init__(self, file: Any, client: _Bounded) -> None:
         self.file, self.client = file, client
@@ -105,28 +103,22 @@ class _DeadlineFile:
 
 
 class _Bounded:
-    """smtplib bounds each read by `timeout`, not a reply or an exchange: a server that drips a
-    continuation line ("220-...") now and then held the session as long as it liked. Here one
-    reply takes at most SESSION_WAITS timeouts, and while `deadline` (time.monotonic()) is set
-    by `within`, no reply is read past it."""
+    """smtplib bounds each read by `timeout`, not a reply: a server that drips a continuation
+    line ("220-...") now and then held the session as long as it liked. Here one reply takes
+    at most REPLY_WAITS timeouts. A whole exchange is not bounded as one: it takes a reply per
+    recipient, and the reply to the data must not be cut short (the server may have queued the
+    message: giving up then would send it twice)."""
 
     deadline: float | None = None
 
     def getreply(self) -> tuple[int, bytes]:
         if not isinstance(self.file, _DeadlineFile) and self.sock is not None:
             self.file = _DeadlineFile(self.file or self.sock.makefile("rb"), self)
-        own = self.deadline is None
-        if own:
-            self.deadline = time.monotonic() + SESSION_WAITS * self.timeout
+        self.deadline = time.monotonic() + REPLY_WAITS * self.timeout
         try:
             return super().getreply()  # type: ignore[misc]
         finally:
-            if own:
-                self.deadline = None
-
-    def within(self, seconds: float | None) -> None:
-        """Bound what follows: no reply is read more than `seconds` from now (None: unbounded)."""
-        self.deadline = None if seconds is None else time.monotonic() + seconds
+            self.deadline = None
 
 
 class PinnedSMTP(_Bounded, smtplib.SMTP):
@@ -217,8 +209,6 @@ def open_connection(
             client = PinnedSMTP_SSL(target, timeout=timeout, local_hostname=local_hostname)
         else:
             client = PinnedSMTP(target, timeout=timeout, local_hostname=local_hostname)
-        # The whole setup, not only each wait: a server dripping its greeting holds nothing.
-        client.within(SESSION_WAITS * timeout)
         code, banner = client.connect(target.hostname, target.port)
         if code != 220:
             raise smtplib.SMTPConnectError(code, banner)
@@ -238,7 +228,6 @@ def open_connection(
                 raise SmtpFailure(
                     "auth_failed", "The username or password holds a character SMTP login cannot carry (ASCII only)."
                 ) from exc
-        client.within(None)
         return client
     except BaseException as exc:
         if client is not None:

@@ -246,8 +246,8 @@ def _dripping(line: bytes, *, every: float, first: tuple[bytes, ...] = (), end: 
 
 def test_a_server_dripping_its_greeting_cannot_hold_a_verify(alice_api, trusting):
     """A '220-' continuation line every 0.3 s: each read is within the timeout, and smtplib
-    kept reading for as long as the server liked (8 s, with a 1 s timeout, before). The whole
-    setup is bounded now (smtp.SESSION_WAITS timeouts)."""
+    kept reading for as long as the server liked (8 s, with a 1 s timeout, before). One reply
+    takes at most smtp.REPLY_WAITS timeouts now."""
     trusting.SMTP_VERIFY_TIMEOUT = 1
     with _dripping(b"220-still greeting you\r\n", every=0.3) as port:
         body = {"provider": "smtp", "from_email": USER, "host": "127.0.0.1", "port": port, "security": "starttls"}
@@ -262,8 +262,8 @@ def test_a_server_dripping_its_greeting_cannot_hold_a_verify(alice_api, trusting
 
 def test_every_reply_of_a_session_is_bounded(trusting):
     """On a session delivery holds (the pool's), a reply dripped line by line cannot hold the
-    worker past SESSION_WAITS timeouts either: within the task's time limit and the lease.
-    Without the bound the reply ends after 6 s and NOOP succeeds."""
+    worker past REPLY_WAITS timeouts either. Without the bound the reply ends after 6 s and
+    NOOP succeeds."""
     import smtplib
 
     from senders import smtp
@@ -275,4 +275,4 @@ def test_every_reply_of_a_session_is_bounded(trusting):
         started = time.monotonic()
         with pytest.raises(smtplib.SMTPServerDisconnected, match="timed out"):
             client.noop()
-    assert time.monotonic() - started < smtp.SESSION_WAITS * 0.5 + 1
+    assert time.monotonic() - started < smtp.REPLY_WAITS * 0.5 + 1
