@@ -167,10 +167,11 @@ def delete_account(
 
     Removed: the account, its senders (secrets overwritten first), API keys, messages and their
     encrypted outbox content (so queued messages are never sent), delivery attempts, request logs,
-    aggregates, idempotency keys, two-factor devices, sessions, its security events (whoever
-    recorded them) and Django admin's log of its objects. Kept: invoices (accounting law),
-    detached from the account; staff access trails (admin.*: they name staff, not the
-    customer); one audit event that the deletion happened, without the email.
+    aggregates, idempotency keys, two-factor devices, sessions, its security events (its own,
+    and those from an IP with nobody signed in, as a failed login) and Django admin's log of its
+    objects. Kept: invoices (accounting law), detached from the account; what staff did to it
+    (their access trail, suspensions with their reasons: they name staff, not the customer) and
+    what the system did; one audit event that the deletion happened, without the email.
     """
     from billing import stripe_api
     from billing.models import Subscription
@@ -191,9 +192,11 @@ def delete_account(
             raise DeletionBlocked(f"Stripe could not cancel the subscription: {exc}") from exc
     Sender.objects.filter(user=user).update(password_encrypted="")
     counts: dict[str, int] = {}
-    # Its security events, whoever recorded them (a failed login has no actor, but the IP it
-    # came from), except the staff access trail (admin.*), which names staff.
-    own = (Q(account_id=pk) & ~Q(action__startswith="admin.")) | Q(actor_id=pk) | Q(actor_label__iexact=user.email)
+    # Its security events: what the customer did, and what came from an IP without anyone
+    # signed in (a failed login: the customer's IP, most likely). Kept: what staff did to the
+    # account (their access trail, a suspension and its reason) and what the system did.
+    anonymous_with_ip = Q(account_id=pk, actor__isnull=True, actor_ip__isnull=False)
+    own = Q(actor_id=pk) | Q(actor_label__iexact=user.email) | anonymous_with_ip
     counts["security_events"] = AuditEvent.objects.filter(own).delete()[0]
     _delete_admin_log_entries(user)
     for session in Session.objects.iterator():

@@ -166,9 +166,15 @@ def test_deletion_leaves_no_security_event_of_the_account_nor_an_admin_log_namin
     assert client.post(f"/admin/senders/sender/{sender.pk}/change/", {}).status_code == 302
     assert LogEntry.objects.filter(object_repr__icontains="alice@example.org").exists()
 
+    from accounts import actions
+
+    actions.suspend_account(alice, reason="phishing campaign", actor=root)
     privacy.delete_account(alice, via="shell")
-    kept = list(AuditEvent.objects.filter(account_id=pk).values_list("action", flat=True))
-    assert kept and all(action.startswith("admin.") for action in kept)  # the staff access trail
+    assert not AuditEvent.objects.filter(actor_ip="203.0.113.7").exists()
+    assert not AuditEvent.objects.filter(account_id=pk, action="login.failed").exists()
+    # What staff did to the account stays, reason included (a later review: it went too).
+    assert AuditEvent.objects.get(action="account.suspended", actor=root).detail["reason"] == "phishing campaign"
+    assert AuditEvent.objects.filter(account_id=pk, action="admin.changed", actor=root).exists()
     assert not LogEntry.objects.filter(object_repr__icontains="alice@example.org").exists()
 
 
