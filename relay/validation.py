@@ -48,6 +48,9 @@ _HEADER_NAME = re.compile(r"^[!-9;-~]{1,76}$")  # RFC 5322 ftext: printable ASCI
 _BARE_ADDRESS = re.compile(r"^[^\s<>()\[\]\\,;:\"]+@[^\s<>()\[\]\\,;:\"@]+$")
 _ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
 _SENDER_ID = re.compile(r"^snd_[A-Za-z0-9]{1,60}$")
+# What the email package's parser takes for an encoded word: "=?", a charset, "?", an encoding,
+# "?", anything (spaces included), "?=". Wider than RFC 2047 (_ENCODED_WORD), on purpose.
+_LENIENT_ENCODED_WORD = re.compile(r"=\?[^?]*\?[^?]*\?.*?\?=", re.DOTALL)
 _CONTENT_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$")
 MAX_SUBJECT = 998
 MAX_HEADER_VALUE = 998
@@ -144,11 +147,12 @@ def _address(value: Any, field_name: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidRequest("An email address is required.", field=field_name)
     _no_injection(value, field_name)
-    if "=?" in value:
+    if _LENIENT_ENCODED_WORD.search(value):
         # The email package decodes an encoded word leniently wherever it finds one, a local
         # part included, and writes what it hides: "=?utf-8?q?a=0D=0AX-Evil=3A1?=@example.com"
         # added a header. An encoded display name would also be written back unquoted: a name
-        # like "=?utf-8?q?a=40b.com=2C_x?=" would show the recipient a second address.
+        # like "=?utf-8?q?a=40b.com=2C_x?=" would show the recipient a second address. A
+        # literal "=?" ("2+2=? Team") is no encoded word: it has no "?X?...?=" after it.
         raise InvalidRequest(
             "Give the address and its display name as plain text; 3drake encodes them.", field=field_name
         )
@@ -244,7 +248,7 @@ def _attachments(value: Any) -> list[Attachment]:
         if not isinstance(filename, str) or not filename.strip():
             raise InvalidRequest("A filename is required.", field=f"{prefix}.filename")
         _no_injection(filename, f"{prefix}.filename")
-        if "=?" in filename:
+        if _LENIENT_ENCODED_WORD.search(filename):
             # The email package decodes encoded words even inside a quoted parameter, leniently;
             # a name in any script goes out encoded by 3drake (RFC 2231).
             raise InvalidRequest("Give the filename as plain text; 3drake encodes it.", field=f"{prefix}.filename")

@@ -146,6 +146,19 @@ def test_a_body_that_is_not_an_object(alice_api, db):
     assert response.json()["error"]["type"] == "invalid_request"
 
 
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"to": '"Quiz: 2+2=? Team" <quiz@example.com>'},
+        {"to": "a=?b@example.com"},
+        {"attachments": [{"filename": "what=?.txt", "content": B64}]},
+    ],
+)
+def test_a_literal_eq_question_mark_is_no_encoded_word(send, overrides):
+    """A later review: 4c5969d refused any "=?" in an address or filename."""
+    assert send(**overrides).status_code == 202
+
+
 def test_internationalized_domains_are_accepted(send):
     response = send(to="Jürgen <jurgen@bücher.example>")
     assert response.status_code == 202
