@@ -1,5 +1,9 @@
 """The worker's SMTP pool: one login for many messages, and a transparent reconnect."""
 
+import socket
+import threading
+import time
+
 import pytest
 
 from relay import transport
@@ -210,3 +214,119 @@ def test_smtp_pipelining_off_sends_one_command_at_a_time_to_a_server_that_offers
     settings.SMTP_PIPELINING = False
     assert smtp_server.pipelining
     assert _writes_per_message(pool, *linked) == 5
+
+
+# --- Slow but working servers: every reply within the timeout, a session longer than a few
+# timeouts. A whole-exchange deadline (this session's first bound, found by a review) failed
+# each of these; only one reply is bounded as a whole (senders.smtp.REPLY_WAITS).
+
+
+def _one_connection(serve):
+    """A loopback server for one connection: `serve(conn, file)` in a thread. Returns the
+    listening socket (close it)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+
+    def accept():
+        conn, _ = listener.accept()
+        with conn:
+            serve(conn, conn.makefile("rb"))
+
+    threading.Thread(target=accept, daemon=True).start()
+    return listener
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelining", "one-by-one"])
+def test_many_recipients_each_answered_quickly_are_delivered(pool, smtp_server, smtp_sender, settings, pipelining):
+    """Every reply comes in 0.1 s, a fifth of SMTP_TIMEOUT; a message to 12 recipients
+    (RELAY_MAX_RECIPIENTS is 100) needs 14 replies. No single wait is slow."""
+    settings.SMTP_TIMEOUT = 0.5
+    smtp_server.pipelining = pipelining
+    recipients = [f"r{i}@example.com" for i in range(12)]
+    transport.send(smtp_sender, "alice@example.org", ["warm@example.com"], DATA)  # open + pool
+    smtp_server.reply_delay = 0.1
+    result = transport.send(smtp_sender, "alice@example.org", recipients, DATA)
+    assert result.code == 250
+
+
+def _raw_server(log):
+    """An MTA that queues the message on the final dot, then answers 250 after 0.3 s; every
+    other reply in 0.4 s or less: each within a 0.5 s timeout."""
+
+    def serve(conn, f):
+        conn.sendall(b"220 ready\r\n")
+        while True:
+            line = f.readline()
+            if not line:
+                return
+            cmd = line[:4].upper()
+            if cmd in (b"EHLO", b"HELO"):
+                conn.sendall(b"250 hi\r\n")
+            elif cmd in (b"MAIL", b"RCPT"):
+                time.sleep(0.4)
+                conn.sendall(b"250 ok\r\n")
+            elif cmd == b"DATA":
+                conn.sendall(b"354 go\r\n")
+                while f.readline() not in (b".\r\n", b""):
+                    pass
+                log.append("queued")  # an MTA commits the message, then replies
+                time.sleep(0.3)
+                try:
+                    conn.sendall(b"250 queued as X1\r\n")
+                except OSError:
+                    return
+            elif cmd == b"QUIT":
+                conn.sendall(b"221 bye\r\n")
+                return
+            else:
+                conn.sendall(b"250 ok\r\n")
+
+    return _one_connection(serve)
+
+
+def test_a_message_the_server_queued_is_not_reported_as_a_timeout(relay_settings, alice):
+    from senders import smtp
+
+    relay_settings.SMTP_TIMEOUT = 0.5
+    log = []
+    listener = _raw_server(log)
+    try:
+        client = smtp.open_connection(host="127.0.0.1", port=listener.getsockname()[1], security="none", timeout=0.5)
+        result = transport._transact(client, "a@example.org", ["b@example.com"], DATA, reused=False)
+        assert result.code == 250
+    finally:
+        listener.close()
+    assert log == ["queued"]
+
+
+def test_a_setup_whose_every_reply_is_within_the_timeout_connects(relay_settings):
+    """Greeting, EHLO and AUTH each answered in 0.35 s with a 0.5 s timeout (a provider that
+    takes its time to log in)."""
+    from senders import smtp
+
+    def serve(conn, f):
+        time.sleep(0.35)
+        conn.sendall(b"220 ready\r\n")
+        while line := f.readline():
+            cmd = line[:4].upper()
+            if cmd == b"EHLO":
+                time.sleep(0.35)
+                conn.sendall(b"250-hi\r\n250 AUTH PLAIN\r\n")
+            elif cmd == b"AUTH":
+                time.sleep(0.35)
+                conn.sendall(b"235 2.7.0 ok\r\n")
+            elif cmd == b"QUIT":
+                conn.sendall(b"221 bye\r\n")
+                return
+            else:
+                conn.sendall(b"250 ok\r\n")
+
+    listener = _one_connection(serve)
+    try:
+        client = smtp.open_connection(
+            host="127.0.0.1", port=listener.getsockname()[1], security="none", username="u", password="p", timeout=0.5
+        )
+        client.quit()
+    finally:
+        listener.close()
