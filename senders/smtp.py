@@ -78,25 +78,26 @@ def tls_context() -> ssl.SSLContext:
 REPLY_WAITS = 2
 
 
-class _DeadlineFile:
-    """The reply stream of a session: while a reply is read, each line with at most the time
-    left for it, then TimeoutError (smtplib reports it as a dropped connection that timed out)."""
+class _ReplyReader:
+    """The reply stream of a session: while `deadline` (time.monotonic()) is set, each line is
+    read with at most the time left, then TimeoutError (smtplib reports it as a dropped
+    connection that timed out)."""
 
-    def __init__(self, file: Any, client: _Bounded) -> None:
-        self.file, self.client = file, client
+    def __init__(self, file: Any, sock: socket.socket, timeout: float) -> None:
+        self.file, self.sock, self.timeout = file, sock, timeout
+        self.deadline: float | None = None
 
     def readline(self, size: int = -1) -> bytes:
-        client = self.client
-        if client.deadline is None:
+        if self.deadline is None:
             return self.file.readline(size)
-        left = client.deadline - time.monotonic()
+        left = self.deadline - time.monotonic()
         if left <= 0:
             raise TimeoutError("timed out")
-        client.sock.settimeout(min(left, client.timeout))
+        self.sock.settimeout(min(left, self.timeout))
         try:
             return self.file.readline(size)
         finally:
-            client.sock.settimeout(client.timeout)
+            self.sock.settimeout(self.timeout)
 
     def close(self) -> None:
         self.file.close()
@@ -109,16 +110,18 @@ class _Bounded:
     recipient, and the reply to the data must not be cut short (the server may have queued the
     message: giving up then would send it twice)."""
 
-    deadline: float | None = None
-
     def getreply(self) -> tuple[int, bytes]:
-        if not isinstance(self.file, _DeadlineFile) and self.sock is not None:
-            self.file = _DeadlineFile(self.file or self.sock.makefile("rb"), self)
-        self.deadline = time.monotonic() + REPLY_WAITS * self.timeout
+        # smtplib drops its reader at STARTTLS and on close; a new one reads the new socket.
+        if not isinstance(self.file, _ReplyReader) and self.sock is not None:
+            self.file = _ReplyReader(self.file or self.sock.makefile("rb"), self.sock, self.timeout)
+        reader = self.file
+        if reader is not None:
+            reader.deadline = time.monotonic() + REPLY_WAITS * self.timeout
         try:
             return super().getreply()  # type: ignore[misc]
         finally:
-            self.deadline = None
+            if reader is not None:
+                reader.deadline = None
 
 
 class PinnedSMTP(_Bounded, smtplib.SMTP):
