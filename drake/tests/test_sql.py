@@ -1,15 +1,22 @@
 """drake.sql: statements written once give what the ORM gives, field for field."""
 
-from datetime import timedelta
+import warnings
+import zoneinfo
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
+import pytest
 from django.db import connection
+from django.db.models import GenericIPAddressField
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
 
 from accounts.models import ApiKey, User
 from billing.models import Subscription
 from drake import sql
 from drake.testing.models import fields_of
-from relay.models import ApiRequest
+from relay.models import ApiRequest, DeliveryAttempt, Message, OutboxContent, Status
+from senders.fields import EncryptedField
 
 
 def test_the_key_lookup_gives_what_select_related_gives(alice, alice_key):
@@ -71,3 +78,67 @@ def test_absent_holds_while_no_row_has_the_value(alice):
     assert _holds(sql.absent(Subscription, "user_id", alice.pk, connection))
     Subscription.objects.create(user=alice, stripe_customer_id="cus_absent")
     assert not _holds(sql.absent(Subscription, "user_id", alice.pk, connection))
+
+
+def _outcome(convert, *args):  # noqa: ANN001, ANN202
+    """What `convert(*args)` gives, comparable across the two paths: a psycopg Jsonb by its
+    object and its dumps, anything else by type and value; an error by its type."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # A naive datetime's warning, on both paths.
+        try:
+            result = convert(*args)
+        except Exception as exc:  # noqa: BLE001 (the type is what is compared)
+            return ("raises", type(exc))
+    if hasattr(result, "obj") and hasattr(result, "dumps"):
+        return (type(result), result.obj, result.dumps)
+    return (type(result), result)
+
+
+WRITTEN_HERE = (Message, OutboxContent, ApiRequest, DeliveryAttempt)
+VALUES = (
+    *("", "x", "a@example.org", Status.QUEUED, gettext_lazy("lazy")),
+    *(0, 7, -1, 2**40, True, False, None, 1.5),
+    datetime(2026, 12, 1, 12, 30, tzinfo=UTC),
+    datetime(2026, 12, 1, 12, 30, tzinfo=zoneinfo.ZoneInfo("Asia/Kolkata")),
+    datetime(2026, 12, 1, 12, 30),  # noqa: DTZ001 (naive: Django warns and converts, on both paths)
+    *({}, {"length": 3}, [], ["to@example.org"], {"nested": [1, {"a": None}]}),
+)
+
+
+@pytest.mark.parametrize("model", WRITTEN_HERE, ids=lambda m: m.__name__)
+def test_every_value_goes_in_as_djangos_own_conversion_gives_it(model):
+    _, _, preparers = sql._insert_sql(model, connection.vendor)
+    fields = {f.attname: f for f in model._meta.concrete_fields}
+    for attname, *_ in preparers:
+        field = fields[attname]
+        for value in VALUES:
+            instance = SimpleNamespace(**{attname: value})
+            fast = _outcome(lambda *args: sql._values(*args)[0], instance, [sql._preparer(field)], connection)
+            django = _outcome(field.get_db_prep_save, value, connection)
+            assert fast == django, (model.__name__, attname, value)
+
+
+def test_the_send_paths_fields_all_take_the_direct_conversion():
+    # Otherwise the comparison above would hold vacuously, through Django's path alone.
+    for model in WRITTEN_HERE:
+        for field in model._meta.concrete_fields:
+            assert sql._adapters(field) or type(field) in (GenericIPAddressField, EncryptedField), field
+
+
+def test_an_instances_values_are_what_django_would_write(alice):
+    message = Message(
+        user=alice,
+        from_email="a@example.org",
+        to=["b@example.org"],
+        subject={"length": 3},
+        message_id_header="<x@example.org>",
+        expires_at=timezone.now(),
+        status=Status.SENDING,
+    )
+    record = ApiRequest(user=alice, method="POST", endpoint="/v1/send", status=202, size_bucket="<1K", ip="::1")
+    for obj in (message, record, OutboxContent(message_id=1, content_encrypted="token")):
+        _, _, preparers = sql._insert_sql(type(obj), connection.vendor)
+        fields = [f for f in type(obj)._meta.concrete_fields if f.attname in {p[0] for p in preparers}]
+        django = [_outcome(f.get_db_prep_save, f.pre_save(obj, True), connection) for f in fields]
+        fast = [_outcome(lambda v: v, v) for v in sql._values(obj, preparers, connection)]
+        assert fast == django
