@@ -153,6 +153,15 @@ def _delete_admin_log_entries(user: User) -> None:
         LogEntry.objects.filter(
             content_type=ContentType.objects.get_for_model(model), object_id__in=ids.values("text_id")
         ).delete()
+    # Objects of the account that staff deleted in the admin (a lost authenticator, shown as
+    # "Authenticator app (alice@example.org)") are no longer there to be found above: the audit
+    # trail of those deletions (kept: it names staff) says which they were.
+    deleted = AuditEvent.objects.filter(account_id=user.pk, action="admin.deleted").exclude(target_id="")
+    for target_type, target_id in deleted.values_list("target_type", "target_id"):
+        app_label, _, model_name = target_type.partition(".")
+        LogEntry.objects.filter(
+            content_type__app_label=app_label, content_type__model=model_name, object_id=target_id
+        ).delete()
 
 
 class DeletionBlocked(Exception):
@@ -212,7 +221,8 @@ def delete_account(
         "account.deleted",
         actor=staff,
         actor_label=None if staff else "account owner",
-        request=request,
+        # Staff's IP is their access trail; the customer's own goes with their other events.
+        request=request if staff else None,
         detail={"via": via},
     )
     return counts

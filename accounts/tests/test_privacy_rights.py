@@ -6,6 +6,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.models import ApiKey
 from auditlog.models import AuditEvent
@@ -230,3 +231,29 @@ def test_an_email_change_link_is_void_once_the_address_has_changed(client, alice
     assert client.get(links[1]).status_code == 400  # used
     alice.refresh_from_db()
     assert alice.email == "second@new.example"
+
+
+def test_deletion_leaves_no_admin_log_of_a_device_staff_deleted(client, alice, django_user_model):
+    from django.contrib.admin.models import LogEntry
+
+    from accounts import privacy
+
+    device = TOTPDevice.objects.create(user=alice, name="Authenticator app", confirmed=True)
+    root = django_user_model.objects.create_superuser("root@3drake.test", "a sturdy staff passphrase")
+    client.force_login(root)
+    response = client.post(f"/admin/otp_totp/totpdevice/{device.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302 and not TOTPDevice.objects.filter(pk=device.pk).exists()
+    assert LogEntry.objects.filter(object_repr__icontains="alice@example.org").exists()
+
+    privacy.delete_account(alice, via="shell")
+    assert not LogEntry.objects.filter(object_repr__icontains="alice@example.org").exists()
+
+
+def test_deleting_the_account_from_the_console_keeps_no_ip_of_the_customer(client, alice):
+    client.force_login(alice)
+    done = client.post(
+        "/account/delete/", {"password": PASSWORD, "confirm": "delete my account"}, REMOTE_ADDR="203.0.113.7"
+    )
+    assert "Your account is deleted" in done.content.decode()
+    assert AuditEvent.objects.filter(action="account.deleted").exists()
+    assert not AuditEvent.objects.filter(actor_ip="203.0.113.7").exists()
