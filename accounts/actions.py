@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.contrib.auth.tokens import PasswordResetTokenGenerator
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
@@ -9,6 +10,19 @@ from django.utils import timezone
 from accounts import keys
 from accounts.models import ApiKey, User
 from auditlog.events import record
+
+
+class ActivationTokenGenerator(PasswordResetTokenGenerator):
+    """Activation links: a salt of their own, so a password-reset token (same uid, same
+    secret) is no activation token, and void once the account is active."""
+
+    key_salt = "drake.accounts.ActivationTokenGenerator"
+
+    def _make_hash_value(self, user: User, timestamp: int) -> str:
+        return f"{super()._make_hash_value(user, timestamp)}{user.is_active}"
+
+
+activation_tokens = ActivationTokenGenerator()
 
 
 class EmailTaken(Exception):
@@ -92,7 +106,6 @@ def sign_up(email: str, password: str, *, name: str = "", request: HttpRequest, 
     `activation_url` is a format string with `{uid}` and `{token}` placeholders.
     """
     from django.contrib.auth.hashers import make_password
-    from django.contrib.auth.tokens import default_token_generator
     from django.utils.encoding import force_bytes
     from django.utils.http import urlsafe_base64_encode
 
@@ -112,7 +125,7 @@ def sign_up(email: str, password: str, *, name: str = "", request: HttpRequest, 
     # Signing up accepts the policy in force (the page says so): no "updated" notice for it.
     User.objects.filter(pk=user.pk).update(policy_acknowledged_at=policy()["updated"])
     uid = urlsafe_base64_encode(force_bytes(user.pk))
-    token = default_token_generator.make_token(user)
+    token = activation_tokens.make_token(user)
     mail.send_activation(user, request.build_absolute_uri(activation_url.format(uid=uid, token=token)))
 
 

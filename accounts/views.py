@@ -9,7 +9,7 @@ from django.contrib import messages
 from django.contrib.auth import get_user_model, login, logout
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.tokens import default_token_generator
+from django.forms.utils import ErrorDict
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse, reverse_lazy
@@ -69,7 +69,8 @@ class LoginView(auth_views.LoginView):
     def post(self, request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
         if getattr(request, "limited", False):
             form = self.get_form()
-            form.errors.clear()
+            # Not cleaned: reading form.errors would clean it, and cleaning checks the password.
+            form._errors, form.cleaned_data = ErrorDict(), {}
             form.add_error(None, THROTTLED_MESSAGE)
             record("login.throttled", request=request, detail={"email_domain": _domain(request)})
             return self.render_to_response(self.get_context_data(form=form), status=429)
@@ -86,7 +87,9 @@ class LoginView(auth_views.LoginView):
         return response
 
     def form_invalid(self, form: LoginForm) -> HttpResponse:
-        user = get_user_model().objects.filter(email__iexact=form.data.get("username", "").strip()).first()
+        # The address as the form cleaned it (a NUL, say, is refused there): never the raw input.
+        email = form.cleaned_data.get("username")
+        user = get_user_model().objects.filter(email__iexact=email).first() if email else None
         # Audited against the account it targeted, if any; the page says the same either way.
         record("login.failed", account=user, request=self.request)
         return super().form_invalid(form)
@@ -218,7 +221,10 @@ def delete_account(request: HttpRequest) -> HttpResponse:
 
 
 def _domain(request: HttpRequest) -> str:
-    return (request.POST.get("username") or "").rpartition("@")[2][:100]
+    # Unvalidated input (the form is not checked when throttled): printable characters only,
+    # as PostgreSQL's JSON refuses a NUL.
+    domain = (request.POST.get("username") or "").rpartition("@")[2]
+    return "".join(c for c in domain if c.isprintable())[:100]
 
 
 @sensitive_post_parameters("password")
@@ -247,10 +253,11 @@ def activate(request: HttpRequest, uidb64: str, token: str) -> HttpResponse:
         user = User.objects.get(pk=int(urlsafe_base64_decode(uidb64)))
     except (ValueError, TypeError, OverflowError, User.DoesNotExist):
         user = None
-    if user is None or not default_token_generator.check_token(user, token):
+    # Only an inactive account's own activation token: never a password-reset token, which
+    # would sign in without the second factor (or reactivate an account staff deactivated).
+    if user is None or user.is_active or not actions.activation_tokens.check_token(user, token):
         return render(request, "accounts/activation_invalid.html", status=400)
-    if not user.is_active:
-        actions.activate_account(user, request=request)
+    actions.activate_account(user, request=request)
     login(request, user, backend="django.contrib.auth.backends.ModelBackend")
     messages.success(request, "Your email is confirmed. Welcome to 3drake.")
     return redirect("accounts:dashboard")

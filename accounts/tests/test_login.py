@@ -54,3 +54,36 @@ def test_throttling_per_ip_kicks_in_and_lifts(client, alice):
     client.logout()
     with time_machine.travel("2026-11-24 10:01:10Z", tick=False):
         assert _login(client, "alice@example.org", PASSWORD, ip="192.0.2.50").status_code == 302
+
+
+def test_a_nul_in_the_login_email_is_a_form_error_not_a_500(client, alice):
+    client.raise_request_exception = False
+    response = client.post("/login/", {"username": "alice\x00@example.org", "password": "wrong"})
+    assert response.status_code == 200
+
+
+def test_a_nul_in_the_login_email_while_throttled_is_a_429_not_a_500(client, alice, settings):
+    settings.LOGIN_RATE_PER_IP = "1/m"
+    client.raise_request_exception = False
+    client.post("/login/", {"username": "alice@example.org", "password": "wrong"})
+    response = client.post("/login/", {"username": "mallory@example\x00.org", "password": "wrong"})
+    assert response.status_code == 429
+
+
+def test_a_throttled_login_does_not_check_the_password(client, alice, settings):
+    from django.contrib.auth.signals import user_login_failed
+
+    settings.LOGIN_RATE_PER_ACCOUNT = "1/m"
+    client.post("/login/", {"username": "alice@example.org", "password": "guess one"})
+    checked = []
+
+    def count(**kwargs):
+        checked.append(kwargs)
+
+    user_login_failed.connect(count)
+    try:
+        response = client.post("/login/", {"username": "alice@example.org", "password": "guess two"})
+    finally:
+        user_login_failed.disconnect(count)
+    assert response.status_code == 429
+    assert checked == []

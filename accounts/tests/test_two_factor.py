@@ -1,8 +1,10 @@
 """Customers may turn on TOTP: sign-in then needs the code; security events are listed for them."""
 
+import re
 from datetime import timedelta
 
 import time_machine
+from django.core import mail
 from django.utils import timezone
 from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -77,3 +79,13 @@ def test_alice_sees_her_recent_security_activity(client, alice, make_key):
     page = client.get("/account/activity/").content.decode()
     for action in ["api_key.created", "login.failed", "password.changed"]:
         assert action in page
+
+
+def test_a_password_reset_link_does_not_sign_in_past_two_factor(client, alice):
+    TOTPDevice.objects.create(user=alice, name="app", confirmed=True)
+    client.post("/password-reset/", {"email": "alice@example.org"})
+    uid, token = re.search(r"/password-reset/([^/\s]+)/([^/\s]+)/", mail.outbox[-1].body).groups()
+    # Whoever reads the reset mail must still pass the second factor: the activation URL took
+    # the very same token (one generator for both) and signed in at once.
+    client.get(f"/activate/{uid}/{token}/")
+    assert client.get("/dashboard/").status_code == 302
