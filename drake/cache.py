@@ -1,19 +1,27 @@
-"""Django's RedisCache, with one Redis client per connection pool instead of one per call.
+"""Django's RedisCache, with one Redis client per connection pool instead of one per call, and
+the counters of the hot paths (rate limits, pacing, delivery prompts) as one script each.
 
 Django's RedisCacheClient builds a new `redis.Redis` for every cache operation, and building one
 copies its ~170 response callbacks: 0.37 ms of CPU per call, five calls per API request (rate
 limits), more than the Redis round trips themselves (bench/README.md). A `redis.Redis` is
 thread-safe and holds no connection of its own (the pool does), so one per pool is enough.
+The scripts go out on a connection each thread keeps (`_run`).
 """
 
 from __future__ import annotations
 
+import os
+import threading
+from collections.abc import Sequence
 from typing import Any
 
 from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 from django.core.cache.backends.redis import RedisCacheClient
 from redis.commands.core import Script
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 # Each a single command (EVALSHA), atomic on the server: a pipeline or a transaction (MULTI,
 # the commands, EXEC) made the same round trip for up to twice the client's CPU (bench/README.md).
@@ -34,6 +42,51 @@ _TAKE = Script(
     b"local value = redis.call('GET', KEYS[1]) redis.call('DEL', KEYS[1]) local noted = 0 "
     b"if KEYS[2] then noted = redis.call('DEL', KEYS[2]) end return {value, noted}",
 )
+
+
+class _Held(threading.local):
+    """This thread's own connection of each pool, kept from one script to the next: {pool: (pid, connection)}."""
+
+    def __init__(self) -> None:
+        self.connections: dict[Any, tuple[int, Any]] = {}
+
+
+_held = _Held()
+
+
+def _connection(pool: Any) -> Any:
+    held = _held.connections.get(pool)
+    if held is not None and held[0] == os.getpid():  # Not a parent's, after a fork.
+        return held[1]
+    connection = pool.get_connection()  # Taken for good: it reconnects itself when it must.
+    _held.connections[pool] = (os.getpid(), connection)
+    return connection
+
+
+def _evalsha(connection: Any, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    try:
+        connection.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+        return connection.read_response()
+    except NoScriptError:  # Redis forgot the script (it restarted): EVAL loads it again.
+        connection.send_command("EVAL", script.script, len(keys), *keys, *args)
+        return connection.read_response()
+
+
+def _run(script: Script, keys: Sequence[str], args: Sequence[Any], client: Any) -> Any:
+    """`script(keys=keys, args=args, client=client)`, on a connection of the client's pool
+    that this thread keeps, without redis-py's machinery around each command: the pool's get
+    and release, retries, observability hooks and argument checks are about 1,100 of the 1,500
+    bytecodes of a script call, and every send and delivery makes two or more (bench/README.md).
+
+    The connection itself is redis-py's: anything that interrupts a command (an error, a
+    timeout, an exception while waiting) disconnects it, so no reply is left unread for the
+    next command, and its next command connects again. As redis-py's default retry does, a
+    connection error or a timeout sends the command once more."""
+    connection = _connection(client.connection_pool)
+    try:
+        return _evalsha(connection, script, keys, args)
+    except (RedisConnectionError, RedisTimeoutError):
+        return _evalsha(connection, script, keys, args)
 
 
 class _SharedClient(RedisCacheClient):
@@ -71,9 +124,7 @@ def add_to(
     cache = caches[alias]  # The backend itself: `django.core.cache.cache` is a proxy.
     if isinstance(cache, RedisCache):
         keys = [cache.make_and_validate_key(key) for key in (*amounts, *read)]
-        replies = _ADD_TO(
-            keys=keys, args=[len(amounts), timeout, *amounts.values()], client=cache._cache.get_client(write=True)
-        )
+        replies = _run(_ADD_TO, keys, [len(amounts), timeout, *amounts.values()], cache._cache.get_client(write=True))
         counted: dict[str, int | None] = dict(zip(amounts, replies[: len(amounts)], strict=True))
         # Django's Redis serializer stores an int as its digits, which INCR can count on.
         for key, value in zip(read, replies[len(amounts) :], strict=True):
@@ -114,7 +165,7 @@ def tally(
         keys = [cache.make_and_validate_key(key)]
         if note is not None:
             keys.append(cache.make_and_validate_key(note))
-        return int(_TALLY(keys=keys, args=[amount, timeout, note_timeout], client=client))
+        return int(_run(_TALLY, keys, [amount, timeout, note_timeout], client))
     cache.add(key, 0, timeout=timeout)
     try:
         value = cache.incr(key, amount)
@@ -136,7 +187,7 @@ def take_tally(key: str, *, note: str | None = None, alias: str = "default") -> 
         keys = [cache.make_and_validate_key(key)]
         if note is not None:
             keys.append(cache.make_and_validate_key(note))
-        value, noted = _TAKE(keys=keys, client=cache._cache.get_client(write=True))
+        value, noted = _run(_TAKE, keys, [], cache._cache.get_client(write=True))
         return (0 if value is None else int(value)), bool(noted)
     value = cache.get(key)
     cache.delete(key)

@@ -1,9 +1,13 @@
 """drake.cache's counters, on the cache the run is configured with (Redis in CI)."""
 
+import os
+import time
+
 import pytest
+import redis
 from django.core.cache import cache
 
-from drake.cache import RedisCache, add_to, take_tally, tally
+from drake.cache import RedisCache, _connection, add_to, take_tally, tally
 
 
 @pytest.fixture(autouse=True)
@@ -71,3 +75,70 @@ def test_add_to_counts_several_counters_and_reads_stored_integers_in_one_go():
         assert add_to({}, timeout=30, read=("test:stored",)) == {"test:stored": 41}
     finally:
         cache.delete_many(["test:a", "test:b", "test:stored"])
+
+
+def _redis_backend():
+    from django.core.cache import caches
+
+    backend = caches["default"]
+    if not isinstance(backend, RedisCache):
+        pytest.skip("needs CACHE_URL to be Redis (in CI it is: conftest fails the run otherwise)")
+    return backend
+
+
+def test_a_connection_the_server_closed_is_replaced_and_the_command_sent_again():
+    backend = _redis_backend()
+    client = backend._cache.get_client(write=True)
+    assert tally("test:tally", timeout=30) == 1
+    held = _connection(client.connection_pool)  # The connection this thread keeps for the scripts.
+    held.send_command("CLIENT", "ID")
+    killed = held.read_response()
+    client.client_kill_filter(_id=killed)
+    assert tally("test:tally", timeout=30) == 2
+    held = _connection(client.connection_pool)
+    held.send_command("CLIENT", "ID")
+    assert held.read_response() != killed
+
+
+def test_a_reply_left_unread_by_a_timeout_is_not_taken_by_the_next_command(settings):
+    _redis_backend()
+    settings.CACHES = {**settings.CACHES, "short": {**settings.CACHES["default"], "OPTIONS": {"socket_timeout": 0.1}}}
+    from django.core.cache import caches
+
+    short = caches["short"]
+    client = short._cache.get_client(write=True)
+    key = short.make_and_validate_key("test:paused")
+    client.delete(key)
+    assert add_to({"test:paused": 1}, timeout=30, alias="short") == {"test:paused": 1}
+    client.execute_command("CLIENT", "PAUSE", 400, "WRITE")  # Holds scripts that write, not this client.
+    with pytest.raises(redis.exceptions.TimeoutError):
+        add_to({"test:paused": 1}, timeout=30, alias="short")  # Twice: the retry times out too.
+    time.sleep(0.5)
+    # The connections the held commands went out on were dropped (and Redis drops what a gone
+    # client sent): the next reply is this command's own.
+    counted = add_to({"test:paused": 1}, timeout=30, alias="short")["test:paused"]
+    assert counted == int(client.get(key)) == 2
+    client.delete(key)
+
+
+def _count_alone(who: str, times: int) -> bool:
+    """Whether each of `times` additions to this process's own counter answered its own count."""
+    key = f"test:{who}"
+    cache.delete(key)
+    return all(add_to({key: 1}, timeout=30)[key] == n for n in range(1, times + 1))
+
+
+def test_a_forked_child_does_not_talk_on_its_parents_connection():
+    _redis_backend()
+    assert tally("test:tally", timeout=30) == 1  # This thread holds its connection now.
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover (the child reports through the pipe)
+        try:
+            os.write(write, b"1" if _count_alone("child", 500) else b"0")
+        finally:
+            os._exit(0)
+    # Both at once: on one shared socket, each would read replies to the other's commands.
+    assert _count_alone("parent", 500)
+    os.waitpid(child, 0)
+    assert os.read(read, 1) == b"1"
