@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from celery.schedules import crontab
 from celery.signals import task_prerun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "drake.settings")
@@ -64,3 +65,8 @@ def _schedule(sender: Celery, **kwargs: object) -> None:
     sender.add_periodic_task(
         settings.RELAY_SWEEP_INTERVAL_SECONDS, sender.signature("relay.sweep"), name="outbox sweep"
     )
+    # Retention (the privacy policy's windows): raw logs past their plan's window are folded
+    # into daily counts and deleted, IPs truncated, old security events removed.
+    sender.add_periodic_task(crontab(hour=3, minute=17), sender.signature("relay.rotate_logs"), name="log retention")
+    # Accounts whose payment failed more than BILLING_GRACE_DAYS ago fall back to the free plan.
+    sender.add_periodic_task(crontab(minute=7), sender.signature("billing.enforce_grace"), name="billing grace periods")

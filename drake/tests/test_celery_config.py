@@ -17,3 +17,10 @@ def test_the_apps_own_choices_stand_over_the_settings():
     assert app.conf.task_reject_on_worker_lost is True
     assert app.conf.worker_prefetch_multiplier == 1
     assert app.conf.accept_content == ["json"]
+
+
+def test_beat_runs_the_sweep_retention_and_the_grace_periods():
+    app.loader.import_default_modules()  # The tasks' modules, as a worker imports them.
+    scheduled = {entry["task"] for entry in app.conf.beat_schedule.values()}
+    assert scheduled == {"relay.sweep", "relay.rotate_logs", "billing.enforce_grace"}
+    assert scheduled <= set(app.tasks)  # Each name is a task the worker knows.
