@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
@@ -24,13 +25,35 @@ def _ts(value: Any) -> datetime | None:
 def customer_for(user: Any) -> Subscription:
     """The account's billing row, creating its Stripe customer on first use."""
     subscription = Subscription.objects.filter(user=user).first()
-    if subscription is None:
-        customer = stripe_api.create_customer(user.email, user.pk)
-        subscription = Subscription.objects.create(user=user, stripe_customer_id=customer)
+    if subscription is not None:
+        return subscription
+    with transaction.atomic():
+        # Two requests at once (a double click on a plan) must not both create a customer: the
+        # second waits on the account's row, then finds the billing row the first one made.
+        get_user_model().objects.select_for_update().filter(pk=user.pk).exists()
+        subscription = Subscription.objects.filter(user=user).first()
+        if subscription is None:
+            customer = stripe_api.create_customer(user.email, user.pk)
+            subscription = Subscription.objects.create(user=user, stripe_customer_id=customer)
     return subscription
 
 
+def has_running_subscription(user: Any) -> bool:
+    """Whether the account pays for a subscription now: a plan change is then the Portal's (a
+    new Checkout would start a second subscription, and the customer would pay for both)."""
+    return (
+        Subscription.objects.filter(user=user)
+        .exclude(stripe_subscription_id="")
+        .exclude(status__in=[*ENDED, "incomplete", ""])
+        .exists()
+    )
+
+
 def start_checkout(user: Any, plan: Plan, *, success_url: str, cancel_url: str) -> str:
+    """Where the customer goes to pay for `plan`: a Checkout session, or, for an account that
+    pays for a subscription already, the Portal, where that subscription's plan is changed."""
+    if has_running_subscription(user):
+        return portal_url(user, return_url=cancel_url)
     subscription = customer_for(user)
     url = stripe_api.create_checkout_session(
         customer=subscription.stripe_customer_id,
@@ -72,6 +95,13 @@ def sync_subscription(stripe_subscription: Any) -> Subscription | None:
     )
     if subscription is None:
         return None
+    if (
+        subscription.stripe_subscription_id not in ("", stripe_subscription.id)
+        and stripe_subscription.status in ENDED
+        and subscription.status not in ENDED
+    ):
+        # An older subscription of this customer ended; the one mirrored here runs on.
+        return subscription
     plan = Plan.objects.filter(stripe_price_id=stripe_api.price_of(stripe_subscription)).first()
     status = stripe_subscription.status
     subscription.stripe_subscription_id = stripe_subscription.id
@@ -135,7 +165,11 @@ def sync_invoice(stripe_invoice: Any) -> Invoice:
 
 
 def payment_failed(stripe_invoice: Any) -> None:
+    """An invoice's payment failed (callers fetch it fresh): its account's grace period starts,
+    unless the invoice has been paid or voided since (the event arrived late)."""
     sync_invoice(stripe_invoice)
+    if getattr(stripe_invoice, "status", None) in ("paid", "void"):
+        return
     with transaction.atomic():
         Subscription.objects.filter(stripe_customer_id=stripe_invoice.customer, past_due_since__isnull=True).update(
             past_due_since=timezone.now()

@@ -44,6 +44,13 @@ def charge_statement(
     )
 
 
+def charged(user: Any, period_start: datetime) -> int:
+    """How many messages the quota has counted for the period starting at `period_start`:
+    the number accepted, whatever retention has since removed from the message log."""
+    counted = UsageCounter.objects.filter(user=user, period_start=period_start).values_list("accepted", flat=True)
+    return counted.first() or 0
+
+
 def _charge_existing(user_id: int, period_start: datetime, quota: int) -> bool:
     """The steady state, as SQL written once (every accept runs it): True if it counted."""
     with connection.cursor() as cursor:

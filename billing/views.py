@@ -30,6 +30,7 @@ def billing_page(request: HttpRequest) -> HttpResponse:
         "usage": usage_summary(request.user),
         "plans": Plan.objects.filter(is_public=True).exclude(stripe_price_id=""),
         "subscription": Subscription.objects.filter(user=request.user).first(),
+        "subscribed": actions.has_running_subscription(request.user),
         "invoices": Invoice.objects.filter(user=request.user)[:24],
     }
     return render(request, "billing/page.html", context)

@@ -79,6 +79,23 @@ def _pay(stripe_client, customer: str, price: str, card: str = "4242424242424242
     return stripe_client.v1.subscriptions.create(params={"customer": customer, "items": [{"plan": price}]})
 
 
+def _failed_renewal(stripe_client, customer: str, subscription: str):
+    """A renewal invoice whose payment the card declines: it stays open."""
+    pm = stripe_client.v1.payment_methods.create(
+        params={"type": "card", "card": {"number": "4000000000000341", "exp_month": 12, "exp_year": 2030, "cvc": "123"}}
+    )
+    stripe_client.v1.payment_methods.attach(pm.id, params={"customer": customer})
+    stripe_client.v1.customers.update(customer, params={"invoice_settings": {"default_payment_method": pm.id}})
+    stripe_client.v1.invoice_items.create(
+        params={"customer": customer, "subscription": subscription, "amount": 1500, "currency": "usd"}
+    )
+    invoice = stripe_client.v1.invoices.create(params={"customer": customer, "subscription": subscription})
+    stripe_client.v1.invoices.pay(invoice.id)
+    invoice = stripe_client.v1.invoices.retrieve(invoice.id)
+    assert invoice.status == "open"
+    return invoice
+
+
 def _event(event_type: str, obj: dict, event_id: str | None = None) -> dict:
     return {
         "id": event_id or f"evt_{secrets.token_hex(8)}",
@@ -202,7 +219,7 @@ def test_a_failed_payment_keeps_the_plan_through_the_grace_period(client, alice,
     subscription = Subscription.objects.get(user=alice)
     stripe_sub = _pay(stripe_client, subscription.stripe_customer_id, pro_plan.stripe_price_id)
     actions.sync_subscription(stripe_client.v1.subscriptions.retrieve(stripe_sub.id))
-    invoice = stripe_client.v1.invoices.list(params={"customer": subscription.stripe_customer_id}).data[0]
+    invoice = _failed_renewal(stripe_client, subscription.stripe_customer_id, stripe_sub.id)
     assert _post(client, _event("invoice.payment_failed", {"id": invoice.id, "object": "invoice"})).status_code == 200
     subscription.refresh_from_db()
     assert subscription.past_due_since is not None
@@ -240,3 +257,135 @@ def test_the_console_says_so_when_stripe_cannot_be_reached(client, alice, settin
     assert response.status_code == 200
     assert "Billing is unavailable right now" in response.content.decode()
     assert not AuditEvent.objects.filter(action="billing.checkout_started").exists()
+
+
+def test_a_late_payment_failed_event_for_a_paid_invoice_starts_no_grace_period(
+    client, alice, pro_plan, stripe_client, settings
+):
+    """The first attempt failed, a retry succeeded; Stripe delivers invoice.paid, then the
+    failed attempt's invoice.payment_failed. The invoice, fetched fresh, is paid."""
+    from datetime import timedelta
+
+    import time_machine
+    from django.utils import timezone
+
+    from billing import actions
+
+    client.force_login(alice)
+    client.post("/billing/checkout/", {"plan": "pro"})
+    subscription = Subscription.objects.get(user=alice)
+    stripe_sub = _pay(stripe_client, subscription.stripe_customer_id, pro_plan.stripe_price_id)
+    invoice = stripe_client.v1.invoices.list(params={"customer": subscription.stripe_customer_id}).data[0]
+    assert invoice.status == "paid"
+    paid = {"id": invoice.id, "object": "invoice", "subscription": stripe_sub.id}
+    assert _post(client, _event("invoice.paid", paid)).status_code == 200
+    late = _event("invoice.payment_failed", {"id": invoice.id, "object": "invoice"})
+    assert _post(client, late).status_code == 200
+    subscription.refresh_from_db()
+    assert (subscription.status, subscription.past_due_since) == ("active", None)
+    with time_machine.travel(timezone.now() + timedelta(days=settings.BILLING_GRACE_DAYS, hours=1)):
+        actions.enforce_all_grace_periods()
+    alice.refresh_from_db()
+    assert alice.plan == pro_plan
+
+
+@pytest.fixture
+def business_plan(stripe_client, db):
+    price_id = f"price_biz_{secrets.token_hex(4)}"
+    product = stripe_client.v1.products.create(params={"name": "Business"})
+    stripe_client.v1.plans.create(
+        params={"id": price_id, "product": product.id, "amount": 5000, "currency": "usd", "interval": "month"}
+    )
+    return Plan.objects.create(
+        name="Business",
+        slug="business",
+        monthly_quota=200000,
+        rate_per_minute=1200,
+        stripe_price_id=price_id,
+        price_cents=5000,
+    )
+
+
+def test_the_end_of_an_older_subscription_does_not_undo_the_current_one(
+    client, alice, pro_plan, business_plan, stripe_client
+):
+    """Alice's Pro subscription is set to cancel and she has moved to Business (a subscription
+    of its own). When Pro ends, its deletion event must not take Business away."""
+    client.force_login(alice)
+    client.post("/billing/checkout/", {"plan": "pro"})
+    subscription = Subscription.objects.get(user=alice)
+    customer = subscription.stripe_customer_id
+    old = _pay(stripe_client, customer, pro_plan.stripe_price_id)
+    created = _event("customer.subscription.created", {"id": old.id, "object": "subscription"})
+    assert _post(client, created).status_code == 200
+    alice.refresh_from_db()
+    assert alice.plan == pro_plan
+    new = stripe_client.v1.subscriptions.create(
+        params={"customer": customer, "items": [{"plan": business_plan.stripe_price_id}]}
+    )
+    session = {
+        "id": "cs_test_2",
+        "object": "checkout.session",
+        "customer": customer,
+        "subscription": new.id,
+        "client_reference_id": str(alice.pk),
+    }
+    assert _post(client, _event("checkout.session.completed", session)).status_code == 200
+    alice.refresh_from_db()
+    assert alice.plan == business_plan
+    stripe_client.v1.subscriptions.cancel(old.id)
+    deleted = _event("customer.subscription.deleted", {"id": old.id, "object": "subscription"})
+    assert _post(client, deleted).status_code == 200
+    alice.refresh_from_db()
+    subscription.refresh_from_db()
+    assert alice.plan == business_plan
+    assert (subscription.stripe_subscription_id, subscription.status) == (new.id, "active")
+
+
+def test_a_subscriber_changing_plan_goes_to_the_portal_not_to_a_second_checkout(
+    client, alice, pro_plan, business_plan, stripe_client
+):
+    """A Checkout session in subscription mode always makes a new subscription: a Pro
+    subscriber who picks Business there would pay for both."""
+    from billing import actions
+
+    client.force_login(alice)
+    client.post("/billing/checkout/", {"plan": "pro"})
+    subscription = Subscription.objects.get(user=alice)
+    stripe_sub = _pay(stripe_client, subscription.stripe_customer_id, pro_plan.stripe_price_id)
+    actions.sync_subscription(stripe_client.v1.subscriptions.retrieve(stripe_sub.id))
+    assert "Switch to Business (billing portal)" in client.get("/billing/").content.decode()
+    response = client.post("/billing/checkout/", {"plan": "business"})
+    assert response.status_code == 302
+    assert "/checkout/" not in response["Location"]
+    assert "/portal/" in response["Location"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_checkouts_at_once_make_one_customer_and_no_500(alice, pro_plan, stripe_settings):
+    """A double click on a plan: both requests found no billing row, both made a Stripe
+    customer, and the second insert broke the one row per account: a 500."""
+    import threading
+
+    from django.db import connection
+    from django.test import Client
+
+    barrier = threading.Barrier(2)
+    statuses = []
+
+    def post():
+        client = Client(raise_request_exception=False)
+        client.force_login(alice)
+        barrier.wait()
+        try:
+            statuses.append(client.post("/billing/checkout/", {"plan": "pro"}).status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=post) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [302, 302]
+    assert Subscription.objects.filter(user=alice).count() == 1
