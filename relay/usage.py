@@ -19,6 +19,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from billing.periods import current_period
+from billing.quota import charged
 from drake import sql
 from drake.middleware import is_api_request
 from relay.models import ApiRequest, Message, Status
@@ -133,14 +134,18 @@ def usage_summary(user: Any, now: datetime | None = None) -> dict[str, Any]:
         )
     )
     quota = user.plan.monthly_quota
+    # Accepted as the quota counts it: retention may have rotated part of the period's message
+    # log (a plan keeping logs for less than a period), never the counter. Sent and failed are
+    # of the messages still in the log.
+    accepted = charged(user, start)
     return {
         "period_start": start.isoformat().replace("+00:00", "Z"),
         "period_end": end.isoformat().replace("+00:00", "Z"),
-        "accepted": counts["accepted"],
+        "accepted": accepted,
         "sent": counts["sent"],
         "failed": counts["failed"],
         "quota": quota,
-        "remaining": max(0, quota - counts["accepted"]),
+        "remaining": max(0, quota - accepted),
     }
 
 

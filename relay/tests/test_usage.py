@@ -64,3 +64,28 @@ def test_every_send_is_recorded_once_whichever_way_it_is_accepted(send, alice_ap
 def test_a_user_agent_with_control_characters_is_recorded_without_them(alice_api):
     alice_api.get("/v1/usage", HTTP_USER_AGENT="curl/8.0\x00\x1b[31m")
     assert ApiRequest.objects.get().user_agent == "curl/8.0[31m"
+
+
+def test_usage_reports_what_the_quota_counted_after_retention_rotated_the_log(alice, alice_api, alice_sender):
+    """A plan keeping logs 7 days: by the 20th, retention has rotated the period's first
+    messages. /v1/usage said 'remaining 3' while the next send was refused 402."""
+    from datetime import UTC, datetime
+
+    import time_machine
+
+    from relay import retention
+
+    alice.plan.monthly_quota = 3
+    alice.plan.retention_days = 7
+    alice.plan.save()
+    body = {"sender": alice_sender.public_id, "to": "bob@example.com", "subject": "Hi", "text": "Hi"}
+    with time_machine.travel(datetime(2026, 11, 2, 12, 0, tzinfo=UTC)):
+        for _ in range(3):
+            assert alice_api.post("/v1/send", body, format="json").status_code == 202
+    Message.objects.update(status="sent")
+    with time_machine.travel(datetime(2026, 11, 20, 12, 0, tzinfo=UTC)):
+        retention.rotate()
+        assert not Message.objects.exists()
+        assert alice_api.post("/v1/send", body, format="json").status_code == 402
+        usage = alice_api.get("/v1/usage").json()
+    assert (usage["accepted"], usage["remaining"]) == (3, 0)
