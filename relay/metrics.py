@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from relay.models import ApiRequest, Message, Status
+from relay.usage import METHODS
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
@@ -33,12 +34,18 @@ class DrakeCollector:
         requests = GaugeMetricFamily(
             "drake_api_requests_last_hour", "API requests in the last hour", labels=["endpoint", "status"]
         )
+        labelled: dict[tuple[str, str], int] = {}
         for row in (
             ApiRequest.objects.filter(created_at__gte=hour_ago)
             .values("method", "endpoint", "status")
             .annotate(n=Count("id"))
         ):
-            requests.add_metric([f"{row['method']} {row['endpoint']}", str(row["status"])], row["n"])
+            # Bounded labels only: a method a client made up (rows from before usage.METHODS) is OTHER.
+            method = row["method"] if row["method"] in METHODS else "OTHER"
+            labels = (f"{method} {row['endpoint']}", str(row["status"]))
+            labelled[labels] = labelled.get(labels, 0) + row["n"]
+        for labels, n in labelled.items():
+            requests.add_metric(list(labels), n)
         yield requests
 
         messages = GaugeMetricFamily("drake_messages", "Messages in the retained log by status", labels=["status"])

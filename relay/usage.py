@@ -33,6 +33,9 @@ _BUCKETS = (
     (10 * 1024 * 1024, "1-10M"),
 )
 _PARAM = re.compile(r"<(?:\w+:)?(\w+)>")
+# The methods a client may name are any token (RFC 9110): anything else is recorded as OTHER,
+# so neither the log nor the metrics labels made of it grow with what clients invent.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def size_bucket(size: int) -> str:
@@ -104,7 +107,7 @@ def request_record(request: HttpRequest, status: int, error_type: str = "") -> A
     return ApiRequest(
         user=user if getattr(user, "is_authenticated", False) else None,
         key_prefix=getattr(key, "display_prefix", "")[:16],
-        method=request.method[:8],
+        method=request.method if request.method in METHODS else "OTHER",
         endpoint=_endpoint(request)[:100],
         status=status,
         error_type=error_type,

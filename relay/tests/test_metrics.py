@@ -27,3 +27,13 @@ def test_metrics_report_queue_status_and_requests(client, send, settings):
     assert 'drake_api_requests_last_hour{endpoint="POST /v1/send",status="202"} 3.0' in body
     assert "drake_delivery_latency_seconds_last_hour_bucket" in body
     assert "drake_outbox_oldest_age_seconds" in body
+
+
+def test_metrics_labels_are_not_made_by_clients(client, db, settings):
+    """An unauthenticated client picks HTTP methods at will; each must not become a series."""
+    settings.METRICS_TOKEN = "t" * 32
+    for n in range(50):
+        client.generic(f"X{n:05d}", "/v1/account")
+    body = client.get("/metrics", HTTP_AUTHORIZATION="Bearer " + "t" * 32).content.decode()
+    series = [line for line in body.splitlines() if line.startswith("drake_api_requests_last_hour{")]
+    assert len(series) <= 5, series[:10]
