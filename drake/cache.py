@@ -44,6 +44,17 @@ _TAKE = Script(
 )
 
 
+# Compare-and-delete, compare-and-expire: only the holder of a lease (the value it stored) may
+# give it back or renew it; one whose lease ran out must not touch the next holder's.
+_DELETE_IF = Script(
+    None, b"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+)
+_EXPIRE_IF = Script(
+    None,
+    b"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('EXPIRE', KEYS[1], ARGV[2]) end return 0",
+)
+
+
 class _Held(threading.local):
     """This thread's own connection of each pool, kept from one script to the next: {pool: (pid, connection)}."""
 
@@ -195,3 +206,24 @@ def take_tally(key: str, *, note: str | None = None, alias: str = "default") -> 
     if noted:
         cache.delete(note)
     return value or 0, noted
+
+
+def delete_if(key: str, value: Any, *, alias: str = "default") -> bool:
+    """Delete `key` if it still holds `value` (stored with `cache.add`/`set`). On Redis one
+    atomic command; elsewhere (local memory: one process) `get` and `delete`."""
+    cache = caches[alias]
+    if isinstance(cache, RedisCache):
+        stored = cache._cache._serializer.dumps(value)
+        keys = [cache.make_and_validate_key(key)]
+        return bool(_run(_DELETE_IF, keys, [stored], cache._cache.get_client(write=True)))
+    return cache.get(key) == value and cache.delete(key)
+
+
+def touch_if(key: str, value: Any, *, timeout: int, alias: str = "default") -> bool:
+    """Give `key` a new expiry of `timeout` seconds if it still holds `value`; as `delete_if`."""
+    cache = caches[alias]
+    if isinstance(cache, RedisCache):
+        stored = cache._cache._serializer.dumps(value)
+        keys = [cache.make_and_validate_key(key)]
+        return bool(_run(_EXPIRE_IF, keys, [stored, int(timeout)], cache._cache.get_client(write=True)))
+    return cache.get(key) == value and cache.touch(key, timeout)

@@ -14,6 +14,7 @@ connections. A message over the pace is deferred (it waits, it does not fail).
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -21,7 +22,7 @@ from django.core.cache import cache
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from drake.cache import add_to
+from drake.cache import add_to, delete_if, touch_if
 from relay.models import Message, Status
 from senders.models import Sender
 
@@ -95,22 +96,35 @@ def _sent_in_day(sender: Sender, now: datetime) -> QuerySet[Message]:
     return Message.objects.filter(sender=sender, status=Status.SENT, sent_at__gte=now - timedelta(hours=24))
 
 
-def acquire_connection_slot(sender: Sender) -> str | None:
+@dataclass(frozen=True)
+class Slot:
+    """A connection slot held: its cache key, and the token its holder stored there."""
+
+    key: str
+    token: str
+
+
+def acquire_connection_slot(sender: Sender) -> Slot | None:
     """Take one of the sender's connection slots; None if all are in use (across all workers)."""
     token = secrets.token_hex(8)
     for index in range(sender.limits().connections):
         key = f"drake:conn:{sender.pk}:{index}"
         if cache.add(key, token, timeout=SLOT_LEASE_SECONDS):
-            return key
+            return Slot(key, token)
     return None
 
 
-def renew_connection_slot(key: str) -> None:
-    cache.touch(key, SLOT_LEASE_SECONDS)
+def renew_connection_slot(slot: Slot) -> bool:
+    """Renew our own lease; one that ran out is taken again if nobody took it since. False:
+    another connection holds the slot now, and this one must close (it is over the cap)."""
+    return touch_if(slot.key, slot.token, timeout=SLOT_LEASE_SECONDS) or cache.add(
+        slot.key, slot.token, timeout=SLOT_LEASE_SECONDS
+    )
 
 
-def release_connection_slot(key: str) -> None:
-    cache.delete(key)
+def release_connection_slot(slot: Slot) -> None:
+    # Only our own: after our lease ran out the slot may be another worker's connection.
+    delete_if(slot.key, slot.token)
 
 
 def throttle_pause_until(now: datetime | None = None) -> datetime:

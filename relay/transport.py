@@ -61,7 +61,7 @@ class _Idle:
 
 @dataclass
 class _Slot:
-    key: str  # The cache key of the connection slot (relay.pacing).
+    key: pacing.Slot  # The connection slot (relay.pacing) this connection holds.
     renewed: float
 
 
@@ -89,6 +89,7 @@ class SmtpPool:
         # Each open connection's slot, and when its lease was last renewed: renewing it for every
         # message was a cache round trip per message; a quarter of the lease is plenty of margin.
         self._slot_of: dict[int, _Slot] = {}
+        self._reaper: threading.Thread | None = None
         self.opened = 0  # For benchmarks and tests: how many logins this pool made.
 
     def _discard(self, client: smtplib.SMTP, *, polite: bool = True) -> None:
@@ -117,16 +118,46 @@ class SmtpPool:
             renew = slot is not None and now - slot.renewed > pacing.SLOT_LEASE_SECONDS / 4
             if renew:
                 slot.renewed = now
+        if renew and not pacing.renew_connection_slot(slot.key):
+            stale.append(found)  # Its lease ran out and another connection took the slot.
+            found = None
         for client in stale:
             self._discard(client)
-        if renew:
-            pacing.renew_connection_slot(slot.key)
         return found
 
     def _give_back(self, key: tuple[int, float], client: smtplib.SMTP) -> None:
         with self._lock:
             self._idle[key].append(_Idle(client, time.monotonic()))
             self._returned.notify()
+            start = self._reaper is None
+            if start:
+                self._reaper = threading.Thread(target=self._reap, name="smtp-pool-reaper", daemon=True)
+                reaper = self._reaper
+        if start:
+            reaper.start()
+
+    def _reap(self) -> None:
+        """Close idle connections before their slot's lease runs out: nothing renews it while a
+        connection sits here, and a connection still open after its lease would be one more than
+        the sender's cap once another worker takes the freed slot. Runs while any are idle."""
+        interval = min(settings.RELAY_POOL_IDLE_SECONDS, pacing.SLOT_LEASE_SECONDS / 4) / 2
+        while True:
+            time.sleep(interval)
+            now = time.monotonic()
+            stale: list[smtplib.SMTP] = []
+            with self._lock:
+                for idle in self._idle.values():
+                    for entry in list(idle):
+                        slot = self._slot_of.get(id(entry.client))
+                        leased = slot is not None and now - slot.renewed < pacing.SLOT_LEASE_SECONDS / 2
+                        if now - entry.since > settings.RELAY_POOL_IDLE_SECONDS or not leased:
+                            idle.remove(entry)
+                            stale.append(entry.client)
+                if not stale and not any(self._idle.values()):
+                    self._reaper = None
+                    return
+            for client in stale:
+                self._discard(client)
 
     def _open_or_wait(self, sender: Sender, key: tuple[int, float]) -> tuple[smtplib.SMTP, bool]:
         """A new connection, or, while the sender's connection cap is reached, the first of its

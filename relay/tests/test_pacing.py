@@ -142,3 +142,21 @@ def test_the_daily_limit_counts_what_the_log_already_holds(send, smtp_server, sm
     assert _deliver_all(ids) == ["sent", "deferred"]
     oldest = Message.objects.get(public_id=earlier[0]).sent_at
     assert Message.objects.get(public_id=ids[1]).next_attempt_at == oldest + timedelta(hours=24)
+
+
+def test_a_late_release_or_renewal_does_not_touch_a_slot_another_worker_holds(alice_sender, monkeypatch):
+    import time
+
+    Sender.objects.filter(pk=alice_sender.pk).update(max_connections=1)
+    alice_sender.refresh_from_db()
+    monkeypatch.setattr(pacing, "SLOT_LEASE_SECONDS", 1)
+    first = pacing.acquire_connection_slot(alice_sender)  # Worker A.
+    assert first is not None and pacing.renew_connection_slot(first)
+    time.sleep(1.5)  # A's lease runs out (a stalled process, an idle pooled connection).
+    second = pacing.acquire_connection_slot(alice_sender)  # Worker B takes the only slot.
+    assert second is not None
+    assert not pacing.renew_connection_slot(first)  # A learns its connection must close...
+    pacing.release_connection_slot(first)  # ...and closing it leaves B's slot alone.
+    assert pacing.acquire_connection_slot(alice_sender) is None
+    pacing.release_connection_slot(second)
+    assert pacing.acquire_connection_slot(alice_sender) is not None

@@ -330,3 +330,29 @@ def test_a_setup_whose_every_reply_is_within_the_timeout_connects(relay_settings
         client.quit()
     finally:
         listener.close()
+
+
+def test_an_idle_pooled_connection_is_closed_before_its_slot_runs_out(smtp_server, smtp_sender, monkeypatch, settings):
+    """Worker A's connection sits in its pool after a burst; nothing renews its slot there. B
+    must not open a second connection to a sender capped at one while A's is still open."""
+    from relay import pacing
+    from senders.models import Sender
+
+    Sender.objects.filter(pk=smtp_sender.pk).update(max_connections=1)
+    sender = Sender.objects.get(pk=smtp_sender.pk)
+    # Production's ratio, scaled down: idle connections are closed after a quarter of the lease.
+    monkeypatch.setattr(pacing, "SLOT_LEASE_SECONDS", 1.2)
+    settings.RELAY_POOL_IDLE_SECONDS = 0.3
+    settings.RELAY_CONNECTION_WAIT_SECONDS = 0
+    a, b = transport.SmtpPool(), transport.SmtpPool()
+    monkeypatch.setattr(transport, "pool", a)
+    transport.send(sender, sender.from_email, ["r1@example.com"], b"Subject: 1\r\n\r\nx\r\n")
+    time.sleep(1.5)
+    monkeypatch.setattr(transport, "pool", b)
+    try:
+        transport.send(sender, sender.from_email, ["r2@example.com"], b"Subject: 2\r\n\r\nx\r\n")
+    finally:
+        a.close_all()
+        b.close_all()
+    assert smtp_server.max_connections_seen == 1
+    assert len(smtp_server.messages) == 2  # B's went out, on the slot A gave back.
