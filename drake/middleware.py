@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 
 from django.conf import settings
@@ -14,6 +15,42 @@ API_PREFIX = "/v1/"
 
 def is_api_request(request: HttpRequest) -> bool:
     return request.path.startswith(API_PREFIX)
+
+
+class ForwardedForMiddleware:
+    """REMOTE_ADDR is the client's address, also behind the proxy docs/deploy.md puts in front.
+
+    gunicorn sets REMOTE_ADDR to its peer, which behind a proxy is the proxy: every per-IP
+    throttle (console login, sign-up) would count everybody together and the usage log would
+    hold the proxy's address. From a peer in FORWARDED_ALLOW_IPS (the list gunicorn trusts),
+    the client is the right-most X-Forwarded-For address that is not itself a trusted proxy.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        entries = [entry.strip() for entry in settings.FORWARDED_ALLOW_IPS if entry.strip()]
+        self.trust_all = "*" in entries
+        self.trusted = [ipaddress.ip_network(entry, strict=False) for entry in entries if entry != "*"]
+
+    def _trusted(self, value: str) -> bool:
+        try:
+            address = ipaddress.ip_address(value)
+        except ValueError:
+            return False
+        return self.trust_all or any(address in network for network in self.trusted)
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+        if forwarded and self._trusted(request.META.get("REMOTE_ADDR", "")):
+            for hop in reversed([part.strip() for part in forwarded.split(",")]):
+                try:
+                    ipaddress.ip_address(hop)
+                except ValueError:
+                    break  # Not an address: nothing left of it is to be believed.
+                request.META["REMOTE_ADDR"] = hop
+                if not self._trusted(hop):
+                    break
+        return self.get_response(request)
 
 
 class RequestSizeLimitMiddleware:

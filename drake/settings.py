@@ -58,6 +58,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: everything after it (throttles, usage and audit records) sees the client's address.
+    "drake.middleware.ForwardedForMiddleware",
     "drake.logging.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -290,6 +292,9 @@ REQUEST_IP_RETENTION_DAYS = env.int("REQUEST_IP_RETENTION_DAYS", default=7)
 # Customers' own security events (logins, key and sender changes) are kept this long.
 SECURITY_EVENT_RETENTION_DAYS = env.int("SECURITY_EVENT_RETENTION_DAYS", default=365)
 RETENTION_BATCH = env.int("RETENTION_BATCH", default=5000)
+
+# Peers whose X-Forwarded-For is believed (the TLS proxy in front; gunicorn.conf.py reads it too).
+FORWARDED_ALLOW_IPS = env.list("FORWARDED_ALLOW_IPS", default=["127.0.0.1"])
 
 # Bearer token guarding GET /metrics (Prometheus); unset: the endpoint is off.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")

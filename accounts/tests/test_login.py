@@ -87,3 +87,33 @@ def test_a_throttled_login_does_not_check_the_password(client, alice, settings):
         user_login_failed.disconnect(count)
     assert response.status_code == 429
     assert checked == []
+
+
+def _login_via(client, email, client_ip, peer="127.0.0.1"):
+    """A sign-in through the TLS proxy docs/deploy.md puts in front (FORWARDED_ALLOW_IPS,
+    127.0.0.1 by default): the request comes from the proxy; the client is in X-Forwarded-For."""
+    return client.post(
+        "/login/", {"username": email, "password": "guess"}, REMOTE_ADDR=peer, HTTP_X_FORWARDED_FOR=client_ip
+    )
+
+
+def test_behind_the_proxy_each_client_has_its_own_login_budget(client, alice, settings):
+    settings.LOGIN_RATE_PER_IP = "3/m"
+    for n in range(4):  # One client stuffing credentials...
+        _login_via(client, f"user{n}@example.org", "192.0.2.50")
+    assert _login_via(client, "user9@example.org", "192.0.2.50").status_code == 429
+    # ...does not lock everybody else out of the console.
+    assert _login_via(client, "alice@example.org", "198.51.100.7").status_code == 200
+    assert AuditEvent.objects.filter(action="login.throttled", actor_ip="192.0.2.50").exists()
+
+
+def test_a_client_cannot_pick_its_address_with_x_forwarded_for(client, alice, settings):
+    settings.LOGIN_RATE_PER_IP = "3/m"
+    # Straight from the internet, not through the proxy: its header is not believed...
+    for n in range(4):
+        _login_via(client, f"user{n}@example.org", f"192.0.2.{n}", peer="203.0.113.9")
+    assert _login_via(client, "user9@example.org", "192.0.2.99", peer="203.0.113.9").status_code == 429
+    # ...nor, through the proxy, what it put before the proxy's own entry (the right-most one).
+    for n in range(4):
+        _login_via(client, f"user{n}@example.org", f"10.0.0.{n}, 192.0.2.60")
+    assert _login_via(client, "user9@example.org", "10.0.0.99, 192.0.2.60").status_code == 429
