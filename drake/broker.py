@@ -9,7 +9,8 @@ thread-safe and holds no connection of its own (the pool does), so one per pool 
 blocking-read client kombu already keeps (`Channel.client`) is left as it is.
 
 Its QoS writes and removes the unacked index of each received message with one script each
-instead of a transaction (below).
+instead of a transaction (below); those scripts and the LPUSH of a publish go out as
+drake.cache sends its own (`run_script`, `run_command`: a connection each thread keeps).
 
 Used when CELERY_BROKER_URL is a Redis URL (settings.CELERY_BROKER_TRANSPORT).
 
@@ -26,6 +27,8 @@ from kombu.transport import redis, virtual
 from kombu.utils.json import dumps
 from kombu.utils.uuid import uuid
 from redis.commands.core import Script
+
+from drake.cache import run_command, run_script
 
 # The unacked index kombu keeps for a received, not yet acknowledged message (what restores it
 # to the queue after the visibility timeout if its worker died), written and removed as kombu's
@@ -45,14 +48,14 @@ class QoS(redis.QoS):
         delivery = message.delivery_info
         entry = dumps([message._raw, delivery["exchange"], delivery["routing_key"]])
         with self.channel.conn_or_acquire() as client:
-            _APPEND(keys=[self.unacked_index_key, self.unacked_key], args=[time(), delivery_tag, entry], client=client)
+            run_script(_APPEND, [self.unacked_index_key, self.unacked_key], [time(), delivery_tag, entry], client)
         virtual.QoS.append(self, message, delivery_tag)
 
     def ack(self, delivery_tag: str) -> None:
         if self.channel.global_keyprefix:
             return super().ack(delivery_tag)
         with self.channel.conn_or_acquire() as client:
-            _REMOVE(keys=[self.unacked_index_key, self.unacked_key], args=[delivery_tag], client=client)
+            run_script(_REMOVE, [self.unacked_index_key, self.unacked_key], [delivery_tag], client)
         virtual.QoS.ack(self, delivery_tag)
 
 
@@ -68,6 +71,21 @@ class Channel(redis.Channel):
         if client is None or client.connection_pool is not pool:
             client = self._shared_client = super()._create_client()
         return client
+
+    def _put(self, queue: str, message: Any, **kwargs: Any) -> None:
+        # kombu's own LPUSH, sent as drake.cache sends its scripts: a publish per accepted
+        # message when its sender had no prompt pending. Batches, expiring queues and a key
+        # prefix (kombu's client adds it to each command) stay kombu's.
+        if (
+            kwargs.get("_publish_batch") is not None
+            or (self._expires and queue in self._expires)
+            or self.global_keyprefix
+        ):
+            return super()._put(queue, message, **kwargs)
+        key = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))
+        with self.conn_or_acquire() as client:
+            run_command(client, "LPUSH", key, dumps(message))
+        return None
 
 
 class Transport(redis.Transport):

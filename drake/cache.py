@@ -5,7 +5,7 @@ Django's RedisCacheClient builds a new `redis.Redis` for every cache operation, 
 copies its ~170 response callbacks: 0.37 ms of CPU per call, five calls per API request (rate
 limits), more than the Redis round trips themselves (bench/README.md). A `redis.Redis` is
 thread-safe and holds no connection of its own (the pool does), so one per pool is enough.
-The scripts go out on a connection each thread keeps (`_run`).
+The scripts go out on a connection each thread keeps (`run_script`).
 """
 
 from __future__ import annotations
@@ -83,7 +83,12 @@ def _evalsha(connection: Any, script: Script, keys: Sequence[str], args: Sequenc
         return connection.read_response()
 
 
-def _run(script: Script, keys: Sequence[str], args: Sequence[Any], client: Any) -> Any:
+def _command(connection: Any, *args: Any) -> Any:
+    connection.send_command(*args)
+    return connection.read_response()
+
+
+def run_script(script: Script, keys: Sequence[str], args: Sequence[Any], client: Any) -> Any:
     """`script(keys=keys, args=args, client=client)`, on a connection of the client's pool
     that this thread keeps, without redis-py's machinery around each command: the pool's get
     and release, retries, observability hooks and argument checks are about 1,100 of the 1,500
@@ -98,6 +103,16 @@ def _run(script: Script, keys: Sequence[str], args: Sequence[Any], client: Any) 
         return _evalsha(connection, script, keys, args)
     except (RedisConnectionError, RedisTimeoutError):
         return _evalsha(connection, script, keys, args)
+
+
+def run_command(client: Any, *args: Any) -> Any:
+    """`client.execute_command(*args)` as `run_script` sends a script, for a command whose
+    reply needs no parsing by redis-py (an integer, a bulk string)."""
+    connection = _connection(client.connection_pool)
+    try:
+        return _command(connection, *args)
+    except (RedisConnectionError, RedisTimeoutError):
+        return _command(connection, *args)
 
 
 class _SharedClient(RedisCacheClient):
@@ -135,7 +150,9 @@ def add_to(
     cache = caches[alias]  # The backend itself: `django.core.cache.cache` is a proxy.
     if isinstance(cache, RedisCache):
         keys = [cache.make_and_validate_key(key) for key in (*amounts, *read)]
-        replies = _run(_ADD_TO, keys, [len(amounts), timeout, *amounts.values()], cache._cache.get_client(write=True))
+        replies = run_script(
+            _ADD_TO, keys, [len(amounts), timeout, *amounts.values()], cache._cache.get_client(write=True)
+        )
         counted: dict[str, int | None] = dict(zip(amounts, replies[: len(amounts)], strict=True))
         # Django's Redis serializer stores an int as its digits, which INCR can count on.
         for key, value in zip(read, replies[len(amounts) :], strict=True):
@@ -176,7 +193,7 @@ def tally(
         keys = [cache.make_and_validate_key(key)]
         if note is not None:
             keys.append(cache.make_and_validate_key(note))
-        return int(_run(_TALLY, keys, [amount, timeout, note_timeout], client))
+        return int(run_script(_TALLY, keys, [amount, timeout, note_timeout], client))
     cache.add(key, 0, timeout=timeout)
     try:
         value = cache.incr(key, amount)
@@ -198,7 +215,7 @@ def take_tally(key: str, *, note: str | None = None, alias: str = "default") -> 
         keys = [cache.make_and_validate_key(key)]
         if note is not None:
             keys.append(cache.make_and_validate_key(note))
-        value, noted = _run(_TAKE, keys, [], cache._cache.get_client(write=True))
+        value, noted = run_script(_TAKE, keys, [], cache._cache.get_client(write=True))
         return (0 if value is None else int(value)), bool(noted)
     value = cache.get(key)
     cache.delete(key)
@@ -215,7 +232,7 @@ def delete_if(key: str, value: Any, *, alias: str = "default") -> bool:
     if isinstance(cache, RedisCache):
         stored = cache._cache._serializer.dumps(value)
         keys = [cache.make_and_validate_key(key)]
-        return bool(_run(_DELETE_IF, keys, [stored], cache._cache.get_client(write=True)))
+        return bool(run_script(_DELETE_IF, keys, [stored], cache._cache.get_client(write=True)))
     return cache.get(key) == value and cache.delete(key)
 
 
@@ -225,5 +242,5 @@ def touch_if(key: str, value: Any, *, timeout: int, alias: str = "default") -> b
     if isinstance(cache, RedisCache):
         stored = cache._cache._serializer.dumps(value)
         keys = [cache.make_and_validate_key(key)]
-        return bool(_run(_EXPIRE_IF, keys, [stored, int(timeout)], cache._cache.get_client(write=True)))
+        return bool(run_script(_EXPIRE_IF, keys, [stored, int(timeout)], cache._cache.get_client(write=True)))
     return cache.get(key) == value and cache.touch(key, timeout)
