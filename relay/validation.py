@@ -172,12 +172,17 @@ def _address(value: Any, field_name: str) -> str:
         raise InvalidRequest("This is not a valid email address.", field=field_name)
     try:
         validate_email(addr)  # Internationalized domains are accepted (checked as IDNA).
-        local, _, domain = addr.rpartition("@")
-        # On the wire the domain is IDNA (punycode): no SMTPUTF8 needed from the provider.
-        addr = f"{local}@{domain.encode('idna').decode('ascii')}"
+        addr = with_ascii_domain(addr)
     except (ValidationError, UnicodeError) as exc:
         raise InvalidRequest("This is not a valid email address.", field=field_name) from exc
     return f"{name} <{addr}>" if name else addr
+
+
+def with_ascii_domain(address: str) -> str:
+    """`local@domain` with the domain in IDNA (punycode), as messages go on the wire (no
+    SMTPUTF8 needed from the provider) and into the log. Raises UnicodeError if it cannot be."""
+    local, _, domain = address.rpartition("@")
+    return f"{local}@{domain.encode('idna').decode('ascii')}"
 
 
 def _address_list(value: Any, field_name: str, *, required: bool) -> list[str]:

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_POST
 from drake.errors import ApiError
 from relay import actions
 from relay.models import ApiRequest, Message, Status
-from relay.validation import SendRequest
+from relay.validation import SendRequest, with_ascii_domain
 
 PAGE_SIZE = 50
 
@@ -25,6 +25,14 @@ def _date(value: str | None) -> date | None:
         return date.fromisoformat(value) if value else None
     except ValueError:
         return None
+
+
+def _as_stored(address: str) -> str:
+    """An address as the log holds it (relay.validation writes its domain in IDNA)."""
+    try:
+        return with_ascii_domain(address)
+    except UnicodeError:
+        return address
 
 
 @login_required
@@ -41,7 +49,7 @@ def message_log(request: HttpRequest) -> HttpResponse:
     recipient = request.GET.get("recipient", "").strip()
     if recipient:
         # Exact match on one stored address: the JSON text holds each one quoted.
-        messages = messages.filter(to__icontains=json.dumps(recipient))
+        messages = messages.filter(to__icontains=json.dumps(_as_stored(recipient)))
     page = Paginator(messages, PAGE_SIZE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)

@@ -104,3 +104,11 @@ def test_dismissing_the_notice_stays_on_this_site(signed_in, alice, after):
 def test_the_request_log_takes_any_status_filter(signed_in, status):
     """ "²" is a digit to str.isdigit(), not to int(): a 500 before (a review)."""
     assert signed_in.get("/messages/api-requests/", {"status": status}).status_code == 200
+
+
+def test_the_recipient_search_finds_an_internationalized_domain_as_it_was_sent(signed_in, send):
+    message_id = send(to="bob@bücher.example").json()["id"]
+    assert Message.objects.get(public_id=message_id).to == ["bob@xn--bcher-kva.example"]
+    assert message_id in signed_in.get("/messages/?recipient=bob@xn--bcher-kva.example").content.decode()
+    # The customer searches for the address as their application sent it.
+    assert message_id in signed_in.get("/messages/?recipient=bob@bücher.example").content.decode()
