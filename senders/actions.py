@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -98,8 +100,11 @@ def verify_sender(
     The result is stored on the sender; the attempt is audited either way.
     """
     failure: smtp.SmtpFailure | None = None
+    timeout = settings.SMTP_VERIFY_TIMEOUT
     try:
-        smtp.probe(**sender.connection_params(), timeout=settings.SMTP_VERIFY_TIMEOUT)
+        # Each wait is bounded by the timeout, and the whole verification by a few of them.
+        deadline = time.monotonic() + smtp.VERIFY_TIMEOUTS * timeout
+        smtp.probe(**sender.connection_params(), timeout=timeout, deadline=deadline)
     except smtp.SmtpFailure as exc:
         failure = exc
     except crypto.DecryptionError:
@@ -134,7 +139,9 @@ def pause_sender(
     """Pause delivery through a sender (by the relay, or by staff). Returns False if already paused."""
     now = timezone.now()
     with transaction.atomic():
-        updated = Sender.objects.filter(pk=sender.pk, paused_at__isnull=True).update(
+        # Not paused now: never paused, or a timed pause (a throttle, a daily quota) that lapsed.
+        not_paused = Q(paused_at__isnull=True) | Q(paused_until__isnull=False, paused_until__lte=now)
+        updated = Sender.objects.filter(not_paused, pk=sender.pk).update(
             paused_at=now, paused_until=until, paused_reason=reason[:300]
         )
         if updated:

@@ -12,6 +12,7 @@ Failures become SmtpFailure with a category, the SMTP code and the server's (san
 
 from __future__ import annotations
 
+import binascii
 import re
 import smtplib
 import socket
@@ -76,6 +77,9 @@ def tls_context() -> ssl.SSLContext:
 # One reply, all its lines, may take this many times the timeout of one wait, however its
 # server spaces them out (a working server sends a reply's lines together).
 REPLY_WAITS = 2
+# A verification (an HTTP request waits for it) takes at most this many timeouts in all,
+# connect, TLS and every reply included: 15 s with the default 5 s, inside gunicorn's 30 s.
+VERIFY_TIMEOUTS = 3
 
 
 class _ReplyReader:
@@ -108,7 +112,21 @@ class _Bounded:
     line ("220-...") now and then held the session as long as it liked. Here one reply takes
     at most REPLY_WAITS timeouts. A whole exchange is not bounded as one: it takes a reply per
     recipient, and the reply to the data must not be cut short (the server may have queued the
-    message: giving up then would send it twice)."""
+    message: giving up then would send it twice).
+
+    A session with a `session_deadline` (time.monotonic(); verification, which answers an HTTP
+    request) is bounded as a whole as well: connect, every reply and the TLS handshake end by it."""
+
+    session_deadline: float | None = None
+
+    def wait_left(self, timeout: float) -> float:
+        """`timeout`, or less so as to end by the session's deadline; TimeoutError past it."""
+        if self.session_deadline is None:
+            return timeout
+        left = self.session_deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("timed out")
+        return min(timeout, left)
 
     def getreply(self) -> tuple[int, bytes]:
         # smtplib drops its reader at STARTTLS and on close; a new one reads the new socket.
@@ -117,6 +135,8 @@ class _Bounded:
         reader = self.file
         if reader is not None:
             reader.deadline = time.monotonic() + REPLY_WAITS * self.timeout
+            if self.session_deadline is not None:
+                reader.deadline = min(reader.deadline, self.session_deadline)
         try:
             return super().getreply()  # type: ignore[misc]
         finally:
@@ -127,27 +147,36 @@ class _Bounded:
 class PinnedSMTP(_Bounded, smtplib.SMTP):
     """smtplib.SMTP that dials a pre-checked address while speaking to (and verifying) the host name."""
 
-    def __init__(self, target: guard.Target, *, timeout: float, local_hostname: str) -> None:
+    def __init__(
+        self, target: guard.Target, *, timeout: float, local_hostname: str, deadline: float | None = None
+    ) -> None:
         self.target = target
+        self.session_deadline = deadline
         super().__init__(local_hostname=local_hostname, timeout=timeout)
         # starttls() verifies the certificate against _host, which smtplib sets only when the
         # constructor connects: it must be the name, never the address we dial.
         self._host = target.hostname
 
     def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
-        return socket.create_connection((self.target.address, port), timeout)
+        return socket.create_connection((self.target.address, port), self.wait_left(timeout))
 
 
 class PinnedSMTP_SSL(_Bounded, smtplib.SMTP_SSL):  # noqa: N801  (mirrors smtplib's name)
-    def __init__(self, target: guard.Target, *, timeout: float, local_hostname: str) -> None:
+    def __init__(
+        self, target: guard.Target, *, timeout: float, local_hostname: str, deadline: float | None = None
+    ) -> None:
         self.target = target
+        self.session_deadline = deadline
         super().__init__(local_hostname=local_hostname, timeout=timeout, context=tls_context())
         self._host = target.hostname
 
     def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
-        raw = socket.create_connection((self.target.address, port), timeout)
+        raw = socket.create_connection((self.target.address, port), self.wait_left(timeout))
         try:
-            return self.context.wrap_socket(raw, server_hostname=self.target.hostname)
+            raw.settimeout(self.wait_left(timeout))  # The handshake is bounded as a whole by it.
+            sock = self.context.wrap_socket(raw, server_hostname=self.target.hostname)
+            sock.settimeout(timeout)
+            return sock
         except BaseException:
             raw.close()
             raise
@@ -198,9 +227,12 @@ def open_connection(
     username: str = "",
     password: str = "",
     timeout: float | None = None,
+    deadline: float | None = None,
 ) -> smtplib.SMTP:
     """A connected, encrypted (per `security`) and authenticated SMTP session.
 
+    With `deadline` (time.monotonic()) the session, from the connect on, ends by then (the name
+    lookup is the system resolver's, bounded by its own timeouts).
     Raises SmtpFailure. The caller owns the returned connection (quit/close it).
     """
     timeout = timeout or settings.SMTP_TIMEOUT
@@ -209,9 +241,9 @@ def open_connection(
     try:
         target = guard.check(host, port)
         if security == Security.TLS:
-            client = PinnedSMTP_SSL(target, timeout=timeout, local_hostname=local_hostname)
+            client = PinnedSMTP_SSL(target, timeout=timeout, local_hostname=local_hostname, deadline=deadline)
         else:
-            client = PinnedSMTP(target, timeout=timeout, local_hostname=local_hostname)
+            client = PinnedSMTP(target, timeout=timeout, local_hostname=local_hostname, deadline=deadline)
         code, banner = client.connect(target.hostname, target.port)
         if code != 220:
             raise smtplib.SMTPConnectError(code, banner)
@@ -219,7 +251,10 @@ def open_connection(
         if security == Security.STARTTLS:
             if not client.has_extn("starttls"):
                 raise SmtpFailure("tls_failed", "The server does not offer STARTTLS; refusing to continue without TLS.")
+            if deadline is not None:
+                client.sock.settimeout(client.wait_left(timeout))  # Bounds the handshake as a whole.
             client.starttls(context=tls_context())
+            client.sock.settimeout(timeout)
             client.ehlo()
         if password:
             encrypted = security in (Security.STARTTLS, Security.TLS)
@@ -230,6 +265,10 @@ def open_connection(
             except UnicodeEncodeError as exc:  # smtplib's AUTH carries ASCII only
                 raise SmtpFailure(
                     "auth_failed", "The username or password holds a character SMTP login cannot carry (ASCII only)."
+                ) from exc
+            except binascii.Error as exc:  # smtplib base64-decodes every 334 challenge, unchecked
+                raise SmtpFailure(
+                    "auth_failed", "The server sent a malformed authentication challenge (not base64)."
                 ) from exc
         return client
     except BaseException as exc:

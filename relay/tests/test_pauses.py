@@ -1,0 +1,60 @@
+"""A sender whose earlier timed pause (a provider throttle) has lapsed is paused again by a
+refused login: its messages wait, and no further login is tried."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from relay import delivery
+from relay.models import Message, Status
+from senders import actions as sender_actions
+from senders.models import Sender
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def in_process(delivering_here):
+    return delivering_here
+
+
+def test_a_refused_login_pauses_a_sender_whose_earlier_throttle_pause_lapsed(send, smtp_server, smtp_sender):
+    # The app password stops working (revoked at the provider, say)...
+    sender_actions.update_sender(smtp_sender, {"password": "revoked app password"}, actor=None)
+    # ...and an earlier "slow down" had paused the sender for a while; that pause is over.
+    sender_actions.pause_sender(smtp_sender, "The provider asked to slow down.", until=timezone.now())
+    Sender.objects.filter(pk=smtp_sender.pk).update(paused_until=timezone.now() - timedelta(minutes=5))
+    assert not Sender.objects.get(pk=smtp_sender.pk).is_paused()
+
+    first, second = (send(via=smtp_sender, to=f"r{i}@example.com").json()["id"] for i in range(2))
+    assert delivery.deliver(first) == "deferred"
+    logins = smtp_server.logins
+    assert Sender.objects.get(pk=smtp_sender.pk).is_paused(), "a refused login must pause the sender"
+    # The other message waits without another login that could lock the mailbox.
+    assert delivery.deliver(second) == "deferred"
+    assert smtp_server.logins == logins
+    assert Message.objects.get(public_id=second).status == Status.QUEUED
+
+
+def test_the_daily_quota_pauses_a_sender_that_was_throttled_before(send, smtp_server, smtp_sender, settings):
+    settings.RELAY_MESSAGE_LIFETIME_HOURS = 48
+    settings.PROVIDER_THROTTLE_PAUSE_SECONDS = 0.2
+    first, second = (send(via=smtp_sender, to=f"r{i}@example.com").json()["id"] for i in range(2))
+    # A "slow down": the sender is paused a moment, and the pause lapses.
+    smtp_server.fail_next("data", 421, "4.7.0 Try again later, closing connection")
+    assert delivery.deliver(first) == "deferred"
+    Message.objects.filter(public_id=first).update(next_attempt_at=timezone.now())
+    import time
+
+    time.sleep(0.3)
+    assert not Sender.objects.get(pk=smtp_sender.pk).is_paused()
+    # Then Gmail's daily quota: the sender waits for tomorrow, with all its messages.
+    smtp_server.fail_next("data", 550, "5.4.5 Daily user sending limit exceeded")
+    assert delivery.deliver(first) == "deferred"
+    sender = Sender.objects.get(pk=smtp_sender.pk)
+    assert sender.is_paused() and sender.paused_until.hour == 0
+    assert "quota" in sender.paused_reason
+    assert delivery.deliver(second) == "deferred"
+    assert smtp_server.messages == []
+    assert Message.objects.get(public_id=second).next_attempt_at == sender.paused_until
