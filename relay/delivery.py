@@ -25,7 +25,7 @@ from relay import claims, mime, outbox, pacing, transport
 from relay.actions import content_binding
 from relay.models import DeliveryAttempt, Message, OutboxContent, Status
 from senders import crypto, smtp
-from senders.actions import pause_sender
+from senders.actions import UNREADABLE_PASSWORD, pause_sender
 from senders.models import Sender
 from senders.presets import hint_for
 
@@ -212,6 +212,12 @@ def _send_one(sender: Sender, message: Message, sent: list[claims.Sent]) -> str 
         result = transport.send(sender, sender.from_email, recipients, data)
     except pacing.PaceLimited as paced:
         return _paced(message, paced)
+    except crypto.DecryptionError:
+        # The sender's stored password: the key it was encrypted with has left
+        # FIELD_ENCRYPTION_KEYS. Nothing retried would read it: pause, keep the messages waiting.
+        pause_sender(sender, UNREADABLE_PASSWORD)
+        error = ("secret_unreadable", None, UNREADABLE_PASSWORD)
+        return _defer(message, timezone.now() + _paused_recheck(), error, started=started)
     except smtp.SmtpFailure as failure:
         return _smtp_failure(message, started, failure)
     except transport.StageRefused as refused:

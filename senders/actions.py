@@ -22,6 +22,9 @@ _CONNECTION_FIELDS = {"host", "port", "security", "username", "from_email"}
 # The provider is chosen once; everything else can change.
 _EDITABLE = ("provider", "from_email", "from_name", "username", "host", "port", "security")
 
+# A sender password encrypted with a key no longer in FIELD_ENCRYPTION_KEYS.
+UNREADABLE_PASSWORD = "The stored password cannot be decrypted; enter it again."
+
 
 def create_sender(user: Any, data: dict[str, Any], *, request: HttpRequest | None = None, via: str = "api") -> Sender:
     """Connect a sender. `data` is validated input with a `password`; raises ConfigError."""
@@ -108,7 +111,7 @@ def verify_sender(
     except smtp.SmtpFailure as exc:
         failure = exc
     except crypto.DecryptionError:
-        failure = smtp.SmtpFailure("secret_unreadable", "The stored password cannot be decrypted; enter it again.")
+        failure = smtp.SmtpFailure("secret_unreadable", UNREADABLE_PASSWORD)
     now = timezone.now()
     fields = ["verified_at", "last_verify_error", "updated_at"]
     if failure is None:

@@ -58,3 +58,21 @@ def test_the_daily_quota_pauses_a_sender_that_was_throttled_before(send, smtp_se
     assert delivery.deliver(second) == "deferred"
     assert smtp_server.messages == []
     assert Message.objects.get(public_id=second).next_attempt_at == sender.paused_until
+
+
+def test_a_password_that_no_longer_decrypts_pauses_the_sender_and_keeps_the_message(send, smtp_server, smtp_sender):
+    from cryptography.fernet import Fernet
+    from django.db import connection
+
+    # Stored under a key that has since left FIELD_ENCRYPTION_KEYS (a rotation gone wrong).
+    foreign = Fernet(Fernet.generate_key()).encrypt(b"app password").decode()
+    with connection.cursor() as cursor:
+        table, column = Sender._meta.db_table, Sender._meta.get_field("password_encrypted").column
+        cursor.execute(f"UPDATE {table} SET {column} = %s WHERE id = %s", [foreign, smtp_sender.pk])  # noqa: S608
+    message_id = send(via=smtp_sender).json()["id"]
+    assert delivery.deliver(message_id) == "deferred"
+    sender = Sender.objects.get(pk=smtp_sender.pk)
+    assert sender.is_paused() and sender.paused_reason == sender_actions.UNREADABLE_PASSWORD
+    message = Message.objects.get(public_id=message_id)
+    assert message.status == Status.QUEUED and message.last_error["category"] == "secret_unreadable"
+    assert smtp_server.logins == 0
