@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from django.db import InterfaceError, OperationalError
+import logging
+
+from django.db import DatabaseError, InterfaceError, OperationalError
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
@@ -19,6 +21,8 @@ from relay.serializers import message_as_api
 from relay.validation import parse_send_request
 
 MAX_PAGE = 100
+
+logger = logging.getLogger(__name__)
 
 
 class SendView(APIView):
@@ -38,7 +42,11 @@ class SendView(APIView):
             record = usage.request_record(request, status.HTTP_202_ACCEPTED)
             message = actions.accept_from_snapshot(request.auth, send, size=size, usage_record=record)
             if message is not None:
-                request.auth.touch()
+                try:
+                    request.auth.touch()
+                except DatabaseError:
+                    # Committed: a 503 ("nothing was queued") would have the client send it twice.
+                    logger.warning("Could not record the key's last use after an accepted send", exc_info=True)
                 return self.accepted(request, message, replayed=False)
         self.confirm(request)
         message, replayed = actions.accept_message(

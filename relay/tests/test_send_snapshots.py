@@ -9,7 +9,7 @@ tool would) and shows the very next request decided by what the database holds n
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 from django.utils import timezone
 
 from accounts import keys
@@ -228,3 +228,27 @@ def test_a_connection_dropped_under_the_snapshot_accept_is_503(warm, delivering_
     connection.close_if_unusable_or_obsolete()  # The request's end: the error closes it.
     assert warm().status_code == 202
     assert _accepted() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_send_committed_is_a_202_even_if_recording_the_keys_use_fails(warm, alice, settings):
+    """The key's last use is written after the accept's commit: its failure (here a lock held
+    elsewhere, past lock_timeout) must not turn a queued message into a 503."""
+    settings.API_KEY_LAST_USED_RESOLUTION_SECONDS = 0  # Every send records it.
+    key = ApiKey.objects.get(user=alice)
+    locker = connections.create_connection("default")
+    try:
+        with locker.cursor() as cursor:
+            cursor.execute("BEGIN")
+            # As an UPDATE of the row holds it; the accept's foreign key checks (KEY SHARE) pass.
+            cursor.execute("SELECT 1 FROM accounts_apikey WHERE id = %s FOR NO KEY UPDATE", [key.pk])
+            with connection.cursor() as ours:
+                ours.execute("SET lock_timeout = '200ms'")
+            response = warm()
+            cursor.execute("ROLLBACK")
+    finally:
+        locker.close()
+        with connection.cursor() as ours:
+            ours.execute("SET lock_timeout = 0")
+    assert response.status_code == 202
+    assert Message.objects.filter(public_id=response.json()["id"]).exists()
