@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from django.contrib import admin
+from typing import Any
+
+from django.contrib import admin, messages
 from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
 from django.contrib.auth.models import Group
 from django.http import HttpRequest
@@ -79,6 +81,24 @@ class UserAdmin(AuditedAdmin):
 
     def has_suspend_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("accounts.suspend_account")
+
+    # Deleting an account here erases it as `delete_account` does (Stripe subscription
+    # cancelled, secrets destroyed, the customer's own events and admin log entries gone),
+    # not just its rows.
+    def delete_model(self, request: HttpRequest, obj: User) -> None:
+        self._erase(request, [obj])
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        self._erase(request, list(queryset))
+
+    def _erase(self, request: HttpRequest, users: list[User]) -> None:
+        from accounts import privacy
+
+        for user in users:
+            try:
+                privacy.delete_account(user, actor=request.user, request=request, via="admin")
+            except privacy.DeletionBlocked as exc:
+                self.message_user(request, f"{user.email} was not deleted: {exc}", messages.ERROR)
 
     def get_readonly_fields(self, request: HttpRequest, obj: object = None) -> tuple[str, ...]:
         # Only superusers hand out staff rights or change plans; nobody does it by accident.

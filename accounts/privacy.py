@@ -41,7 +41,9 @@ def _rows(queryset: QuerySet, fields: list[str]) -> Iterator[dict[str, Any]]:
 def _without_staff_ips(events: Iterable[dict[str, Any]], user: User) -> Iterator[dict[str, Any]]:
     """The account's security events, each with the IP it came from but for staff's."""
     for event in events:
-        event["actor_ip"] = AuditEvent.ip_shown_to_account(event.pop("actor_id"), event["actor_ip"], user.pk)
+        event["actor_ip"] = AuditEvent.ip_shown_to_account(
+            event.pop("actor_id"), event["actor_ip"], user.pk, event.pop("actor_is_staff")
+        )
         yield event
 
 
@@ -119,7 +121,16 @@ def export_chunks(user: User) -> Iterator[str]:
         "daily_aggregates",
         _rows(DailyUsage.objects.filter(user=user).order_by("pk"), ["day", "metric", "dimension", "count"]),
     )
-    event_fields = ["created_at", "action", "actor_ip", "target_type", "target_id", "detail", "actor_id"]
+    event_fields = [
+        "created_at",
+        "action",
+        "actor_ip",
+        "target_type",
+        "target_id",
+        "detail",
+        "actor_id",
+        "actor_is_staff",
+    ]
     events = _rows(AuditEvent.objects.for_account(user).order_by("pk"), event_fields)
     yield from _section("security_events", _without_staff_ips(events, user))
     yield "\n}\n"
@@ -204,9 +215,13 @@ def delete_account(
     # Its security events: what the customer did, and what came from an IP without anyone
     # signed in (a failed login: the customer's IP, most likely). Kept: what staff did to the
     # account (their access trail, a suspension and its reason) and what the system did.
-    anonymous_with_ip = Q(account_id=pk, actor__isnull=True, actor_ip__isnull=False)
-    own = Q(actor_id=pk) | Q(actor_label__iexact=user.email) | anonymous_with_ip
-    counts["security_events"] = AuditEvent.objects.filter(own).delete()[0]
+    # Only events of this account: a staff member's account going does not take with it their
+    # access trail of the customers they looked at or acted on.
+    anonymous_with_ip = Q(actor__isnull=True, actor_ip__isnull=False)
+    own = Q(account_id=pk, actor_is_staff=False) & (
+        Q(actor_id=pk) | Q(actor_label__iexact=user.email) | anonymous_with_ip
+    )
+    counts["security_events"] = AuditEvent.objects.filter(own).erase()
     _delete_admin_log_entries(user)
     for session in Session.objects.iterator():
         if str(session.get_decoded().get("_auth_user_id")) == str(pk):

@@ -154,7 +154,9 @@ def activity(request: HttpRequest) -> HttpResponse:
 
     events = list(AuditEvent.objects.for_account(request.user).select_related("actor")[:100])
     for event in events:
-        event.shown_ip = AuditEvent.ip_shown_to_account(event.actor_id, event.actor_ip, request.user.pk)
+        event.shown_ip = AuditEvent.ip_shown_to_account(
+            event.actor_id, event.actor_ip, request.user.pk, event.actor_is_staff
+        )
     return render(request, "accounts/activity.html", {"events": events})
 
 

@@ -37,11 +37,13 @@ def record(
     if actor is not None and not getattr(actor, "is_authenticated", False):
         actor = None
     label = actor_label if actor_label is not None else (actor.email if actor is not None else "")
+    account_pk = getattr(account, "pk", None)
     return AuditEvent.objects.create(
         actor=actor,
         actor_label=label,
         actor_ip=client_ip(request),
-        account_id=getattr(account, "pk", None),
+        actor_is_staff=bool(actor is not None and getattr(actor, "is_staff", False) and actor.pk != account_pk),
+        account_id=account_pk,
         action=action,
         target_type=target._meta.label_lower if target is not None else "",
         target_id=str(getattr(target, "public_id", None) or getattr(target, "pk", "") or "") if target else "",

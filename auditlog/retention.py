@@ -18,4 +18,6 @@ def prune_security_events(now: datetime) -> int:
     prefixes = Q()
     for prefix in SECURITY_EVENT_PREFIXES:
         prefixes |= Q(action__startswith=prefix)
-    return AuditEvent.objects.filter(prefixes, created_at__lt=cutoff).delete()[0]
+    # Not what staff did to the account (a revocation, a pause, with its reason): their trail.
+    events = AuditEvent.objects.filter(prefixes, created_at__lt=cutoff, actor_is_staff=False)
+    return events.erase()

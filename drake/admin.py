@@ -36,9 +36,12 @@ class DrakeAdminSite(admin.AdminSite):
 
 def _account_of(obj: Model) -> Any:
     from accounts.models import User
+    from auditlog.models import AuditEvent
 
     if isinstance(obj, User):
         return obj
+    if isinstance(obj, AuditEvent):  # One of the account's own records (its IPs, its logins).
+        return User(pk=obj.account_id) if obj.account_id is not None else None
     return getattr(obj, "user", None)
 
 

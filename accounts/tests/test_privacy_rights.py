@@ -257,3 +257,25 @@ def test_deleting_the_account_from_the_console_keeps_no_ip_of_the_customer(clien
     assert "Your account is deleted" in done.content.decode()
     assert AuditEvent.objects.filter(action="account.deleted").exists()
     assert not AuditEvent.objects.filter(actor_ip="203.0.113.7").exists()
+
+
+def test_a_superuser_deleting_an_account_in_the_admin_erases_it_as_delete_account_does(
+    client, alice, django_user_model
+):
+    """The admin's delete button (and its bulk 'delete selected') removed only the rows: the
+    customer's security events with their IP, Django admin's log naming them, and their Stripe
+    subscription (not cancelled) stayed. Found by a review."""
+    from django.contrib.admin.models import LogEntry
+
+    pk = alice.pk
+    client.post("/login/", {"username": "alice@example.org", "password": "wrong"}, REMOTE_ADDR="203.0.113.7")
+    assert AuditEvent.objects.filter(account_id=pk, action="login.failed").exists()
+    root = django_user_model.objects.create_superuser("root@3drake.test", "a sturdy staff passphrase")
+    client.force_login(root)
+    response = client.post(f"/admin/accounts/user/{pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert not django_user_model.objects.filter(pk=pk).exists()
+    assert not AuditEvent.objects.filter(actor_ip="203.0.113.7").exists()
+    assert not LogEntry.objects.filter(object_repr__icontains="alice@example.org").exists()
+    assert AuditEvent.objects.filter(action="account.deleted", actor=root, detail__via="admin").exists()
+    assert AuditEvent.objects.filter(action="admin.deleted", actor=root, account_id=pk).exists()

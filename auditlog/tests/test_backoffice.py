@@ -236,3 +236,99 @@ def test_a_csv_export_is_in_the_trail_of_each_account_in_it(client, fiona, alice
     assert sorted((e.account_id or 0, e.detail.get("rows")) for e in events) == sorted(
         [(0, 3), (alice.pk, None), (charlie.pk, None)]
     )
+
+
+# --- Review: staff trails lost to account deletion and to retention ----------------------------
+
+
+def test_deleting_a_staff_account_keeps_its_access_trail_of_customers(client, sam, alice):
+    """A support agent leaves: erasing their account must not erase what they did to customers."""
+    from accounts import privacy
+
+    client.force_login(sam)
+    client.get(f"/admin/accounts/user/{alice.pk}/change/")
+    _act(client, "/admin/accounts/user/", "suspend", alice.pk, "chargeback fraud")
+    trail = set(AuditEvent.objects.filter(account_id=alice.pk, actor=sam).values_list("action", flat=True))
+    assert trail == {"admin.viewed", "account.suspended"}
+    client.logout()
+    privacy.delete_account(sam, via="shell")
+    kept = set(AuditEvent.objects.filter(account_id=alice.pk, actor_label=sam.email).values_list("action", flat=True))
+    assert kept == {"admin.viewed", "account.suspended"}
+
+
+def test_retention_keeps_what_staff_did_to_a_key_or_a_sender(client, sam, alice, alice_key, alice_sender, settings):
+    """rotate_logs deletes customers' own security events, not support's revocations and pauses."""
+    from datetime import timedelta
+    from io import StringIO
+
+    import time_machine
+    from django.utils import timezone
+
+    client.force_login(sam)
+    key = ApiKey.objects.get(user=alice)
+    with time_machine.travel(timezone.now() - timedelta(days=settings.SECURITY_EVENT_RETENTION_DAYS + 5)):
+        _act(client, "/admin/accounts/apikey/", "revoke", key.pk, "leaked on a forum")
+        _act(client, "/admin/senders/sender/", "pause", alice_sender.pk, "spam reports")
+    call_command("rotate_logs", "--quiet", stdout=StringIO())
+    kept = set(AuditEvent.objects.filter(account_id=alice.pk, actor=sam).values_list("action", flat=True))
+    assert {"api_key.revoked", "sender.paused"} <= kept
+
+
+def test_once_a_staff_account_is_gone_its_trail_still_names_no_staff_member_nor_their_ip(client, sam, alice):
+    """The console and the export hide staff's IP and email; a deleted staff actor (actor NULL)
+    must not turn their events into 'anonymous' ones that show both, or that go with the customer."""
+
+    from accounts import privacy
+    from conftest import PASSWORD
+
+    client.force_login(sam)
+    client.get(f"/admin/accounts/user/{alice.pk}/change/", REMOTE_ADDR="198.51.100.7")
+    client.logout()
+    sam.delete()  # A superuser removes the leaver in the admin (or delete_account does).
+    client.force_login(alice)
+    page = client.get("/account/activity/").content.decode()
+    assert "admin.viewed" in page
+    assert "198.51.100.7" not in page and "sam@3drake.test" not in page
+    export = client.post("/account/export/", {"password": PASSWORD})
+    assert "198.51.100.7" not in b"".join(export.streaming_content).decode()
+    client.logout()
+    privacy.delete_account(alice, via="shell")
+    assert AuditEvent.objects.filter(action="admin.viewed", actor_label="sam@3drake.test").exists()
+
+
+def test_no_bulk_delete_nor_raw_sql_rewrites_the_trail(alice, django_user_model):
+    """`update()` was refused but `filter().delete()` went through, and on PostgreSQL the app's
+    own role could UPDATE or DELETE any event with plain SQL."""
+    from django.db import DatabaseError, connection, transaction
+
+    event = AuditEvent.objects.filter(account_id=alice.pk).first()
+    with pytest.raises(TypeError):
+        AuditEvent.objects.filter(pk=event.pk).delete()
+    if connection.vendor == "postgresql":
+        for sql in [
+            "UPDATE auditlog_auditevent SET action = 'tampered' WHERE id = %s",
+            "DELETE FROM auditlog_auditevent WHERE id = %s",
+        ]:
+            with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(sql, [event.pk])
+    assert AuditEvent.objects.get(pk=event.pk).action == event.action
+    # What may change: the actor's account going (actor NULL); what may delete: erasure.
+    staff = django_user_model.objects.create_user("leaver@3drake.test", STAFF_PASSWORD, is_staff=True)
+    from auditlog.events import record
+
+    kept = record("admin.viewed", actor=staff, account=alice, target=alice)
+    staff.delete()
+    kept = AuditEvent.objects.get(pk=kept.pk)
+    assert kept.actor_id is None and kept.actor_label == "leaver@3drake.test"
+    assert AuditEvent.objects.filter(pk=event.pk).erase() == 1
+
+
+def test_opening_one_of_an_accounts_audit_events_is_in_that_accounts_trail(client, sam, alice):
+    """An audit event is the customer's record (their login IPs): viewing it in the admin was
+    audited with no account, so it never showed in the customer's trail or export."""
+    client.post("/login/", {"username": "alice@example.org", "password": "wrong"}, REMOTE_ADDR="203.0.113.7")
+    event = AuditEvent.objects.get(action="login.failed", account_id=alice.pk)
+    client.force_login(sam)
+    assert client.get(f"/admin/auditlog/auditevent/{event.pk}/change/").status_code == 200
+    viewed = AuditEvent.objects.get(action="admin.viewed", actor=sam)
+    assert (viewed.account_id, viewed.target_type, viewed.target_id) == (alice.pk, "auditlog.auditevent", str(event.pk))
