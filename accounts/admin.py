@@ -13,7 +13,7 @@ from django.utils.html import format_html, format_html_join
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts import actions
-from accounts.models import ApiKey, User
+from accounts.models import ApiKey, AuthenticatorDevice, User
 from drake.admin import AuditedAdmin
 from drake.admin_actions import reason_action
 
@@ -138,7 +138,8 @@ class ApiKeyAdmin(AuditedAdmin):
         return False
 
 
-# Django's and django-otp's own admins, replaced: every staff action audited, no secret shown.
+# Django's and django-otp's own admins, replaced: every staff action audited, no secret shown
+# (TOTPDevice holds no rows any more: accounts.AuthenticatorDevice keeps authenticators).
 for _model in (Group, TOTPDevice):
     if admin.site.is_registered(_model):
         admin.site.unregister(_model)
@@ -149,10 +150,10 @@ class GroupAdmin(AuditedAdmin, DjangoGroupAdmin):
     """The staff roles (setup_roles): who may do what in the back office."""
 
 
-@admin.register(TOTPDevice)
-class TOTPDeviceAdmin(AuditedAdmin):
+@admin.register(AuthenticatorDevice)
+class AuthenticatorDeviceAdmin(AuditedAdmin):
     """A customer's or staff member's authenticator: that it exists, never its key (django-otp's
-    own admin showed the key and its QR code, to any staff who could view devices). A superuser
+    own TOTPDevice admin showed the key and its QR code, to any staff who could view devices). A superuser
     may delete one for a person who lost their phone, who then signs in with the password alone
     and sets up a new one; the deletion is audited as any other."""
 

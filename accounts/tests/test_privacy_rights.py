@@ -6,9 +6,8 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from accounts.models import ApiKey
+from accounts.models import ApiKey, AuthenticatorDevice
 from auditlog.models import AuditEvent
 from billing.models import Invoice
 from conftest import PASSWORD
@@ -238,11 +237,11 @@ def test_deletion_leaves_no_admin_log_of_a_device_staff_deleted(client, alice, d
 
     from accounts import privacy
 
-    device = TOTPDevice.objects.create(user=alice, name="Authenticator app", confirmed=True)
+    device = AuthenticatorDevice.objects.create(user=alice, name="Authenticator app", confirmed=True)
     root = django_user_model.objects.create_superuser("root@3drake.test", "a sturdy staff passphrase")
     client.force_login(root)
-    response = client.post(f"/admin/otp_totp/totpdevice/{device.pk}/delete/", {"post": "yes"})
-    assert response.status_code == 302 and not TOTPDevice.objects.filter(pk=device.pk).exists()
+    response = client.post(f"/admin/accounts/authenticatordevice/{device.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302 and not AuthenticatorDevice.objects.filter(pk=device.pk).exists()
     assert LogEntry.objects.filter(object_repr__icontains="alice@example.org").exists()
 
     privacy.delete_account(alice, via="shell")

@@ -1,16 +1,19 @@
 """Customers may turn on TOTP: sign-in then needs the code; security events are listed for them."""
 
+import base64
 import re
 from datetime import timedelta
 
+import pytest
 import time_machine
 from django.core import mail
 from django.utils import timezone
 from django_otp.oath import totp
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from accounts.models import AuthenticatorDevice
 from auditlog.models import AuditEvent
 from conftest import PASSWORD
+from drake.testing.db import dump_every_table
 
 
 def _code(device):
@@ -21,16 +24,16 @@ def test_alice_turns_on_two_factor_and_signs_in_with_it(client, alice):
     client.force_login(alice)
     page = client.get("/account/two-factor/").content.decode()
     assert "<svg" in page and "Key:" in page
-    device = TOTPDevice.objects.get(user=alice, confirmed=False)
+    device = AuthenticatorDevice.objects.get(user=alice, confirmed=False)
     assert (
         client.post("/account/two-factor/", {"code": "000000" if _code(device) != "000000" else "111111"}).status_code
         == 200
     )
-    assert not TOTPDevice.objects.filter(user=alice, confirmed=True).exists()
+    assert not AuthenticatorDevice.objects.filter(user=alice, confirmed=True).exists()
     later = timezone.now() + timedelta(seconds=5)  # django-otp throttles retries after a miss.
     with time_machine.travel(later):
         assert client.post("/account/two-factor/", {"code": _code(device)}).status_code == 302
-    assert TOTPDevice.objects.get(user=alice).confirmed
+    assert AuthenticatorDevice.objects.get(user=alice).confirmed
     client.logout()
 
     # The password alone no longer signs in.
@@ -51,13 +54,13 @@ def test_alice_turns_on_two_factor_and_signs_in_with_it(client, alice):
 
 
 def test_turning_it_off_needs_a_current_code(client, alice):
-    device = TOTPDevice.objects.create(user=alice, name="app", confirmed=True)
+    device = AuthenticatorDevice.objects.create(user=alice, name="app", confirmed=True)
     client.force_login(alice)
     client.post("/account/two-factor/", {"code": "999999" if _code(device) != "999999" else "888888"})
-    assert TOTPDevice.objects.filter(user=alice).exists()
+    assert AuthenticatorDevice.objects.filter(user=alice).exists()
     with time_machine.travel(timezone.now() + timedelta(seconds=5)):
         client.post("/account/two-factor/", {"code": _code(device)})
-    assert not TOTPDevice.objects.filter(user=alice).exists()
+    assert not AuthenticatorDevice.objects.filter(user=alice).exists()
 
 
 def test_the_verify_step_needs_a_pending_login(client, db):
@@ -82,10 +85,58 @@ def test_alice_sees_her_recent_security_activity(client, alice, make_key):
 
 
 def test_a_password_reset_link_does_not_sign_in_past_two_factor(client, alice):
-    TOTPDevice.objects.create(user=alice, name="app", confirmed=True)
+    AuthenticatorDevice.objects.create(user=alice, name="app", confirmed=True)
     client.post("/password-reset/", {"email": "alice@example.org"})
     uid, token = re.search(r"/password-reset/([^/\s]+)/([^/\s]+)/", mail.outbox[-1].body).groups()
     # Whoever reads the reset mail must still pass the second factor: the activation URL took
     # the very same token (one generator for both) and signed in at once.
     client.get(f"/activate/{uid}/{token}/")
     assert client.get("/dashboard/").status_code == 302
+
+
+def test_an_authenticators_secret_is_encrypted_at_rest(client, alice):
+    device = AuthenticatorDevice.objects.create(user=alice, name="Authenticator app", confirmed=True)
+    dump = dump_every_table()
+    secret = device.bin_key
+    for form in (secret, secret.hex().encode(), base64.b32encode(secret), base64.b32encode(secret).rstrip(b"=")):
+        assert form not in dump
+    assert device.verify_token(_code(device))  # And it still signs in.
+
+
+def test_a_secret_copied_to_another_accounts_device_does_not_decrypt(alice, django_user_model):
+    from senders import crypto
+
+    bob = django_user_model.objects.create_user("bob@example.org", PASSWORD)
+    stolen = AuthenticatorDevice.objects.create(user=alice, name="app", confirmed=True).key_encrypted
+    device = AuthenticatorDevice.objects.create(user=bob, name="app", confirmed=True, key_encrypted=stolen)
+    with pytest.raises(crypto.DecryptionError):
+        device.bin_key  # noqa: B018
+
+
+def test_authenticators_kept_by_django_otp_move_encrypted(alice):
+    """Migration 0006: devices of django-otp's TOTPDevice (secret in clear) move, secret and
+    state kept, and no clear copy stays behind."""
+    import importlib
+
+    from django.apps import apps
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    old = TOTPDevice.objects.create(user=alice, name="phone", confirmed=True, last_t=7)
+    importlib.import_module("accounts.migrations.0006_move_totp_devices").move(apps, None)
+    assert not TOTPDevice.objects.exists()
+    moved = AuthenticatorDevice.objects.get(user=alice)
+    assert (moved.name, moved.confirmed, moved.last_t, moved.created_at) == ("phone", True, 7, old.created_at)
+    assert moved.bin_key == old.bin_key
+    assert old.key.encode() not in dump_every_table()
+
+
+def test_an_authenticators_secret_follows_a_key_rotation(alice, settings):
+    from cryptography.fernet import Fernet
+    from django.core.management import call_command
+
+    device = AuthenticatorDevice.objects.create(user=alice, name="app", confirmed=True)
+    secret = device.bin_key
+    settings.FIELD_ENCRYPTION_KEYS = [Fernet.generate_key().decode(), *settings.FIELD_ENCRYPTION_KEYS]
+    call_command("rotate_encryption_keys", "--no-progress")
+    settings.FIELD_ENCRYPTION_KEYS = settings.FIELD_ENCRYPTION_KEYS[:1]  # The old key dropped.
+    assert AuthenticatorDevice.objects.get(pk=device.pk).bin_key == secret

@@ -4,7 +4,7 @@ import pytest
 from django.contrib.auth.models import Group
 from django.core.management import call_command
 
-from accounts.models import ApiKey
+from accounts.models import ApiKey, AuthenticatorDevice
 from auditlog.models import AuditEvent
 from billing.models import Invoice
 from senders import actions as sender_actions
@@ -137,10 +137,9 @@ def test_staff_without_a_second_factor_cannot_reach_the_admin(client, sam, setti
 
 def test_staff_with_a_verified_totp_code_get_in(client, sam, settings):
     from django_otp.oath import totp
-    from django_otp.plugins.otp_totp.models import TOTPDevice
 
     settings.ADMIN_REQUIRE_2FA = True
-    device = TOTPDevice.objects.create(user=sam, name="phone", confirmed=True)
+    device = AuthenticatorDevice.objects.create(user=sam, name="phone", confirmed=True)
     response = client.post(
         "/admin/login/?next=/admin/",
         {
@@ -173,7 +172,7 @@ def root(django_user_model):
 
 
 def test_every_admin_of_the_site_is_audited():
-    """Django's GroupAdmin, django-otp's TOTPDeviceAdmin and PlanAdmin were plain ModelAdmins."""
+    """Django's GroupAdmin, django-otp's AuthenticatorDeviceAdmin and PlanAdmin were plain ModelAdmins."""
     from django.contrib import admin
 
     from drake.admin import AuditedAdmin
@@ -185,19 +184,18 @@ def test_every_admin_of_the_site_is_audited():
 def test_staff_never_see_an_authenticators_key(client, root, alice):
     import base64
 
-    from django_otp.plugins.otp_totp.models import TOTPDevice
-
-    device = TOTPDevice.objects.create(user=alice, name="Authenticator app", confirmed=True)
+    device = AuthenticatorDevice.objects.create(user=alice, name="Authenticator app", confirmed=True)
     client.force_login(root)
-    page = client.get(f"/admin/otp_totp/totpdevice/{device.pk}/change/")
+    page = client.get(f"/admin/accounts/authenticatordevice/{device.pk}/change/")
     assert page.status_code == 200 and b"Authenticator app" in page.content
     shown = page.content.decode()
-    assert device.key not in shown and base64.b32encode(device.bin_key).decode().rstrip("=") not in shown
-    assert client.get(f"/admin/otp_totp/totpdevice/{device.pk}/config/").status_code != 200  # its QR code
+    assert device.bin_key.hex() not in shown and device.key_encrypted not in shown
+    assert base64.b32encode(device.bin_key).decode().rstrip("=") not in shown
+    assert client.get(f"/admin/accounts/authenticatordevice/{device.pk}/config/").status_code != 200  # its QR code
     assert AuditEvent.objects.filter(action="admin.viewed", actor=root, account_id=alice.pk).exists()
     # A lost phone: the device is deleted, and that is audited too.
-    assert client.post(f"/admin/otp_totp/totpdevice/{device.pk}/delete/", {"post": "yes"}).status_code == 302
-    assert not TOTPDevice.objects.exists()
+    assert client.post(f"/admin/accounts/authenticatordevice/{device.pk}/delete/", {"post": "yes"}).status_code == 302
+    assert not AuthenticatorDevice.objects.exists()
     assert AuditEvent.objects.filter(action="admin.deleted", actor=root, account_id=alice.pk).exists()
 
 

@@ -5,8 +5,8 @@ import json
 import logging
 
 import pytest
-from django.db import connection
 
+from drake.testing.db import dump_every_table
 from relay.models import Message, OutboxContent, Status
 from relay.tests.test_delivery import wait_for_status
 
@@ -22,15 +22,6 @@ def _forms(marker: str) -> list[bytes]:
         encoded = base64.b64encode(b"x" * pad + marker.encode())
         forms.append(encoded[4 : len(encoded) - 4])
     return forms
-
-
-def _dump_every_table() -> bytes:
-    out = []
-    with connection.cursor() as cursor:
-        for table in connection.introspection.table_names():
-            cursor.execute(f'SELECT * FROM "{table}"')  # noqa: S608  (names from introspection)
-            out.append(repr(cursor.fetchall()))
-    return "\n".join(out).encode()
 
 
 def test_the_content_is_nowhere_after_delivery(worker, smtp_server, smtp_sender, send, caplog):
@@ -73,7 +64,7 @@ def test_the_content_is_nowhere_after_delivery(worker, smtp_server, smtp_sender,
     # It really was sent, with the marker: so its absence below means something.
     assert MARKER.encode() in smtp_server.messages[0].data
 
-    dump = _dump_every_table()
+    dump = dump_every_table()
     for form in _forms(MARKER):
         assert form not in dump
     logs = worker.log().encode() + caplog.text.encode()
