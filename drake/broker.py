@@ -19,10 +19,17 @@ Used when CELERY_BROKER_URL is a Redis URL (settings.CELERY_BROKER_TRANSPORT).
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from time import time
 from typing import Any
 
 from celery import Task
+from celery.local import Proxy
+from kombu import Producer
 from kombu.transport import redis, virtual
 from kombu.utils.json import dumps
 from kombu.utils.uuid import uuid
@@ -107,6 +114,8 @@ def send_task(task: Task, args: list[str], *, queue: str | None = None) -> str:
     Also left out, as nothing here uses them: task_routes, task_always_eager, sent events, and
     the parent and root ids of a task published from inside another (only informational).
     """
+    # A shared_task is a proxy, which looks the task up again for every attribute read.
+    task = task._get_current_object() if isinstance(task, Proxy) else task
     app = task.app
     task_id = uuid()
     message = app.amqp.as_task_v2(
@@ -121,7 +130,36 @@ def send_task(task: Task, args: list[str], *, queue: str | None = None) -> str:
         ignore_result=task.ignore_result,
         reply_to=app.thread_oid,
     )
-    with app.producer_or_acquire() as producer:
+    with _producer(app) as producer:
         declare = [] if isinstance(producer.channel, virtual.Channel) else None
         app.amqp.send_task_message(producer, task.name, message, queue=queue, retry=False, declare=declare)
     return task_id
+
+
+class _Producers(threading.local):
+    """This thread's own producer of each app and broker: {(app, broker_url): (pid, producer)}."""
+
+    def __init__(self) -> None:
+        self.held: dict[Any, tuple[int, Producer]] = {}
+
+
+_producers = _Producers()
+
+
+@contextmanager
+def _producer(app: Any) -> Iterator[Producer]:
+    """A producer on a broker connection of this thread's own, kept from one publish to the
+    next: taking one from Celery's pool and giving it back (revived, its exchange copied) was a
+    quarter of a publish's CPU. One that fails is dropped with its connection; the next publish
+    makes another."""
+    key = (app, app.conf.broker_url)  # A broker changed (a test points it elsewhere): a new one.
+    held = _producers.held.get(key)
+    if held is None or held[0] != os.getpid():  # Not a parent's, after a fork.
+        held = _producers.held[key] = (os.getpid(), Producer(app.connection_for_write()))
+    try:
+        yield held[1]
+    except BaseException:
+        _producers.held.pop(key, None)
+        with contextlib.suppress(Exception):
+            held[1].connection.close()
+        raise

@@ -154,3 +154,27 @@ def test_an_unacked_message_is_restored_with_or_without_a_global_key_prefix(redi
         with queue.channel.conn_or_acquire() as client:
             assert client.hget(queue.channel.unacked_key, again.delivery_tag) is None
         queue.close()
+
+
+def test_a_publish_after_the_broker_dropped_the_connection_still_arrives(redis_broker_url, settings):
+    from drake.broker import _producer, send_task
+    from drake.cache import _connection
+    from drake.celery import app
+    from relay.tasks import deliver
+
+    queue = "drake-test-reconnect"
+    client = redis.Redis.from_url(redis_broker_url)
+    client.delete(queue)
+    original = app.conf.broker_url
+    app.conf.broker_url = redis_broker_url
+    try:
+        send_task(deliver, ["msg_" + "a" * 24], queue=queue)  # This thread's producer, connected.
+        with _producer(app) as producer:
+            held = _connection(producer.channel.pool)  # Where its LPUSH went.
+        held.send_command("CLIENT", "ID")
+        client.client_kill_filter(_id=held.read_response())  # A broker restart, as that client sees it.
+        send_task(deliver, ["msg_" + "b" * 24], queue=queue)
+        assert client.llen(queue) == 2
+    finally:
+        app.conf.broker_url = original
+        client.delete(queue)
