@@ -58,16 +58,19 @@ def stripe_client(stripe_settings):
     return stripe_api.client()
 
 
+def _plan(stripe_client, name: str, amount: int, **fields) -> Plan:
+    """A paid plan, with its price in Stripe."""
+    price_id = f"price_{name.lower()}_{secrets.token_hex(4)}"
+    product = stripe_client.v1.products.create(params={"name": name})
+    stripe_client.v1.plans.create(
+        params={"id": price_id, "product": product.id, "amount": amount, "currency": "usd", "interval": "month"}
+    )
+    return Plan.objects.create(name=name, slug=name.lower(), stripe_price_id=price_id, price_cents=amount, **fields)
+
+
 @pytest.fixture
 def pro_plan(stripe_client, db):
-    price_id = f"price_pro_{secrets.token_hex(4)}"
-    product = stripe_client.v1.products.create(params={"name": "Pro"})
-    stripe_client.v1.plans.create(
-        params={"id": price_id, "product": product.id, "amount": 1500, "currency": "usd", "interval": "month"}
-    )
-    return Plan.objects.create(
-        name="Pro", slug="pro", monthly_quota=50000, rate_per_minute=600, stripe_price_id=price_id, price_cents=1500
-    )
+    return _plan(stripe_client, "Pro", 1500, monthly_quota=50000, rate_per_minute=600)
 
 
 def _pay(stripe_client, customer: str, price: str, card: str = "4242424242424242"):
@@ -291,19 +294,7 @@ def test_a_late_payment_failed_event_for_a_paid_invoice_starts_no_grace_period(
 
 @pytest.fixture
 def business_plan(stripe_client, db):
-    price_id = f"price_biz_{secrets.token_hex(4)}"
-    product = stripe_client.v1.products.create(params={"name": "Business"})
-    stripe_client.v1.plans.create(
-        params={"id": price_id, "product": product.id, "amount": 5000, "currency": "usd", "interval": "month"}
-    )
-    return Plan.objects.create(
-        name="Business",
-        slug="business",
-        monthly_quota=200000,
-        rate_per_minute=1200,
-        stripe_price_id=price_id,
-        price_cents=5000,
-    )
+    return _plan(stripe_client, "Business", 5000, monthly_quota=200000, rate_per_minute=1200)
 
 
 def test_the_end_of_an_older_subscription_does_not_undo_the_current_one(
@@ -365,27 +356,14 @@ def test_a_subscriber_changing_plan_goes_to_the_portal_not_to_a_second_checkout(
 def test_two_checkouts_at_once_make_one_customer_and_no_500(alice, pro_plan, stripe_settings):
     """A double click on a plan: both requests found no billing row, both made a Stripe
     customer, and the second insert broke the one row per account: a 500."""
-    import threading
-
-    from django.db import connection
     from django.test import Client
 
-    barrier = threading.Barrier(2)
-    statuses = []
+    from drake.testing.threads import at_once
 
     def post():
         client = Client(raise_request_exception=False)
         client.force_login(alice)
-        barrier.wait()
-        try:
-            statuses.append(client.post("/billing/checkout/", {"plan": "pro"}).status_code)
-        finally:
-            connection.close()
+        return client.post("/billing/checkout/", {"plan": "pro"}).status_code
 
-    threads = [threading.Thread(target=post) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert statuses == [302, 302]
+    assert at_once(post, post) == [302, 302]
     assert Subscription.objects.filter(user=alice).count() == 1

@@ -1,11 +1,10 @@
 """The worker's SMTP pool: one login for many messages, and a transparent reconnect."""
 
-import socket
-import threading
 import time
 
 import pytest
 
+from drake.testing.loopback import one_connection
 from relay import transport
 from senders import smtp
 
@@ -221,22 +220,6 @@ def test_smtp_pipelining_off_sends_one_command_at_a_time_to_a_server_that_offers
 # each of these; only one reply is bounded as a whole (senders.smtp.REPLY_WAITS).
 
 
-def _one_connection(serve):
-    """A loopback server for one connection: `serve(conn, file)` in a thread. Returns the
-    listening socket (close it)."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)
-
-    def accept():
-        conn, _ = listener.accept()
-        with conn:
-            serve(conn, conn.makefile("rb"))
-
-    threading.Thread(target=accept, daemon=True).start()
-    return listener
-
-
 @pytest.mark.parametrize("pipelining", [True, False], ids=["pipelining", "one-by-one"])
 def test_many_recipients_each_answered_quickly_are_delivered(pool, smtp_server, smtp_sender, settings, pipelining):
     """Every reply comes in 0.1 s, a fifth of SMTP_TIMEOUT; a message to 12 recipients
@@ -282,7 +265,7 @@ def _raw_server(log):
             else:
                 conn.sendall(b"250 ok\r\n")
 
-    return _one_connection(serve)
+    return one_connection(serve)
 
 
 def test_a_message_the_server_queued_is_not_reported_as_a_timeout(relay_settings, alice):
@@ -290,13 +273,10 @@ def test_a_message_the_server_queued_is_not_reported_as_a_timeout(relay_settings
 
     relay_settings.SMTP_TIMEOUT = 0.5
     log = []
-    listener = _raw_server(log)
-    try:
-        client = smtp.open_connection(host="127.0.0.1", port=listener.getsockname()[1], security="none", timeout=0.5)
+    with _raw_server(log) as port:
+        client = smtp.open_connection(host="127.0.0.1", port=port, security="none", timeout=0.5)
         result = transport._transact(client, "a@example.org", ["b@example.com"], DATA, reused=False)
         assert result.code == 250
-    finally:
-        listener.close()
     assert log == ["queued"]
 
 
@@ -322,14 +302,11 @@ def test_a_setup_whose_every_reply_is_within_the_timeout_connects(relay_settings
             else:
                 conn.sendall(b"250 ok\r\n")
 
-    listener = _one_connection(serve)
-    try:
+    with one_connection(serve) as port:
         client = smtp.open_connection(
-            host="127.0.0.1", port=listener.getsockname()[1], security="none", username="u", password="p", timeout=0.5
+            host="127.0.0.1", port=port, security="none", username="u", password="p", timeout=0.5
         )
         client.quit()
-    finally:
-        listener.close()
 
 
 def test_an_idle_pooled_connection_is_closed_before_its_slot_runs_out(smtp_server, smtp_sender, monkeypatch, settings):

@@ -1,14 +1,12 @@
 """POST /v1/senders/{id}/verify against a real SMTP server with real certificates."""
 
-import contextlib
-import socket
-import threading
 import time
 
 import pytest
 import trustme
 
 from auditlog.models import AuditEvent
+from drake.testing.loopback import one_connection
 from senders.models import Sender
 
 USER, PASSWORD = "alice@example.org", "right-app-password"
@@ -208,40 +206,40 @@ def test_a_non_ascii_password_is_a_clear_auth_failure(alice_api, trusting, ca):
     assert "ASCII" in error["message"]
 
 
-@contextlib.contextmanager
 def _dripping(line: bytes, *, every: float, first: tuple[bytes, ...] = (), end: bytes = b""):
     """A server for one connection: the replies in `first` (the greeting, then one per command
     read), then, after one more command, `line` every `every` seconds for at most 6 s, then
-    `end`. Yields its port."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)
-    stop = threading.Event()
+    `end`. A context manager yielding its port."""
 
-    def serve():
-        conn, _ = listener.accept()
-        with conn:
-            try:
-                for i, reply in enumerate(first):
-                    if i:
-                        conn.recv(1024)
-                    conn.sendall(reply)
-                if first:
-                    conn.recv(1024)
-                give_up = time.monotonic() + 6
-                while not stop.is_set() and time.monotonic() < give_up:
-                    conn.sendall(line)
-                    time.sleep(every)
-                conn.sendall(end)
-            except OSError:
-                return
+    def serve(conn, reader):
+        for i, reply in enumerate(first):
+            if i:
+                reader.readline()
+            conn.sendall(reply)
+        if first:
+            reader.readline()
+        give_up = time.monotonic() + 6
+        while time.monotonic() < give_up:
+            conn.sendall(line)
+            time.sleep(every)
+        conn.sendall(end)
 
-    threading.Thread(target=serve, daemon=True).start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        stop.set()
-        listener.close()
+    return one_connection(serve)
+
+
+def _scripted(replies: list[bytes], *, delay: float = 0.0):
+    """A server for one connection: the greeting, then one scripted reply per line read (each
+    after `delay` seconds), then '250 ok' to anything. A context manager yielding its port."""
+
+    def serve(conn, reader):
+        queue = list(replies)
+        time.sleep(delay)
+        conn.sendall(queue.pop(0))
+        while reader.readline():
+            time.sleep(delay)
+            conn.sendall(queue.pop(0) if queue else b"250 ok\r\n")
+
+    return one_connection(serve)
 
 
 def test_a_server_dripping_its_greeting_cannot_hold_a_verify(alice_api, trusting):
@@ -276,3 +274,68 @@ def test_every_reply_of_a_session_is_bounded(trusting):
         with pytest.raises(smtplib.SMTPServerDisconnected, match="timed out"):
             client.noop()
     assert time.monotonic() - started < smtp.REPLY_WAITS * 0.5 + 1
+
+
+@pytest.fixture
+def private_smtp(settings):
+    settings.SMTP_ALLOW_PRIVATE_HOSTS = True
+    settings.SMTP_ALLOWED_PORTS = "*"
+    settings.SMTP_VERIFY_TIMEOUT = 1
+    return settings
+
+
+def _sender(api, port):
+    body = {
+        "provider": "smtp",
+        "from_email": USER,
+        "host": "127.0.0.1",
+        "port": port,
+        "security": "none",
+        "password": PASSWORD,
+    }
+    response = api.post("/v1/senders", body, format="json")
+    assert response.status_code == 201, response.content
+    return response.json()["id"]
+
+
+def test_a_malformed_auth_challenge_is_a_verification_failure_not_a_500(alice_api, private_smtp):
+    """smtplib base64-decodes every 334 challenge; a server sending one that is not base64
+    raised binascii.Error (a ValueError), which nothing classified: a 500 from verify."""
+    alice_api.raise_request_exception = False
+    script = [b"220 ready\r\n", b"250-hi\r\n250 AUTH PLAIN LOGIN\r\n", b"334 a\r\n"]
+    with _scripted(script) as port:
+        sender_id = _sender(alice_api, port)
+        response = alice_api.post(f"/v1/senders/{sender_id}/verify")
+    assert response.status_code == 422, response.content[:300]
+    error = response.json()["error"]
+    assert error["type"] == "sender_verification_failed"
+    assert PASSWORD not in response.content.decode()
+
+
+def test_open_connection_classifies_a_malformed_challenge(private_smtp):
+    """The delivery transport opens connections the same way: a malformed challenge must be an
+    SmtpFailure (the relay pauses the sender), not an exception that fails the task each time."""
+    from senders import smtp
+
+    script = [b"220 ready\r\n", b"250-hi\r\n250 AUTH PLAIN LOGIN\r\n", b"334 a\r\n"]
+    with _scripted(script) as port, pytest.raises(smtp.SmtpFailure) as failure:
+        smtp.open_connection(host="127.0.0.1", port=port, security="none", username=USER, password=PASSWORD, timeout=1)
+    assert failure.value.category == "auth_failed"
+
+
+def test_a_slow_server_cannot_hold_a_verify_for_many_timeouts(alice_api, private_smtp):
+    """Each reply was bounded (REPLY_WAITS timeouts) but the session was not: a server that
+    answers every command just inside the timeout held verify for a multiple of it, one per
+    step (greeting, EHLO, AUTH, QUIT, and STARTTLS's two more). With the default 5 s that is
+    past gunicorn's 30 s timeout: the worker is killed and the customer gets no JSON answer."""
+    script = [b"220 ready\r\n", b"250-hi\r\n250 AUTH LOGIN\r\n", b"334 UGFzc3dvcmQ6\r\n", b"235 ok\r\n",
+              b"221 bye\r\n"]  # fmt: skip
+    with _scripted(script, delay=0.8) as port:
+        sender_id = _sender(alice_api, port)
+        started = time.monotonic()
+        response = alice_api.post(f"/v1/senders/{sender_id}/verify")
+        elapsed = time.monotonic() - started
+    assert response.status_code == 422, response.content
+    assert response.json()["error"]["category"] == "timeout"
+    # SMTP_VERIFY_TIMEOUT is 1 s here; five replies at 0.8 s each took 4 s.
+    assert elapsed < 3 * 1 + 0.5, f"verify held the request for {elapsed:.1f} s"
