@@ -10,7 +10,8 @@ blocking-read client kombu already keeps (`Channel.client`) is left as it is.
 
 Its QoS writes and removes the unacked index of each received message with one script each
 instead of a transaction (below); those scripts and the LPUSH of a publish go out as
-drake.cache sends its own (`run_script`, `run_command`: a connection each thread keeps).
+drake.cache sends its own (`run_script`, `run_command`: without redis-py's machinery around
+each command, on a connection borrowed from the channel's pool, which many threads share).
 
 Used when CELERY_BROKER_URL is a Redis URL (settings.CELERY_BROKER_TRANSPORT).
 
@@ -55,14 +56,16 @@ class QoS(redis.QoS):
         delivery = message.delivery_info
         entry = dumps([message._raw, delivery["exchange"], delivery["routing_key"]])
         with self.channel.conn_or_acquire() as client:
-            run_script(_APPEND, [self.unacked_index_key, self.unacked_key], [time(), delivery_tag, entry], client)
+            run_script(
+                _APPEND, [self.unacked_index_key, self.unacked_key], [time(), delivery_tag, entry], client, shared=True
+            )
         virtual.QoS.append(self, message, delivery_tag)
 
     def ack(self, delivery_tag: str) -> None:
         if self.channel.global_keyprefix:
             return super().ack(delivery_tag)
         with self.channel.conn_or_acquire() as client:
-            run_script(_REMOVE, [self.unacked_index_key, self.unacked_key], [delivery_tag], client)
+            run_script(_REMOVE, [self.unacked_index_key, self.unacked_key], [delivery_tag], client, shared=True)
         virtual.QoS.ack(self, delivery_tag)
 
 
@@ -91,7 +94,7 @@ class Channel(redis.Channel):
             return super()._put(queue, message, **kwargs)
         key = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))
         with self.conn_or_acquire() as client:
-            run_command(client, "LPUSH", key, dumps(message))
+            run_command(client, "LPUSH", key, dumps(message), shared=True)
         return None
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from django.core.cache import caches
@@ -88,31 +89,46 @@ def _command(connection: Any, *args: Any) -> Any:
     return connection.read_response()
 
 
-def run_script(script: Script, keys: Sequence[str], args: Sequence[Any], client: Any) -> Any:
-    """`script(keys=keys, args=args, client=client)`, on a connection of the client's pool
-    that this thread keeps, without redis-py's machinery around each command: the pool's get
-    and release, retries, observability hooks and argument checks are about 1,100 of the 1,500
-    bytecodes of a script call, and every send and delivery makes two or more (bench/README.md).
+@contextmanager
+def _using(pool: Any, *, shared: bool) -> Iterator[Any]:
+    if not shared:
+        yield _connection(pool)
+        return
+    connection = pool.get_connection()  # Borrowed for this command only.
+    try:
+        yield connection
+    finally:
+        pool.release(connection)
+
+
+def run_script(script: Script, keys: Sequence[str], args: Sequence[Any], client: Any, *, shared: bool = False) -> Any:
+    """`script(keys=keys, args=args, client=client)`, without redis-py's machinery around each
+    command: the pool's get and release, retries, observability hooks and argument checks are
+    about 1,100 of the 1,500 bytecodes of a script call, and every send and delivery makes two
+    or more (bench/README.md). The command goes out on a connection of the client's pool that
+    this thread keeps (Django's caches, and so their pools, are per thread), or, with `shared`
+    (a pool many threads use, as kombu's channels are, at most 10 connections each), on one
+    borrowed from the pool for the command and given back.
 
     The connection itself is redis-py's: anything that interrupts a command (an error, a
     timeout, an exception while waiting) disconnects it, so no reply is left unread for the
     next command, and its next command connects again. As redis-py's default retry does, a
     connection error or a timeout sends the command once more."""
-    connection = _connection(client.connection_pool)
-    try:
-        return _evalsha(connection, script, keys, args)
-    except (RedisConnectionError, RedisTimeoutError):
-        return _evalsha(connection, script, keys, args)
+    with _using(client.connection_pool, shared=shared) as connection:
+        try:
+            return _evalsha(connection, script, keys, args)
+        except (RedisConnectionError, RedisTimeoutError):
+            return _evalsha(connection, script, keys, args)
 
 
-def run_command(client: Any, *args: Any) -> Any:
+def run_command(client: Any, *args: Any, shared: bool = False) -> Any:
     """`client.execute_command(*args)` as `run_script` sends a script, for a command whose
     reply needs no parsing by redis-py (an integer, a bulk string)."""
-    connection = _connection(client.connection_pool)
-    try:
-        return _command(connection, *args)
-    except (RedisConnectionError, RedisTimeoutError):
-        return _command(connection, *args)
+    with _using(client.connection_pool, shared=shared) as connection:
+        try:
+            return _command(connection, *args)
+        except (RedisConnectionError, RedisTimeoutError):
+            return _command(connection, *args)
 
 
 class _SharedClient(RedisCacheClient):

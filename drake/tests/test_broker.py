@@ -158,7 +158,6 @@ def test_an_unacked_message_is_restored_with_or_without_a_global_key_prefix(redi
 
 def test_a_publish_after_the_broker_dropped_the_connection_still_arrives(redis_broker_url, settings):
     from drake.broker import _producer, send_task
-    from drake.cache import _connection
     from drake.celery import app
     from relay.tasks import deliver
 
@@ -170,11 +169,48 @@ def test_a_publish_after_the_broker_dropped_the_connection_still_arrives(redis_b
     try:
         send_task(deliver, ["msg_" + "a" * 24], queue=queue)  # This thread's producer, connected.
         with _producer(app) as producer:
-            held = _connection(producer.channel.pool)  # Where its LPUSH went.
-        held.send_command("CLIENT", "ID")
-        client.client_kill_filter(_id=held.read_response())  # A broker restart, as that client sees it.
+            pool = producer.channel.pool
+        lent = pool.get_connection()  # The one the next LPUSH borrows (the last given back).
+        lent.send_command("CLIENT", "ID")
+        killed = lent.read_response()
+        pool.release(lent)
+        client.client_kill_filter(_id=killed)  # A broker restart, as that connection sees it.
         send_task(deliver, ["msg_" + "b" * 24], queue=queue)
         assert client.llen(queue) == 2
     finally:
         app.conf.broker_url = original
         client.delete(queue)
+
+
+def test_acks_from_more_threads_than_the_channels_pool_holds_all_go_through(redis_broker_url):
+    """One channel used from more threads than kombu's pool holds (max_connections, 10 by
+    default), as Celery's shared producers are handed from thread to thread: a connection kept
+    by each thread for good ran the pool out (MaxConnectionsError) at the eleventh."""
+    import threading
+
+    from drake.broker import Transport
+
+    with Connection(redis_broker_url, transport=Transport) as connection:
+        queue = connection.SimpleQueue("drake-test-many-threads")
+        queue.clear()
+        messages = []
+        for n in range(16):
+            queue.put({"n": n})
+            messages.append(queue.get(timeout=2))
+        errors = []
+
+        def ack(message):  # noqa: ANN001, ANN202
+            try:
+                message.ack()
+            except Exception as exc:  # noqa: BLE001 (collected for the assertion)
+                errors.append(exc)
+
+        for message in messages:  # One thread after another: the number of threads counts.
+            thread = threading.Thread(target=ack, args=(message,))
+            thread.start()
+            thread.join()
+        with queue.channel.conn_or_acquire() as client:
+            left = [m.delivery_tag for m in messages if client.hexists(queue.channel.unacked_key, m.delivery_tag)]
+        queue.close()
+    assert errors == []
+    assert left == []
