@@ -32,20 +32,34 @@ class ForwardedForMiddleware:
         self.trust_all = "*" in entries
         self.trusted = [ipaddress.ip_network(entry, strict=False) for entry in entries if entry != "*"]
 
-    def _trusted(self, value: str) -> bool:
+    def _trusted(self, value: str, *, peer: bool = False) -> bool:
         try:
             address = ipaddress.ip_address(value)
         except ValueError:
             return False
-        return self.trust_all or any(address in network for network in self.trusted)
+        # `*` trusts the peer (the proxy in front, whatever its address), not every entry of its
+        # header: were each hop trusted, the left-most one, the client's own, would win.
+        return (peer and self.trust_all) or any(address in network for network in self.trusted)
+
+    @staticmethod
+    def _address(hop: str) -> str | None:
+        """The address of one X-Forwarded-For entry, without the port some proxies append
+        ("192.0.2.1:5678", "[2001:db8::1]:5678"); None if it is no address."""
+        if hop.startswith("["):
+            hop = hop[1:].partition("]")[0]
+        elif hop.count(":") == 1:
+            hop = hop.partition(":")[0]
+        try:
+            return str(ipaddress.ip_address(hop))
+        except ValueError:
+            return None
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-        if forwarded and self._trusted(request.META.get("REMOTE_ADDR", "")):
-            for hop in reversed([part.strip() for part in forwarded.split(",")]):
-                try:
-                    ipaddress.ip_address(hop)
-                except ValueError:
+        if forwarded and self._trusted(request.META.get("REMOTE_ADDR", ""), peer=True):
+            for part in reversed(forwarded.split(",")):
+                hop = self._address(part.strip())
+                if hop is None:
                     break  # Not an address: nothing left of it is to be believed.
                 request.META["REMOTE_ADDR"] = hop
                 if not self._trusted(hop):

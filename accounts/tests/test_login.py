@@ -117,3 +117,26 @@ def test_a_client_cannot_pick_its_address_with_x_forwarded_for(client, alice, se
     for n in range(4):
         _login_via(client, f"user{n}@example.org", f"10.0.0.{n}, 192.0.2.60")
     assert _login_via(client, "user9@example.org", "10.0.0.99, 192.0.2.60").status_code == 429
+
+
+def test_with_every_proxy_trusted_a_client_still_cannot_pick_its_address(client, alice, settings):
+    """FORWARDED_ALLOW_IPS=* (README: "or `*`"), as behind a load balancer of unknown address:
+    the peer is believed, so the client is the right-most entry, the one the proxy appended,
+    not an address the client itself put before it."""
+    settings.FORWARDED_ALLOW_IPS = ["*"]
+    settings.LOGIN_RATE_PER_IP = "3/m"
+    for n in range(4):
+        _login_via(client, f"user{n}@example.org", f"10.0.0.{n}, 192.0.2.61", peer="172.16.0.2")
+    assert _login_via(client, "user9@example.org", "10.0.0.99, 192.0.2.61", peer="172.16.0.2").status_code == 429
+    assert not AuditEvent.objects.filter(actor_ip__startswith="10.0.0.").exists()
+
+
+def test_behind_a_proxy_that_writes_ports_each_client_has_its_own_login_budget(client, alice, settings):
+    """Some proxies (Azure Application Gateway, for one) append the client's address with its
+    port: "192.0.2.50:51234", "[2001:db8::5]:51234". It is still the client's address."""
+    settings.LOGIN_RATE_PER_IP = "3/m"
+    for n in range(4):
+        _login_via(client, f"user{n}@example.org", f"192.0.2.50:{40000 + n}")
+    assert _login_via(client, "user9@example.org", "192.0.2.50:41000").status_code == 429
+    assert _login_via(client, "alice@example.org", "[2001:db8::5]:41000").status_code == 200
+    assert AuditEvent.objects.filter(action="login.throttled", actor_ip="192.0.2.50").exists()
