@@ -7,7 +7,9 @@ from typing import Any
 from django.contrib import admin, messages
 from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
 from django.contrib.auth.models import Group
-from django.http import HttpRequest
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -91,14 +93,26 @@ class UserAdmin(AuditedAdmin):
     def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
         self._erase(request, list(queryset))
 
+    def log_deletions(self, request: HttpRequest, queryset: Any) -> Any:
+        # Django logs a deletion before it deletes; delete_account may refuse, so each account's
+        # deletion is logged by `_erase`, in the transaction of its erasure.
+        return []
+
     def _erase(self, request: HttpRequest, users: list[User]) -> None:
         from accounts import privacy
 
         for user in users:
             try:
-                privacy.delete_account(user, actor=request.user, request=request, via="admin")
+                with transaction.atomic():
+                    super().log_deletions(request, [user])  # Audit event and admin log entry.
+                    privacy.delete_account(user, actor=request.user, request=request, via="admin")
             except privacy.DeletionBlocked as exc:
                 self.message_user(request, f"{user.email} was not deleted: {exc}", messages.ERROR)
+
+    def response_delete(self, request: HttpRequest, obj_display: str, obj_id: Any) -> HttpResponse:
+        if User.objects.filter(pk=obj_id).exists():  # Refused (the message says why): not "deleted".
+            return redirect(reverse("admin:accounts_user_change", args=[obj_id]))
+        return super().response_delete(request, obj_display, obj_id)
 
     def get_readonly_fields(self, request: HttpRequest, obj: object = None) -> tuple[str, ...]:
         # Only superusers hand out staff rights or change plans; nobody does it by accident.

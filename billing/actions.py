@@ -85,6 +85,19 @@ def _set_plan(user: Any, plan: Plan, reason: str) -> None:
     )
 
 
+def _older_than_the_mirrored_one(subscription: Subscription, stripe_subscription: Any) -> bool:
+    """Whether `stripe_subscription` is another subscription than the running one mirrored
+    here, and an older one (or an ended one): then it does not replace the mirror."""
+    if subscription.stripe_subscription_id in ("", stripe_subscription.id) or subscription.status in ENDED:
+        return False
+    if stripe_subscription.status in ENDED:
+        return True
+    mirrored = stripe_api.retrieve_subscription(subscription.stripe_subscription_id)
+    if mirrored.status in ENDED:
+        return False
+    return int(getattr(mirrored, "created", 0) or 0) > int(getattr(stripe_subscription, "created", 0) or 0)
+
+
 def sync_subscription(stripe_subscription: Any) -> Subscription | None:
     """Mirror a subscription as Stripe has it *now* (callers fetch it fresh: events may arrive
     out of order), and give the account the plan it pays for."""
@@ -95,12 +108,9 @@ def sync_subscription(stripe_subscription: Any) -> Subscription | None:
     )
     if subscription is None:
         return None
-    if (
-        subscription.stripe_subscription_id not in ("", stripe_subscription.id)
-        and stripe_subscription.status in ENDED
-        and subscription.status not in ENDED
-    ):
-        # An older subscription of this customer ended; the one mirrored here runs on.
+    if _older_than_the_mirrored_one(subscription, stripe_subscription):
+        # News of an older subscription of this customer (its end, a renewal, a cancellation
+        # scheduled): the one mirrored here runs on and stays the account's.
         return subscription
     plan = Plan.objects.filter(stripe_price_id=stripe_api.price_of(stripe_subscription)).first()
     status = stripe_subscription.status

@@ -278,3 +278,31 @@ def test_a_superuser_deleting_an_account_in_the_admin_erases_it_as_delete_accoun
     assert not LogEntry.objects.filter(object_repr__icontains="alice@example.org").exists()
     assert AuditEvent.objects.filter(action="account.deleted", actor=root, detail__via="admin").exists()
     assert AuditEvent.objects.filter(action="admin.deleted", actor=root, account_id=pk).exists()
+
+
+def test_an_admin_deletion_that_is_refused_is_not_recorded_nor_announced_as_done(
+    client, alice, django_user_model, settings
+):
+    """delete_account refuses (a running Stripe subscription that cannot be cancelled here):
+    the account stays, so neither the audit trail nor Django admin's log may say it was
+    deleted, and the page must not tell staff it was."""
+    from django.contrib.admin.models import DELETION, LogEntry
+
+    from billing.models import Subscription
+
+    settings.STRIPE_SECRET_KEY = ""
+    Subscription.objects.create(user=alice, stripe_customer_id="cus_a", stripe_subscription_id="sub_a", status="active")
+    root = django_user_model.objects.create_superuser("root@3drake.test", "a sturdy staff passphrase")
+    client.force_login(root)
+    response = client.post(f"/admin/accounts/user/{alice.pk}/delete/", {"post": "yes"}, follow=True)
+    assert django_user_model.objects.filter(pk=alice.pk).exists()
+    assert "was not deleted" in response.content.decode()
+    assert "deleted successfully" not in response.content.decode()
+    assert not AuditEvent.objects.filter(action="admin.deleted", account_id=alice.pk).exists()
+    assert not LogEntry.objects.filter(action_flag=DELETION, object_id=str(alice.pk)).exists()
+
+    bulk = {"action": "delete_selected", "_selected_action": [alice.pk], "post": "yes"}
+    response = client.post("/admin/accounts/user/", bulk, follow=True)
+    assert django_user_model.objects.filter(pk=alice.pk).exists()
+    assert not AuditEvent.objects.filter(action="admin.deleted", account_id=alice.pk).exists()
+    assert not LogEntry.objects.filter(action_flag=DELETION, object_id=str(alice.pk)).exists()

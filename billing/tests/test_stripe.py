@@ -367,3 +367,38 @@ def test_two_checkouts_at_once_make_one_customer_and_no_500(alice, pro_plan, str
 
     assert at_once(post, post) == [302, 302]
     assert Subscription.objects.filter(user=alice).count() == 1
+
+
+def test_news_of_an_older_subscription_still_running_does_not_replace_the_current_one(
+    client, alice, pro_plan, business_plan, stripe_client
+):
+    """Alice has moved from Pro to Business (a subscription of its own) and set Pro to cancel at
+    its period's end. Pro's own events until then (the cancellation scheduled, a renewal's
+    invoice paid) must not switch the mirror back to Pro, nor Pro's end then take Business away."""
+    client.force_login(alice)
+    client.post("/billing/checkout/", {"plan": "pro"})
+    subscription = Subscription.objects.get(user=alice)
+    customer = subscription.stripe_customer_id
+    old = _pay(stripe_client, customer, pro_plan.stripe_price_id)
+    created = _event("customer.subscription.created", {"id": old.id, "object": "subscription"})
+    assert _post(client, created).status_code == 200
+    time.sleep(1.1)  # Stripe's `created` is in seconds: Business is the newer one.
+    new = stripe_client.v1.subscriptions.create(
+        params={"customer": customer, "items": [{"plan": business_plan.stripe_price_id}]}
+    )
+    session = {"id": "cs_test_3", "object": "checkout.session", "customer": customer, "subscription": new.id,
+               "client_reference_id": str(alice.pk)}  # fmt: skip
+    assert _post(client, _event("checkout.session.completed", session)).status_code == 200
+    alice.refresh_from_db()
+    assert alice.plan == business_plan
+    updated = _event("customer.subscription.updated", {"id": old.id, "object": "subscription"})
+    assert _post(client, updated).status_code == 200
+    alice.refresh_from_db()
+    subscription.refresh_from_db()
+    assert alice.plan == business_plan
+    assert subscription.stripe_subscription_id == new.id
+    stripe_client.v1.subscriptions.cancel(old.id)
+    deleted = _event("customer.subscription.deleted", {"id": old.id, "object": "subscription"})
+    assert _post(client, deleted).status_code == 200
+    alice.refresh_from_db()
+    assert alice.plan == business_plan
