@@ -140,3 +140,21 @@ def test_an_authenticators_secret_follows_a_key_rotation(alice, settings):
     call_command("rotate_encryption_keys", "--no-progress")
     settings.FIELD_ENCRYPTION_KEYS = settings.FIELD_ENCRYPTION_KEYS[:1]  # The old key dropped.
     assert AuthenticatorDevice.objects.get(pk=device.pk).bin_key == secret
+
+
+def test_rolling_migration_0006_back_gives_authenticators_back_to_django_otp(alice):
+    """Migrating accounts back past 0006 (a rolled-back deploy) drops AuthenticatorDevice's table
+    with 0005: every authenticator, and with it every account's and staff member's second
+    factor, would be gone. The reverse moves them back, as they were."""
+    import importlib
+
+    from django.apps import apps
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    migration = importlib.import_module("accounts.migrations.0006_move_totp_devices").Migration
+    device = AuthenticatorDevice.objects.create(user=alice, name="phone", confirmed=True, last_t=7)
+    migration.operations[0].reverse_code(apps, None)
+    old = TOTPDevice.objects.get(user=alice)
+    assert (old.name, old.confirmed, old.last_t, old.created_at) == ("phone", True, 7, device.created_at)
+    assert old.bin_key == device.bin_key
+    assert not AuthenticatorDevice.objects.exists()
