@@ -56,3 +56,17 @@ def test_make_run_serves_healthz(tmp_path):
     # Ctrl-C stops everything it started: nothing is left listening.
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_make_run_worker_is_one_process_for_the_local_memory_cache():
+    """SPEC: the default cache is "correct for the processes `make run` starts". Pacing (a
+    sender's per-minute counter and connection slots) lives in that cache, so the worker must be
+    one process: prefork children would each keep their own local-memory copy."""
+    import shlex
+
+    script = (ROOT / "bin" / "run-dev").read_text()
+    command = " ".join(line.rstrip("\\").strip() for line in script.splitlines() if not line.lstrip().startswith("#"))
+    words = shlex.split(command[command.index('"$BIN/celery"') :].split("&")[0])
+    options = dict(zip(words, words[1:], strict=False))
+    assert "worker" in words
+    assert options.get("--pool", options.get("-P")) in {"threads", "solo"} or options.get("--concurrency") == "1", words
