@@ -52,19 +52,28 @@ def check_shared_cache(app_configs: object, **kwargs: object) -> list[CheckMessa
 def check_timeout_order(app_configs: object, **kwargs: object) -> list[CheckMessage]:
     """SMTP timeouts < task time limit < lease < broker visibility: else a slow delivery could be
     handed to a second worker while the first is still talking to the provider."""
+    from senders.smtp import REPLY_WAITS
+
     visibility = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", 3600)
-    chain = [
-        ("SMTP_TIMEOUT", settings.SMTP_TIMEOUT),
-        ("RELAY_TASK_TIME_LIMIT", settings.RELAY_TASK_TIME_LIMIT),
-        ("RELAY_LEASE_SECONDS", settings.RELAY_LEASE_SECONDS),
-        ("broker visibility_timeout", visibility),
+    # A delivery's sessions end by the time limit up to DATA's 354; the body (one send) and its
+    # reply (REPLY_WAITS waits) are never cut short, and must end before the lease does.
+    body = (REPLY_WAITS + 1) * settings.SMTP_TIMEOUT
+    smtp, limit = ("SMTP_TIMEOUT", settings.SMTP_TIMEOUT), ("RELAY_TASK_TIME_LIMIT", settings.RELAY_TASK_TIME_LIMIT)
+    lease = ("RELAY_LEASE_SECONDS", settings.RELAY_LEASE_SECONDS)
+    pairs = [
+        (smtp, limit),
+        (limit, (f"RELAY_LEASE_SECONDS - {REPLY_WAITS + 1} * SMTP_TIMEOUT", lease[1] - body)),
+        (lease, ("broker visibility_timeout", visibility)),
     ]
-    for (low_name, low), (high_name, high) in zip(chain, chain[1:], strict=False):
+    for (low_name, low), (high_name, high) in pairs:
         if not low < high:
             return [
                 checks.Error(
                     f"{low_name} ({low}) must be less than {high_name} ({high}).",
-                    hint="Keep SMTP_TIMEOUT < RELAY_TASK_TIME_LIMIT < RELAY_LEASE_SECONDS < visibility timeout.",
+                    hint=(
+                        "Keep SMTP_TIMEOUT < RELAY_TASK_TIME_LIMIT < RELAY_LEASE_SECONDS - 3 * SMTP_TIMEOUT "
+                        "and RELAY_LEASE_SECONDS < visibility timeout."
+                    ),
                     id="drake.E003",
                 )
             ]

@@ -147,7 +147,12 @@ def _send_batch(sender: Sender, messages: list[Message], now: datetime) -> str:
     except pacing.PaceLimited as paced:
         _give_back(messages[1:])
         return _paced(messages[0], paced)
-    budget = time.monotonic() + settings.RELAY_TASK_TIME_LIMIT / 2
+    started = time.monotonic() - max(0.0, (timezone.now() - now).total_seconds())  # When the claim was made.
+    budget = started + settings.RELAY_TASK_TIME_LIMIT / 2
+    # Celery enforces no time limit on the threads pool the worker runs (deploy.md): the
+    # sessions end by the task's time limit themselves, so the claim's lease (RELAY_LEASE_SECONDS
+    # from `now`) outlasts every send, and no other worker takes a message over mid-send.
+    deadline = started + settings.RELAY_TASK_TIME_LIMIT
     sent: list[claims.Sent] = []
     trying = None
     try:
@@ -155,7 +160,7 @@ def _send_batch(sender: Sender, messages: list[Message], now: datetime) -> str:
             if index and time.monotonic() > budget:
                 break
             trying = message
-            outcome = _send_one(sender, message, sent)
+            outcome = _send_one(sender, message, sent, deadline)
             trying = None
             if outcome is not None:
                 outcomes[message.pk] = outcome
@@ -181,7 +186,7 @@ def _give_back(messages: list[Message]) -> None:
         outbox.enqueue(message.public_id)
 
 
-def _send_one(sender: Sender, message: Message, sent: list[claims.Sent]) -> str | None:
+def _send_one(sender: Sender, message: Message, sent: list[claims.Sent], deadline: float | None = None) -> str | None:
     """Send one claimed message. Appends it to `sent` on success (None); else records the
     outcome (retry, defer, fail) and returns it."""
     started = timezone.now()
@@ -209,7 +214,7 @@ def _send_one(sender: Sender, message: Message, sent: list[claims.Sent]) -> str 
             message, started, error=("content_invalid", None, f"The message could not be built ({type(exc).__name__}).")
         )
     try:
-        result = transport.send(sender, sender.from_email, recipients, data)
+        result = transport.send(sender, sender.from_email, recipients, data, deadline=deadline)
     except pacing.PaceLimited as paced:
         return _paced(message, paced)
     except crypto.DecryptionError:

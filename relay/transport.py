@@ -159,7 +159,9 @@ class SmtpPool:
             for client in stale:
                 self._discard(client)
 
-    def _open_or_wait(self, sender: Sender, key: tuple[int, float]) -> tuple[smtplib.SMTP, bool]:
+    def _open_or_wait(
+        self, sender: Sender, key: tuple[int, float], session_deadline: float | None = None
+    ) -> tuple[smtplib.SMTP, bool]:
         """A new connection, or, while the sender's connection cap is reached, the first of its
         connections that comes back to this pool (or a slot another worker frees) within
         RELAY_CONNECTION_WAIT_SECONDS. Waiting briefly beats deferring the message: a busy
@@ -167,7 +169,7 @@ class SmtpPool:
         deadline = time.monotonic() + settings.RELAY_CONNECTION_WAIT_SECONDS
         while True:
             try:
-                return self._open(sender), False
+                return self._open(sender, session_deadline), False
             except pacing.PaceLimited:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -179,7 +181,7 @@ class SmtpPool:
             if client is not None:
                 return client, True
 
-    def _open(self, sender: Sender) -> smtplib.SMTP:
+    def _open(self, sender: Sender, deadline: float | None = None) -> smtplib.SMTP:
         slot = pacing.acquire_connection_slot(sender)
         if slot is None:
             limit = sender.limits().connections
@@ -187,7 +189,7 @@ class SmtpPool:
                 timezone.now() + timedelta(seconds=2), f"{limit} concurrent connections (all in use)"
             )
         try:
-            client = smtp.open_connection(**sender.connection_params())
+            client = smtp.open_connection(**sender.connection_params(), deadline=deadline)
         except BaseException:
             pacing.release_connection_slot(slot)
             raise
@@ -197,22 +199,28 @@ class SmtpPool:
         return client
 
     @contextmanager
-    def connection(self, sender: Sender, *, fresh: bool = False) -> Iterator[tuple[smtplib.SMTP, bool]]:
+    def connection(
+        self, sender: Sender, *, fresh: bool = False, deadline: float | None = None
+    ) -> Iterator[tuple[smtplib.SMTP, bool]]:
         """A connection to the sender's server and whether it was reused from the pool.
 
-        Returned to the pool only if the block ends without an exception.
+        With `deadline` (time.monotonic()) a new connection is opened by then, and the block
+        runs with it as the session's deadline (smtp._Bounded). Returned to the pool only if
+        the block ends without an exception.
         """
         key = _key(sender)
         client = None if fresh else self._take_idle(key)
         reused = client is not None
         if client is None:
-            client, reused = self._open_or_wait(sender, key)
+            client, reused = self._open_or_wait(sender, key, deadline)
+        client.session_deadline = deadline
         try:
             yield client, reused
         except BaseException:
             self._discard(client, polite=False)
             raise
         else:
+            client.session_deadline = None
             self._give_back(key, client)
 
     def close_all(self) -> None:
@@ -240,11 +248,24 @@ def _transact(client: smtplib.SMTP, mail_from: str, recipients: list[str], data:
     if len(refused) == len(recipients):
         _reset(client, 0)
         raise RecipientsAllRefused(refused)
-    code, reply = client.data(data)
+    code, reply = client.docmd("DATA")
+    if code != 354:
+        raise smtplib.SMTPDataError(code, reply)  # As smtplib's data() raises it.
+    code, reply = _body(client, data)
     if code != 250:
         _reset(client, code)
         raise StageRefused("data", code, smtp.clean_reply(reply))
     return SendResult(code=code, reply=smtp.clean_reply(reply), refused=refused)
+
+
+def _body(client: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:
+    """Send the body after a 354 and read the server's reply to it. Not cut short by the
+    session's deadline: the server may have queued the message by then, and giving up would
+    send it twice. Its own bounds (a send and a reply: (REPLY_WAITS + 1) * SMTP_TIMEOUT) are
+    what RELAY_LEASE_SECONDS leaves room for after RELAY_TASK_TIME_LIMIT (drake.checks)."""
+    client.session_deadline = None
+    client.send(_framed(data))
+    return client.getreply()
 
 
 def _transact_pipelined(
@@ -282,8 +303,7 @@ def _transact_pipelined(
     code, reply = client.getreply()
     if code != 354:
         raise smtplib.SMTPDataError(code, reply)  # As smtplib's data() raises it.
-    client.send(_framed(data))
-    code, reply = client.getreply()
+    code, reply = _body(client, data)
     if code != 250:
         raise StageRefused("data", code, smtp.clean_reply(reply))
     return SendResult(code=code, reply=smtp.clean_reply(reply), refused=refused)
@@ -355,12 +375,18 @@ def _reset(client: smtplib.SMTP, code: int) -> None:
         client.close()
 
 
-def send(sender: Sender, mail_from: str, recipients: list[str], data: bytes) -> SendResult:
+def send(
+    sender: Sender, mail_from: str, recipients: list[str], data: bytes, *, deadline: float | None = None
+) -> SendResult:
     """Send one message through the sender's server. Raises SmtpFailure, StageRefused or
-    RecipientsAllRefused. A pooled connection found dead on its first command is replaced once."""
+    RecipientsAllRefused. A pooled connection found dead on its first command is replaced once.
+
+    With `deadline` (time.monotonic()) everything up to the server's 354 to DATA ends by then
+    (a timeout: nothing of the message was accepted, it is tried again); the body and its reply
+    are not cut short (`_body`)."""
     for attempt in (1, 2):
         try:
-            with pool.connection(sender, fresh=attempt == 2) as (client, reused):
+            with pool.connection(sender, fresh=attempt == 2, deadline=deadline) as (client, reused):
                 return _transact(client, mail_from, recipients, data, reused=reused and attempt == 1)
         except _Stale as stale:
             said = f" ({stale.reply})" if stale.reply else ""

@@ -48,3 +48,14 @@ def test_dev_secrets_are_generated_once_and_kept(tmp_path):
 def test_dev_secrets_are_git_ignored():
     result = subprocess.run(["git", "check-ignore", "var/dev.env"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0
+
+
+def test_check_refuses_a_lease_that_the_body_of_a_slow_delivery_outlasts(settings):
+    # A delivery's sessions end by RELAY_TASK_TIME_LIMIT up to DATA's 354; the body and its reply
+    # (a send and REPLY_WAITS waits of SMTP_TIMEOUT) then run on: they must end before the lease.
+    from drake.checks import check_timeout_order
+
+    settings.SMTP_TIMEOUT, settings.RELAY_TASK_TIME_LIMIT, settings.RELAY_LEASE_SECONDS = 10, 120, 180
+    assert check_timeout_order(None) == []
+    settings.SMTP_TIMEOUT = 30  # 120 + 3 * 30 > 180: a second worker could take over mid-body.
+    assert [e.id for e in check_timeout_order(None)] == ["drake.E003"]

@@ -308,3 +308,23 @@ def test_a_providers_slow_down_defers_then_delivers(worker, smtp_server, smtp_se
         ("deferred", "provider_throttled"),
         ("sent", ""),
     ]
+
+
+def test_a_delivery_slower_than_its_lease_is_never_sent_twice(worker, smtp_server, smtp_sender, send):
+    # Every reply comes within SMTP_TIMEOUT (3 s in WORKER_ENV), but the transaction as a whole
+    # (a reply per recipient: 25 s) outlasts RELAY_TASK_TIME_LIMIT (6 s) and the lease (16 s). The
+    # worker runs `--pool threads`, as deploy.md, the compose file and the systemd unit run it,
+    # and Celery enforces no time limit on that pool: the delivery must stop by itself before
+    # its lease runs out, or another worker thread takes the message over and sends it again.
+    smtp_server.reply_delay = 2.5
+    try:
+        message_id = send(via=smtp_sender, to=[f"r{i}@example.com" for i in range(8)]).json()["id"]
+        wait_until(lambda: Message.objects.filter(public_id=message_id, status=Status.SENDING).exists(), what="sending")
+        time.sleep(28)  # Past the lease, and past the first transaction.
+    finally:
+        smtp_server.reply_delay = 0
+    message = wait_for_status(message_id, {Status.SENT, Status.FAILED}, timeout=40)
+    time.sleep(3)
+    assert len(smtp_server.messages) <= 1, [m.queue_id for m in smtp_server.messages]
+    assert message.status == Status.SENT
+    assert len(smtp_server.messages) == 1

@@ -61,10 +61,10 @@ def test_a_sending_that_raises_gives_the_rest_of_the_batch_back(alice, smtp_send
     ids = [send(via=smtp_sender, to=f"r{i}@example.com").json()["id"] for i in range(3)]
     real_send = transport.send
 
-    def send_or_raise(sender, from_email, recipients, data):
+    def send_or_raise(sender, from_email, recipients, data, **kwargs):
         if recipients == ["r1@example.com"]:
             raise RuntimeError("a bug")
-        return real_send(sender, from_email, recipients, data)
+        return real_send(sender, from_email, recipients, data, **kwargs)
 
     monkeypatch.setattr(transport, "send", send_or_raise)
     with pytest.raises(RuntimeError):
