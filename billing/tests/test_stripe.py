@@ -297,11 +297,9 @@ def business_plan(stripe_client, db):
     return _plan(stripe_client, "Business", 5000, monthly_quota=200000, rate_per_minute=1200)
 
 
-def test_the_end_of_an_older_subscription_does_not_undo_the_current_one(
-    client, alice, pro_plan, business_plan, stripe_client
-):
-    """Alice's Pro subscription is set to cancel and she has moved to Business (a subscription
-    of its own). When Pro ends, its deletion event must not take Business away."""
+def _moved_from_pro_to_business(client, alice, pro_plan, business_plan, stripe_client):
+    """Alice pays for Pro, then for Business as a subscription of its own (Stripe's `created`
+    is in seconds: Business is the newer one). Returns her billing row and both subscriptions."""
     client.force_login(alice)
     client.post("/billing/checkout/", {"plan": "pro"})
     subscription = Subscription.objects.get(user=alice)
@@ -311,19 +309,24 @@ def test_the_end_of_an_older_subscription_does_not_undo_the_current_one(
     assert _post(client, created).status_code == 200
     alice.refresh_from_db()
     assert alice.plan == pro_plan
+    time.sleep(1.1)
     new = stripe_client.v1.subscriptions.create(
         params={"customer": customer, "items": [{"plan": business_plan.stripe_price_id}]}
     )
-    session = {
-        "id": "cs_test_2",
-        "object": "checkout.session",
-        "customer": customer,
-        "subscription": new.id,
-        "client_reference_id": str(alice.pk),
-    }
+    session = {"id": f"cs_test_{new.id}", "object": "checkout.session", "customer": customer,
+               "subscription": new.id, "client_reference_id": str(alice.pk)}  # fmt: skip
     assert _post(client, _event("checkout.session.completed", session)).status_code == 200
     alice.refresh_from_db()
     assert alice.plan == business_plan
+    return subscription, old, new
+
+
+def test_the_end_of_an_older_subscription_does_not_undo_the_current_one(
+    client, alice, pro_plan, business_plan, stripe_client
+):
+    """Alice's Pro subscription is set to cancel and she has moved to Business (a subscription
+    of its own). When Pro ends, its deletion event must not take Business away."""
+    subscription, old, new = _moved_from_pro_to_business(client, alice, pro_plan, business_plan, stripe_client)
     stripe_client.v1.subscriptions.cancel(old.id)
     deleted = _event("customer.subscription.deleted", {"id": old.id, "object": "subscription"})
     assert _post(client, deleted).status_code == 200
@@ -375,22 +378,7 @@ def test_news_of_an_older_subscription_still_running_does_not_replace_the_curren
     """Alice has moved from Pro to Business (a subscription of its own) and set Pro to cancel at
     its period's end. Pro's own events until then (the cancellation scheduled, a renewal's
     invoice paid) must not switch the mirror back to Pro, nor Pro's end then take Business away."""
-    client.force_login(alice)
-    client.post("/billing/checkout/", {"plan": "pro"})
-    subscription = Subscription.objects.get(user=alice)
-    customer = subscription.stripe_customer_id
-    old = _pay(stripe_client, customer, pro_plan.stripe_price_id)
-    created = _event("customer.subscription.created", {"id": old.id, "object": "subscription"})
-    assert _post(client, created).status_code == 200
-    time.sleep(1.1)  # Stripe's `created` is in seconds: Business is the newer one.
-    new = stripe_client.v1.subscriptions.create(
-        params={"customer": customer, "items": [{"plan": business_plan.stripe_price_id}]}
-    )
-    session = {"id": "cs_test_3", "object": "checkout.session", "customer": customer, "subscription": new.id,
-               "client_reference_id": str(alice.pk)}  # fmt: skip
-    assert _post(client, _event("checkout.session.completed", session)).status_code == 200
-    alice.refresh_from_db()
-    assert alice.plan == business_plan
+    subscription, old, new = _moved_from_pro_to_business(client, alice, pro_plan, business_plan, stripe_client)
     updated = _event("customer.subscription.updated", {"id": old.id, "object": "subscription"})
     assert _post(client, updated).status_code == 200
     alice.refresh_from_db()
