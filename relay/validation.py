@@ -15,6 +15,7 @@ import hashlib
 import json
 import mimetypes
 import re
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from email.errors import HeaderParseError
 from email.header import decode_header
@@ -44,14 +45,15 @@ RESERVED_HEADERS = {
     "mime-version",
 }  # In-Reply-To and References stay allowed: customers thread their own conversations.
 RESERVED_PREFIXES = ("dkim-", "content-", "arc-", "x-google-", "authentication-results")
-_HEADER_NAME = re.compile(r"^[!-9;-~]{1,76}$")  # RFC 5322 ftext: printable ASCII but ':'
-_BARE_ADDRESS = re.compile(r"^[^\s<>()\[\]\\,;:\"]+@[^\s<>()\[\]\\,;:\"@]+$")
+# "\Z", not "$": "$" also matches before a trailing newline ("X-A\n", "text/plain\n").
+_HEADER_NAME = re.compile(r"^[!-9;-~]{1,76}\Z")  # RFC 5322 ftext: printable ASCII but ':'
+_BARE_ADDRESS = re.compile(r"^[^\s<>()\[\]\\,;:\"]+@[^\s<>()\[\]\\,;:\"@]+\Z")
 _ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
-_SENDER_ID = re.compile(r"^snd_[A-Za-z0-9]{1,60}$")
+_SENDER_ID = re.compile(r"^snd_[A-Za-z0-9]{1,60}\Z")
 # What the email package's parser takes for an encoded word: "=?", a charset, "?", an encoding,
 # "?", anything (spaces included), "?=". Wider than RFC 2047 (_ENCODED_WORD), on purpose.
 _LENIENT_ENCODED_WORD = re.compile(r"=\?[^?]*\?[^?]*\?.*?\?=", re.DOTALL)
-_CONTENT_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$")
+_CONTENT_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}\Z")
 MAX_SUBJECT = 998
 MAX_HEADER_VALUE = 998
 
@@ -257,6 +259,10 @@ def _attachments(value: Any) -> list[Attachment]:
             # The email package decodes encoded words even inside a quoted parameter, leniently;
             # a name in any script goes out encoded by 3drake (RFC 2231).
             raise InvalidRequest("Give the filename as plain text; 3drake encodes it.", field=f"{prefix}.filename")
+        if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in filename):
+            # A control character or a line break for str.splitlines (VT, FF, FS, GS, RS, NEL,
+            # U+2028/9): the email package refuses the Content-Disposition it would make.
+            raise InvalidRequest("A filename without control characters.", field=f"{prefix}.filename")
         if "/" in filename or "\\" in filename or len(filename) > 255:
             raise InvalidRequest("A filename without a path, at most 255 characters.", field=f"{prefix}.filename")
         content = item.get("content")

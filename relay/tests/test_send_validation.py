@@ -41,6 +41,19 @@ CASES = [
     # A value the email package cannot write as its header (it raised in the worker, for ever).
     ({"headers": {"Resent-To": ":;" * 50}}, "headers.Resent-To"),
     ({"attachments": [{"filename": "a\r\n.txt", "content": B64}]}, "attachments[0].filename"),
+    # A line break for str.splitlines (VT, FF, FS, GS, RS...) in an ASCII filename: the email
+    # package refuses the Content-Disposition it makes, so the worker failed it after a 202.
+    ({"attachments": [{"filename": "report\x0c2024.pdf", "content": B64}]}, "attachments[0].filename"),
+    ({"attachments": [{"filename": "a\x0bb.txt", "content": B64}]}, "attachments[0].filename"),
+    # "$" matches before a trailing newline: a name or content type ending in "\n" got through
+    # (the content type's newline reached the wire and ended the part's head early).
+    ({"headers": {"X-Campaign\n": "welcome"}}, "headers"),
+    ({"headers": {"Bcc\n": "victim@example.org"}}, "headers"),
+    (
+        {"attachments": [{"filename": "a.txt", "content": B64, "content_type": "text/plain\n"}]},
+        "attachments[0].content_type",
+    ),
+    ({"sender": "snd_abc\n"}, "sender"),
     # Addresses that are more than one address, or comments.
     ({"to": "alice@example.org(<bob@example.org>"}, "to[0]"),
     ({"to": "alice@example.org, bob@example.org"}, "to[0]"),
