@@ -14,16 +14,30 @@ from django.conf import settings
 from django.contrib import admin
 from django.db.models import Model
 from django.http import HttpRequest, HttpResponse
+from django_otp import devices_for_user
 from django_otp.admin import OTPAdminAuthenticationForm
 
 from auditlog.events import record
+
+
+class AdminLoginForm(OTPAdminAuthenticationForm):
+    """django-otp's admin login shows its device menu only after a failed try, then refuses a code
+    without a device ("Please select a device."): with one device, the code alone is enough."""
+
+    def _chosen_device(self, user: Any) -> Any:
+        device = super()._chosen_device(user)
+        if device is None and not self.cleaned_data.get("otp_device"):
+            devices = list(devices_for_user(user, for_verify=True))  # Inside clean_otp's transaction.
+            if len(devices) == 1:
+                device = devices[0]
+        return device
 
 
 class DrakeAdminSite(admin.AdminSite):
     site_header = "3drake back office"
     site_title = "3drake back office"
     index_title = "Back office"
-    login_form = OTPAdminAuthenticationForm
+    login_form = AdminLoginForm
     login_template = "otp/admin111/login.html"
 
     def has_permission(self, request: HttpRequest) -> bool:

@@ -330,3 +330,19 @@ def test_opening_one_of_an_accounts_audit_events_is_in_that_accounts_trail(clien
     assert client.get(f"/admin/auditlog/auditevent/{event.pk}/change/").status_code == 200
     viewed = AuditEvent.objects.get(action="admin.viewed", actor=sam)
     assert (viewed.account_id, viewed.target_type, viewed.target_id) == (alice.pk, "auditlog.auditevent", str(event.pk))
+
+
+def test_staff_get_in_with_the_code_on_the_first_login_page(client, sam, settings):
+    """The first login page has no device menu (django-otp shows it only after a failed try), so
+    a browser posts the code alone: with one device, that must be enough."""
+    from django_otp.oath import totp
+
+    settings.ADMIN_REQUIRE_2FA = True
+    device = AuthenticatorDevice.objects.create(user=sam, name="phone", confirmed=True)
+    assert 'name="otp_device"' not in client.get("/admin/login/").content.decode()
+    response = client.post(
+        "/admin/login/?next=/admin/",
+        {"username": sam.email, "password": STAFF_PASSWORD, "otp_token": str(totp(device.bin_key)).zfill(6)},
+    )
+    assert response.status_code == 302, "Please select a device." in response.content.decode()
+    assert client.get("/admin/accounts/user/").status_code == 200
