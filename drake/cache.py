@@ -5,7 +5,8 @@ Django's RedisCacheClient builds a new `redis.Redis` for every cache operation, 
 copies its ~170 response callbacks: 0.37 ms of CPU per call, five calls per API request (rate
 limits), more than the Redis round trips themselves (bench/README.md). A `redis.Redis` is
 thread-safe and holds no connection of its own (the pool does), so one per pool is enough.
-The scripts go out on a connection each thread keeps (`run_script`).
+The scripts, and the broker's few commands (drake.broker), skip redis-py's per-command
+machinery (`run_script`, `run_command`).
 """
 
 from __future__ import annotations
