@@ -29,6 +29,9 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: the IPv4 address is t
 _NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
 _SIX_TO_FOUR = ipaddress.ip_network("2002::/16")
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
+# IETF protocol assignments (RFC 6890): not globally reachable but for two anycast services
+# (PCP, TURN), and no mail server. Python before 3.13 counts most of the block as global.
+_IETF_PROTOCOL = ipaddress.ip_network("192.0.0.0/24")
 
 
 class HostNotAllowed(Exception):
@@ -83,7 +86,7 @@ def is_public(address: IPAddress) -> bool:
         # Site-local (fec0::/10) is deprecated, but local wherever it is still used.
         if address.scope_id or address.is_site_local or address in _NAT64_LOCAL:
             return False
-    if isinstance(address, ipaddress.IPv4Address) and address in _CGNAT:
+    if isinstance(address, ipaddress.IPv4Address) and (address in _CGNAT or address in _IETF_PROTOCOL):
         return False
     return address.is_global and not (
         address.is_multicast

@@ -29,6 +29,11 @@ REFUSED_LITERALS = [
     "240.0.0.1",
     "255.255.255.255",
     "2002:7f00:1::1",
+    # IETF protocol assignments (RFC 6890), which Python 3.11 counts as global but for .0-.7
+    # and .170-.171.
+    "192.0.0.8",
+    "192.0.0.255",
+    "::ffff:192.0.0.8",
 ]
 
 
