@@ -55,10 +55,11 @@ class SenderDetailView(APIView):
     @extend_schema(request=SenderInputSerializer(partial=True), responses={200: SenderSerializer, **openapi.errors()})
     def patch(self, request: Request, sender_id: str) -> Response:
         sender = _get(request, sender_id)
-        body = SenderInputSerializer(data=request.data, partial=True)
+        body = SenderInputSerializer(data=request.data, partial=True, context={"provider": sender.provider})
         body.is_valid(raise_exception=True)
+        changes = {name: value for name, value in body.validated_data.items() if name != "provider"}
         try:
-            sender = actions.update_sender(sender, body.validated_data, actor=request.user, request=request)
+            sender = actions.update_sender(sender, changes, actor=request.user, request=request)
         except ConfigError as exc:
             raise _config_error(exc) from exc
         return Response(SenderSerializer(sender).data)

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from typing import Any
-
 from rest_framework import serializers
 
 from senders.models import Sender
@@ -55,8 +53,12 @@ class SenderInputSerializer(serializers.Serializer):
     port = serializers.IntegerField(min_value=1, max_value=65535, required=False)
     security = serializers.ChoiceField(choices=[c[0] for c in Security.CHOICES], required=False)
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if self.partial:
-            # The provider is chosen once, at creation.
-            self.fields.pop("provider")
+    def validate_provider(self, value: str) -> str:
+        # The provider is chosen once, at creation: a PATCH may repeat it (a client sending the
+        # whole object back), never change it.
+        current = self.context.get("provider")
+        if self.partial and value != current:
+            raise serializers.ValidationError(
+                f"The provider cannot be changed (this sender is {current}): connect a new sender instead."
+            )
+        return value

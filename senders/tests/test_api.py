@@ -104,6 +104,22 @@ def test_list_get_patch_delete(alice_api, alice):
     assert sorted(actions) == ["sender.connected", "sender.deleted", "sender.updated"]
 
 
+def test_a_patch_may_repeat_the_provider_but_not_change_it(alice_api):
+    """It used to drop `provider` silently: a client asking for another provider got a 200."""
+    sender_id = create(alice_api).json()["id"]
+    changed = alice_api.patch(f"/v1/senders/{sender_id}", {"provider": "outlook", "from_name": "X"}, format="json")
+    assert changed.status_code == 400
+    assert changed.json()["error"] == {
+        "type": "invalid_request",
+        "message": "The provider cannot be changed (this sender is gmail): connect a new sender instead.",
+        "field": "provider",
+    }
+    assert Sender.objects.get(public_id=sender_id).from_name == ""
+    repeated = alice_api.patch(f"/v1/senders/{sender_id}", {"provider": "gmail", "from_name": "X"}, format="json")
+    assert repeated.status_code == 200
+    assert repeated.json()["from_name"] == "X"
+
+
 def test_changing_credentials_unverifies(alice_api):
     sender_id = create(alice_api).json()["id"]
     Sender.objects.filter(public_id=sender_id).update(verified_at="2026-11-01T00:00:00Z")
