@@ -42,6 +42,13 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+class PlainFormatter(logging.Formatter):
+    """The development log's plain lines (LOG_FORMAT=plain), API keys masked as in the JSON ones."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return _KEY.sub("drk_[redacted]", super().format(record))
+
+
 class RequestIdMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response

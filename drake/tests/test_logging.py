@@ -2,6 +2,10 @@
 
 import json
 import logging
+import logging.config
+import sys
+
+from django.conf import settings
 
 from drake.logging import JsonFormatter
 
@@ -24,3 +28,19 @@ def test_log_lines_are_json_and_mask_keys():
     line = json.loads(JsonFormatter().format(record))
     assert line["level"] == "WARNING" and line["logger"] == "drake"
     assert "secretsecret123" not in line["message"] and "drk_[redacted]" in line["message"]
+
+
+def test_the_plain_development_log_masks_keys_too():
+    """It did not (a carried-over gap): `make run` logs plain lines."""
+    formatter = logging.config.DictConfigurator({}).configure_formatter(settings.LOGGING["formatters"]["plain"])
+    try:
+        raise ValueError("bad key drk_ABCDEFGHIJ_secretsecret123")
+    except ValueError:
+        exc_info = sys.exc_info()
+    record = logging.LogRecord(
+        "drake", logging.WARNING, __file__, 1, "key %s failed", ("drk_ABCDEFGHIJ_secretsecret123",), exc_info
+    )
+    line = formatter.format(record)
+    assert "WARNING drake key drk_[redacted] failed" in line
+    assert "ValueError: bad key drk_[redacted]" in line
+    assert "secretsecret123" not in line
