@@ -107,7 +107,7 @@ class UserAdmin(AuditedAdmin):
                     super().log_deletions(request, [user])  # Audit event and admin log entry.
                     privacy.delete_account(user, actor=request.user, request=request, via="admin")
             except privacy.DeletionBlocked as exc:
-                self.message_user(request, f"{user.email} was not deleted: {exc}", messages.ERROR)
+                self.message_user(request, f"{user.email} was not deleted: {exc.for_staff()}", messages.ERROR)
 
     def response_delete(self, request: HttpRequest, obj_display: str, obj_id: Any) -> HttpResponse:
         if User.objects.filter(pk=obj_id).exists():  # Refused (the message says why): not "deleted".

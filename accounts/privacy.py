@@ -9,6 +9,7 @@ detached from the person, and one audit event saying that the deletion happened.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Iterator
 from datetime import date, datetime
 from typing import Any
@@ -24,6 +25,8 @@ from django.http import HttpRequest
 from accounts.models import ApiKey, User
 from auditlog.events import record
 from auditlog.models import AuditEvent
+
+logger = logging.getLogger(__name__)
 
 CHUNK = 1000
 
@@ -176,7 +179,16 @@ def _delete_admin_log_entries(user: User) -> None:
 
 
 class DeletionBlocked(Exception):
-    """Something outside us must happen first (e.g. Stripe could not cancel the subscription)."""
+    """Something outside us must happen first (e.g. Stripe could not cancel the subscription).
+
+    The message is safe to show the customer; `detail` (what Stripe said) is for staff."""
+
+    def __init__(self, message: str, *, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
+
+    def for_staff(self) -> str:
+        return f"{self} ({self.detail})" if self.detail else str(self)
 
 
 @transaction.atomic
@@ -209,7 +221,8 @@ def delete_account(
         try:
             stripe_api.cancel_subscription(subscription.stripe_subscription_id)
         except Exception as exc:
-            raise DeletionBlocked(f"Stripe could not cancel the subscription: {exc}") from exc
+            logger.warning("Account %s not deleted: Stripe could not cancel its subscription.", pk, exc_info=True)
+            raise DeletionBlocked("Stripe could not cancel the subscription just now.", detail=str(exc)) from exc
     Sender.objects.filter(user=user).update(password_encrypted="")
     counts: dict[str, int] = {}
     # Its security events: what the customer did, and what came from an IP without anyone

@@ -16,9 +16,11 @@ from pathlib import Path
 
 import pytest
 import stripe
+from django.core.management import CommandError, call_command
 
 from auditlog.models import AuditEvent
 from billing.models import Invoice, Plan, StripeEvent, Subscription
+from conftest import PASSWORD
 
 ROOT = Path(__file__).resolve().parents[2]
 WEBHOOK_SECRET = "whsec_test_" + "x" * 24
@@ -390,3 +392,33 @@ def test_news_of_an_older_subscription_still_running_does_not_replace_the_curren
     assert _post(client, deleted).status_code == 200
     alice.refresh_from_db()
     assert alice.plan == business_plan
+
+
+def test_deleting_an_account_cancels_its_subscription_at_stripe(client, alice, pro_plan, stripe_client):
+    client.force_login(alice)
+    client.post("/billing/checkout/", {"plan": "pro"})
+    customer = Subscription.objects.get(user=alice).stripe_customer_id
+    stripe_sub = _pay(stripe_client, customer, pro_plan.stripe_price_id)
+    Subscription.objects.filter(user=alice).update(stripe_subscription_id=stripe_sub.id, status="active")
+    form = {"password": PASSWORD, "confirm": "delete my account"}
+    assert "deleted" in client.post("/account/delete/", form).content.decode()
+    assert not type(alice).objects.filter(pk=alice.pk).exists()
+    assert stripe_client.v1.subscriptions.retrieve(stripe_sub.id).status == "canceled"
+
+
+def test_a_subscription_stripe_cannot_cancel_keeps_the_account_and_what_stripe_said_for_staff(
+    client, alice, stripe_settings, caplog
+):
+    """The customer read Stripe's own error text on the page (a carried-over gap); it is for staff."""
+    Subscription.objects.create(
+        user=alice, stripe_customer_id="cus_a", stripe_subscription_id="sub_gone", status="active"
+    )
+    client.force_login(alice)
+    form = {"password": PASSWORD, "confirm": "delete my account"}
+    page = client.post("/account/delete/", form).content.decode()
+    assert "Your account was not deleted: Stripe could not cancel the subscription just now." in page
+    assert "Not Found" not in page  # localstripe's answer
+    assert type(alice).objects.filter(pk=alice.pk).exists()
+    assert "InvalidRequestError: Not Found" in caplog.text  # For support, in the log.
+    with pytest.raises(CommandError, match=r"Nothing deleted: Stripe could not .*just now. \(Not Found\)"):
+        call_command("delete_account", "--email", "alice@example.org", "--yes")

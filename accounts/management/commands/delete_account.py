@@ -31,7 +31,7 @@ class Command(BaseCommand):
         try:
             counts = privacy.delete_account(user, via="shell")
         except privacy.DeletionBlocked as exc:
-            raise CommandError(f"Nothing deleted: {exc}") from exc
+            raise CommandError(f"Nothing deleted: {exc.for_staff()}") from exc
         for label, count in sorted(counts.items()):
             self.stdout.write(f"  {label}: {count}")
         self.stdout.write(
