@@ -250,7 +250,8 @@ def _transact(client: smtplib.SMTP, mail_from: str, recipients: list[str], data:
         raise RecipientsAllRefused(refused)
     code, reply = client.docmd("DATA")
     if code != 354:
-        raise smtplib.SMTPDataError(code, reply)  # As smtplib's data() raises it.
+        _reset(client, code)
+        raise StageRefused("data_command", code, smtp.clean_reply(reply))
     code, reply = _body(client, data)
     if code != 250:
         _reset(client, code)
@@ -302,7 +303,7 @@ def _transact_pipelined(
         raise RecipientsAllRefused(refused)
     code, reply = client.getreply()
     if code != 354:
-        raise smtplib.SMTPDataError(code, reply)  # As smtplib's data() raises it.
+        raise StageRefused("data_command", code, smtp.clean_reply(reply))
     code, reply = _body(client, data)
     if code != 250:
         raise StageRefused("data", code, smtp.clean_reply(reply))

@@ -60,6 +60,29 @@ def test_the_daily_quota_pauses_a_sender_that_was_throttled_before(send, smtp_se
     assert Message.objects.get(public_id=second).next_attempt_at == sender.paused_until
 
 
+@pytest.mark.parametrize(
+    ("code", "text", "status", "category"),
+    [
+        (550, "5.4.5 Daily user sending limit exceeded", Status.QUEUED, "provider_quota"),
+        (554, "5.7.1 Message refused", Status.FAILED, "message_rejected"),
+        (451, "4.3.0 Try later", Status.QUEUED, "deferred_by_provider"),
+    ],
+)
+def test_a_refused_data_command_is_read_as_a_refusal_after_the_body(
+    send, smtp_server, smtp_sender, settings, code, text, status, category
+):
+    """Gmail's daily quota in answer to DATA, before any 354, failed the message as "rejected"
+    (a review's carried-over gap): it waits for tomorrow, as when it comes after the body."""
+    settings.RELAY_MESSAGE_LIFETIME_HOURS = 48
+    message_id = send(via=smtp_sender).json()["id"]
+    smtp_server.fail_next("data_command", code, text)
+    delivery.deliver(message_id)
+    message = Message.objects.get(public_id=message_id)
+    assert (message.status, message.last_error["category"], message.last_error["smtp_code"]) == (status, category, code)
+    assert Sender.objects.get(pk=smtp_sender.pk).is_paused() is (category == "provider_quota")
+    assert smtp_server.messages == []
+
+
 def test_a_password_that_no_longer_decrypts_pauses_the_sender_and_keeps_the_message(send, smtp_server, smtp_sender):
     from cryptography.fernet import Fernet
     from django.db import connection
