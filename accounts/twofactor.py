@@ -6,6 +6,7 @@ import base64
 
 from django.db import transaction
 from django.http import HttpRequest
+from django_otp import device_classes
 from django_otp import login as otp_login
 
 from accounts.models import AuthenticatorDevice, User
@@ -56,4 +57,32 @@ def disable(user: User, token: str, *, request: HttpRequest) -> bool:
     with transaction.atomic():
         AuthenticatorDevice.objects.filter(user=user).delete()
         record("2fa.disabled", actor=user, account=user, request=request)
+    return True
+
+
+def reset(user: User, *, reason: str, actor: User | None, request: HttpRequest | None = None) -> bool:
+    """Staff: turn two-factor authentication off for `user`, who lost their authenticator.
+
+    Every device of the account goes (confirmed or half set up, of every django-otp kind), so
+    sign-in takes the password alone, a sign-in waiting for a code starts over, and a session
+    verified with one of them is verified no more (the back office asks for a code again). The
+    customer sets up a new one on the console's two-factor page. No secret is read or shown.
+    Audited as `2fa.reset` with the reason, which the customer sees in their recent security
+    activity (as "3drake staff", as a suspension).
+
+    Returns False, and records nothing, if there was no device to remove (a second click, or
+    another agent first).
+    """
+    with transaction.atomic():
+        removed = sum(model.objects.filter(user=user).delete()[0] for model in device_classes())
+        if not removed:
+            return False
+        record(
+            "2fa.reset",
+            actor=actor,
+            account=user,
+            target=user,
+            request=request,
+            detail={"reason": reason[:300], "devices": removed},
+        )
     return True
