@@ -7,6 +7,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
 from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
@@ -14,10 +15,18 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from accounts import actions
+from accounts import actions, twofactor
 from accounts.models import ApiKey, AuthenticatorDevice, User
 from drake.admin import AuditedAdmin
 from drake.admin_actions import reason_action
+
+
+def _reset_two_factor(user: User, reason: str, request: HttpRequest) -> bool:
+    try:
+        return twofactor.reset(user, reason=reason, actor=request.user, request=request)
+    except PermissionDenied as exc:
+        messages.error(request, f"{user.email}: {exc}")
+        return False
 
 
 class ApiKeyInline(admin.TabularInline):
@@ -39,11 +48,19 @@ class UserAdmin(AuditedAdmin):
     list_select_related = ("plan",)
     search_fields = ("email", "name")
     ordering = ("-date_joined",)
-    readonly_fields = ("email", "date_joined", "last_login", "suspended_at", "suspension_reason", "related")
+    readonly_fields = (
+        "email",
+        "date_joined",
+        "last_login",
+        "suspended_at",
+        "suspension_reason",
+        "related",
+        "two_factor",
+    )
     fieldsets = (
         ("Account", {"fields": ("email", "name", "plan", "date_joined", "last_login", "related")}),
         ("Suspension", {"fields": ("suspended_at", "suspension_reason")}),
-        ("Access", {"fields": ("is_active", "is_staff", "is_superuser", "groups")}),
+        ("Access", {"fields": ("two_factor", "is_active", "is_staff", "is_superuser", "groups")}),
     )
     filter_horizontal = ("groups",)
     inlines = (ApiKeyInline,)
@@ -64,6 +81,12 @@ class UserAdmin(AuditedAdmin):
             ),
             permission="suspend",
         ),
+        reason_action(
+            "reset_two_factor",
+            "Reset two-factor authentication of the selected accounts",
+            _reset_two_factor,
+            permission="reset_two_factor",
+        ),
     )
 
     @admin.display(description="Related records")
@@ -81,8 +104,17 @@ class UserAdmin(AuditedAdmin):
             parts.append(format_html('<a href="{}?{}={}">{}</a>', reverse(name), field, user.pk, label))
         return format_html_join(" · ", "{}", ((p,) for p in parts))
 
+    @admin.display(description="Two-factor")
+    def two_factor(self, user: User) -> str:
+        # That it is on, never the device's key: resetting it is the list's action.
+        device = twofactor.confirmed_device(user)
+        return f"on, since {device.created_at:%Y-%m-%d}" if device is not None else "off"
+
     def has_suspend_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("accounts.suspend_account")
+
+    def has_reset_two_factor_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("accounts.reset_two_factor")
 
     # Deleting an account here erases it as `delete_account` does (Stripe subscription
     # cancelled, secrets destroyed, the customer's own events and admin log entries gone),
@@ -169,7 +201,8 @@ class AuthenticatorDeviceAdmin(AuditedAdmin):
     """A customer's or staff member's authenticator: that it exists, never its key (django-otp's
     own TOTPDevice admin showed the key and its QR code, to any staff who could view devices). A superuser
     may delete one for a person who lost their phone, who then signs in with the password alone
-    and sets up a new one; the deletion is audited as any other."""
+    and sets up a new one; the deletion is audited as any other. The accounts list's "Reset
+    two-factor" action (Support's too) does that for all of an account's devices, with a reason."""
 
     list_display = ("user", "name", "confirmed", "created_at", "last_used_at")
     list_filter = ("confirmed",)

@@ -70,7 +70,10 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     class Meta:
         constraints = [models.UniqueConstraint(Lower("email"), name="user_email_ci_unique")]
-        permissions = [("suspend_account", "Can suspend or unsuspend an account's API access")]
+        permissions = [
+            ("suspend_account", "Can suspend or unsuspend an account's API access"),
+            ("reset_two_factor", "Can reset an account's two-factor authentication"),
+        ]
 
     def __str__(self) -> str:
         return self.email

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import HttpRequest
 from django_otp import device_classes
@@ -70,9 +71,12 @@ def reset(user: User, *, reason: str, actor: User | None, request: HttpRequest |
     Audited as `2fa.reset` with the reason, which the customer sees in their recent security
     activity (as "3drake staff", as a suspension).
 
-    Returns False, and records nothing, if there was no device to remove (a second click, or
-    another agent first).
+    A staff account's second factor only a superuser resets (PermissionDenied): Support would
+    otherwise strip an administrator's. Returns False, and records nothing, if there was no
+    device to remove (a second click, or another agent first).
     """
+    if (user.is_staff or user.is_superuser) and actor is not None and not actor.is_superuser:
+        raise PermissionDenied("Only a superuser resets a staff member's two-factor authentication.")
     with transaction.atomic():
         removed = sum(model.objects.filter(user=user).delete()[0] for model in device_classes())
         if not removed:

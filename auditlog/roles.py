@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 ROLES: dict[str, list[str]] = {
-    # Support sees accounts, sender metadata, message logs and usage; suspends accounts, revokes
-    # keys and pauses senders (each through an admin action that asks for a reason). No billing.
+    # Support sees accounts, sender metadata, message logs and usage; suspends accounts, resets a
+    # customer's two-factor, revokes keys and pauses senders (each through an admin action that
+    # asks for a reason). No billing.
     "Support": [
         "accounts.view_user",
         "accounts.suspend_account",
+        "accounts.reset_two_factor",
         "accounts.view_apikey",
         "accounts.revoke_apikey",
         "senders.view_sender",
