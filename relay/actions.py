@@ -63,7 +63,7 @@ def _sender_may_send(sender: Sender | None, request: SendRequest) -> Sender:
     if sender is None:
         raise NotFound("No sender with this id.", field="sender")
     if sender.is_disabled:
-        raise PermissionDenied(f"This sender is disabled: {sender.disabled_reason or 'by support'}.", field="sender")
+        raise PermissionDenied(sender.disabled_notice, field="sender")
     cap = sender.limits().recipients_per_message
     if len(request.recipients) > cap:
         raise InvalidRequest(f"This sender's provider takes at most {cap} recipients per message.", field="to")

@@ -1,4 +1,5 @@
-"""Writes that matter for senders: connect, change, verify, delete. Every one is audited."""
+"""Writes that matter for senders: connect, change, verify, delete; pause and resume (the relay,
+staff), disable and enable (staff only). Every one is audited."""
 
 from __future__ import annotations
 
@@ -174,4 +175,43 @@ def resume_sender(sender: Sender, reason: str, *, actor: Any, request: HttpReque
                 request=request,
                 detail={"reason": reason[:300]},
             )
+    return bool(updated)
+
+
+def disable_sender(sender: Sender, reason: str, *, actor: Any, request: HttpRequest | None = None) -> bool:
+    """Stop a sender (staff): a stop its owner cannot undo. Returns False if already disabled
+    (the first reason stays).
+
+    `POST /v1/send` refuses it with 403 from the next request on, in every web process: the
+    send path's one statement checks `disabled_at` in the database (ACCEPT_FIELDS), whatever
+    a process's snapshot says. Delivery holds its queued messages (relay.delivery). Updating
+    it leaves it disabled; only `enable_sender` lifts it. The reason is shown to the owner
+    and kept in the audit log.
+    """
+    return _set_disabled(sender, disabled=True, reason=reason, actor=actor, request=request)
+
+
+def enable_sender(sender: Sender, reason: str, *, actor: Any, request: HttpRequest | None = None) -> bool:
+    """Lift `disable_sender` (staff). Returns False if the sender was not disabled."""
+    return _set_disabled(sender, disabled=False, reason=reason, actor=actor, request=request)
+
+
+def _set_disabled(sender: Sender, *, disabled: bool, reason: str, actor: Any, request: HttpRequest | None) -> bool:
+    reason = reason[:300]
+    now = timezone.now()
+    fields = (
+        {"disabled_at": now, "disabled_reason": reason} if disabled else {"disabled_at": None, "disabled_reason": ""}
+    )
+    with transaction.atomic():
+        updated = Sender.objects.filter(pk=sender.pk, disabled_at__isnull=disabled).update(**fields, updated_at=now)
+        if updated:
+            record(
+                "sender.disabled" if disabled else "sender.enabled",
+                actor=actor,
+                account=sender.user,
+                target=sender,
+                request=request,
+                detail={"reason": reason},
+            )
+    sender.refresh_from_db(fields=["disabled_at", "disabled_reason", "updated_at"])
     return bool(updated)

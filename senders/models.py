@@ -122,6 +122,12 @@ class Sender(models.Model):
     def is_disabled(self) -> bool:
         return self.disabled_at is not None
 
+    @property
+    def disabled_notice(self) -> str:
+        """What the owner is told when a disabled sender is refused (send, verify, delivery)."""
+        reason = self.disabled_reason.strip().rstrip(".")
+        return f"This sender is disabled by support{': ' + reason if reason else ''}. Please contact support."
+
     def is_paused(self, now: datetime | None = None) -> bool:
         if self.paused_at is None:
             return False

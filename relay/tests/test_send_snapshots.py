@@ -18,7 +18,7 @@ from accounts.models import ApiKey, User
 from billing.models import Plan, Subscription, UsageCounter
 from drake.testing.db import backend_pid, terminate
 from relay.models import ApiRequest, Message
-from senders.actions import delete_sender
+from senders.actions import delete_sender, disable_sender, enable_sender
 from senders.models import Sender
 
 
@@ -95,6 +95,37 @@ def test_a_sender_disabled_meanwhile_is_403(warm, alice_sender):
     assert response.status_code == 403
     assert response.json()["error"]["field"] == "sender"
     assert _accepted() == 1
+
+
+def test_a_sender_disabled_by_support_is_refused_at_once(warm, alice, alice_api, alice_sender, django_user_model):
+    sam = django_user_model.objects.create_user("sam@3drake.test", "a sturdy staff passphrase", is_staff=True)
+    assert disable_sender(alice_sender, "Phishing reported by recipients", actor=sam)
+    # Every other web process still holds the sender as it was, and so does this one: only
+    # the database can refuse it there.
+    assert not Sender.objects.of_account_from_snapshot(alice, alice_sender.public_id).is_disabled
+    response = warm()
+    assert response.status_code == 403
+    assert response.json()["error"] == {
+        "type": "permission_denied",
+        "message": "This sender is disabled by support: Phishing reported by recipients. Please contact support.",
+        "field": "sender",
+    }
+    assert _accepted() == 1
+    # Refused again, from the snapshot now refreshed, and with an Idempotency-Key (no snapshot).
+    assert warm().status_code == 403
+    body = {"sender": alice_sender.public_id, "to": "bob@example.com", "subject": "Hi", "text": "Hi"}
+    assert alice_api.post("/v1/send", body, format="json", HTTP_IDEMPOTENCY_KEY="k1").status_code == 403
+    assert _accepted() == 1
+
+
+def test_a_sender_enabled_again_sends_at_once(warm, alice, alice_sender, django_user_model):
+    sam = django_user_model.objects.create_user("sam@3drake.test", "a sturdy staff passphrase", is_staff=True)
+    disable_sender(alice_sender, "Phishing reported by recipients", actor=sam)
+    assert warm().status_code == 403
+    assert Sender.objects.of_account_from_snapshot(alice, alice_sender.public_id).is_disabled
+    enable_sender(alice_sender, "resolved with the customer", actor=sam)
+    assert warm().status_code == 202
+    assert _accepted() == 2
 
 
 def test_a_deleted_sender_is_404(warm, alice, alice_sender):

@@ -1,0 +1,97 @@
+"""Support disables a sender: a stop only staff lift. alice (the customer) sees it, with the
+reason, and nothing she does to the sender (updating it, verifying it) enables it again."""
+
+import pytest
+
+from auditlog.models import AuditEvent
+from drake.testing.smtp import SmtpTestServer
+from senders import actions
+from senders.models import Sender
+
+USER, PASSWORD = "alice@example.org", "right-app-password"
+
+
+@pytest.fixture
+def sam(django_user_model):
+    return django_user_model.objects.create_user("sam@3drake.test", "a sturdy staff passphrase", is_staff=True)
+
+
+@pytest.fixture
+def smtp_server(settings, tmp_path):
+    server = SmtpTestServer(security="starttls", username=USER, password=PASSWORD)
+    server.start()
+    settings.SMTP_ALLOW_PRIVATE_HOSTS = True
+    settings.SMTP_ALLOWED_PORTS = "*"
+    settings.SMTP_CA_FILE = server.ca_file
+    settings.SMTP_VERIFY_TIMEOUT = 2
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def alice_sender(alice, smtp_server):
+    """alice's sender, on a server that would accept her login: verifying it would succeed."""
+    config = {"provider": "smtp", "from_email": USER, "host": "127.0.0.1", "port": smtp_server.port}
+    return actions.create_sender(alice, {**config, "security": "starttls", "password": PASSWORD})
+
+
+@pytest.fixture
+def disabled(alice_sender, sam):
+    assert actions.disable_sender(alice_sender, "Phishing reported by recipients", actor=sam)
+    return Sender.objects.get(pk=alice_sender.pk)
+
+
+def test_disabling_sets_the_reason_and_is_audited(alice, alice_sender, sam):
+    assert actions.disable_sender(alice_sender, "Phishing reported by recipients", actor=sam)
+    sender = Sender.objects.get(pk=alice_sender.pk)
+    assert sender.is_disabled and sender.disabled_reason == "Phishing reported by recipients"
+    event = AuditEvent.objects.get(action="sender.disabled")
+    assert (event.actor, event.actor_is_staff, event.account_id) == (sam, True, alice.pk)
+    assert (event.target_id, event.detail) == (sender.public_id, {"reason": "Phishing reported by recipients"})
+
+
+def test_disabling_twice_changes_nothing(alice_sender, sam):
+    assert actions.disable_sender(alice_sender, "first", actor=sam)
+    first = Sender.objects.get(pk=alice_sender.pk)
+    assert not actions.disable_sender(first, "second", actor=sam)
+    again = Sender.objects.get(pk=alice_sender.pk)
+    assert (again.disabled_at, again.disabled_reason) == (first.disabled_at, "first")
+    assert AuditEvent.objects.filter(action="sender.disabled").count() == 1
+
+
+def test_enabling_clears_it_and_is_audited(disabled, sam):
+    assert actions.enable_sender(disabled, "The customer rotated the app password", actor=sam)
+    sender = Sender.objects.get(pk=disabled.pk)
+    assert not sender.is_disabled and sender.disabled_reason == ""
+    event = AuditEvent.objects.get(action="sender.enabled")
+    assert (event.actor, event.detail) == (sam, {"reason": "The customer rotated the app password"})
+    assert not actions.enable_sender(sender, "again", actor=sam)
+    assert AuditEvent.objects.filter(action="sender.enabled").count() == 1
+
+
+def test_a_long_reason_is_cut_to_the_field(alice_sender, sam):
+    assert actions.disable_sender(alice_sender, "x" * 500, actor=sam)
+    assert len(Sender.objects.get(pk=alice_sender.pk).disabled_reason) == 300
+
+
+def test_the_api_shows_it_disabled_with_the_reason(alice_api, disabled):
+    shown = alice_api.get(f"/v1/senders/{disabled.public_id}").json()
+    assert (shown["disabled"], shown["disabled_reason"]) == (True, "Phishing reported by recipients")
+
+
+def test_updating_a_disabled_sender_keeps_it_disabled(alice_api, disabled):
+    patched = alice_api.patch(
+        f"/v1/senders/{disabled.public_id}", {"from_name": "Alice", "password": "a new app password"}, format="json"
+    )
+    assert patched.status_code == 200
+    assert patched.json()["disabled"] is True
+    sender = Sender.objects.get(pk=disabled.pk)
+    assert (sender.disabled_at, sender.disabled_reason) == (disabled.disabled_at, disabled.disabled_reason)
+    assert sender.get_password() == "a new app password"
+
+
+def test_new_credentials_in_the_console_keep_it_disabled(client, alice, disabled):
+    client.force_login(alice)
+    response = client.post(f"/senders/{disabled.public_id}/", {"username": USER, "password": "a new app password"})
+    assert response.status_code == 302
+    assert Sender.objects.get(pk=disabled.pk).is_disabled
