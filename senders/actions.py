@@ -13,6 +13,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from auditlog.events import record
+from drake.errors import PermissionDenied
 from senders import crypto, smtp
 from senders.models import Sender
 from senders.presets import PRESETS, hint_for
@@ -101,8 +102,12 @@ def verify_sender(
 ) -> smtp.SmtpFailure | None:
     """Connect, (STARTTLS/TLS,) log in and quit. Returns None on success, else the failure.
 
-    The result is stored on the sender; the attempt is audited either way.
+    The result is stored on the sender; the attempt is audited either way. A disabled sender
+    raises PermissionDenied without connecting: support stopped it, so no login is made with
+    its credentials, and a success would neither enable it nor mean it can send.
     """
+    if sender.is_disabled:
+        raise PermissionDenied(sender.disabled_notice)
     failure: smtp.SmtpFailure | None = None
     timeout = settings.SMTP_VERIFY_TIMEOUT
     try:
@@ -184,9 +189,9 @@ def disable_sender(sender: Sender, reason: str, *, actor: Any, request: HttpRequ
 
     `POST /v1/send` refuses it with 403 from the next request on, in every web process: the
     send path's one statement checks `disabled_at` in the database (ACCEPT_FIELDS), whatever
-    a process's snapshot says. Delivery holds its queued messages (relay.delivery). Updating
-    it leaves it disabled; only `enable_sender` lifts it. The reason is shown to the owner
-    and kept in the audit log.
+    a process's snapshot says. Delivery holds its queued messages (relay.delivery). Verify
+    refuses it without connecting, and updating it leaves it disabled; only `enable_sender`
+    lifts it. The reason is shown to the owner and kept in the audit log.
     """
     return _set_disabled(sender, disabled=True, reason=reason, actor=actor, request=request)
 

@@ -9,6 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
+from drake.errors import PermissionDenied
 from senders import actions
 from senders.forms import CredentialsForm, SenderForm
 from senders.models import Sender
@@ -64,7 +65,11 @@ def sender_detail(request: HttpRequest, sender_id: str) -> HttpResponse:
 @require_POST
 def sender_verify(request: HttpRequest, sender_id: str) -> HttpResponse:
     sender = _get(request, sender_id)
-    failure = actions.verify_sender(sender, actor=request.user, request=request, via="console")
+    try:
+        failure = actions.verify_sender(sender, actor=request.user, request=request, via="console")
+    except PermissionDenied as exc:
+        messages.error(request, exc.message)
+        return redirect("senders:detail", sender_id=sender.public_id)
     if failure is None:
         messages.success(request, "Verified: the provider accepted the connection and the login.")
     else:

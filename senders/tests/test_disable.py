@@ -90,8 +90,42 @@ def test_updating_a_disabled_sender_keeps_it_disabled(alice_api, disabled):
     assert sender.get_password() == "a new app password"
 
 
+def test_verifying_a_disabled_sender_is_403_and_connects_nowhere(alice_api, disabled, smtp_server):
+    response = alice_api.post(f"/v1/senders/{disabled.public_id}/verify")
+    assert response.status_code == 403
+    assert response.json()["error"] == {
+        "type": "permission_denied",
+        "message": "This sender is disabled by support: Phishing reported by recipients. Please contact support.",
+    }
+    assert (smtp_server.max_connections_seen, smtp_server.logins) == (0, 0)
+    sender = Sender.objects.get(pk=disabled.pk)
+    assert sender.is_disabled and sender.verified_at is None
+    assert not AuditEvent.objects.filter(action="sender.verified").exists()
+
+
+def test_the_console_shows_it_disabled_and_verifying_there_changes_nothing(client, alice, disabled, smtp_server):
+    client.force_login(alice)
+    page = client.get(f"/senders/{disabled.public_id}/").content.decode()
+    assert "Disabled by support: Phishing reported by recipients." in page
+    assert "Verify connection" not in page
+    listing = client.get("/senders/").content.decode()
+    assert '<span class="badge bad">disabled</span>' in listing
+
+    response = client.post(f"/senders/{disabled.public_id}/verify/", follow=True)
+    assert "This sender is disabled by support" in response.content.decode()
+    assert smtp_server.logins == 0
+    assert Sender.objects.get(pk=disabled.pk).is_disabled
+
+
 def test_new_credentials_in_the_console_keep_it_disabled(client, alice, disabled):
     client.force_login(alice)
     response = client.post(f"/senders/{disabled.public_id}/", {"username": USER, "password": "a new app password"})
     assert response.status_code == 302
     assert Sender.objects.get(pk=disabled.pk).is_disabled
+
+
+def test_enabled_again_it_verifies(alice_api, disabled, sam, smtp_server):
+    actions.enable_sender(disabled, "resolved", actor=sam)
+    response = alice_api.post(f"/v1/senders/{disabled.public_id}/verify")
+    assert response.status_code == 200
+    assert smtp_server.logins == 1
