@@ -4,8 +4,8 @@ from __future__ import annotations
 
 ROLES: dict[str, list[str]] = {
     # Support sees accounts, sender metadata, message logs and usage; suspends accounts, resets a
-    # customer's two-factor, revokes keys and pauses senders (each through an admin action that
-    # asks for a reason). No billing.
+    # customer's two-factor, revokes keys, pauses senders and disables them (each through an
+    # admin action that asks for a reason). No billing.
     "Support": [
         "accounts.view_user",
         "accounts.suspend_account",
@@ -14,6 +14,7 @@ ROLES: dict[str, list[str]] = {
         "accounts.revoke_apikey",
         "senders.view_sender",
         "senders.pause_sender",
+        "senders.disable_sender",
         "relay.view_message",
         "relay.view_deliveryattempt",
         "relay.view_apirequest",

@@ -19,12 +19,20 @@ class ReasonForm(forms.Form):
 
 
 def reason_action(
-    name: str, label: str, perform: Callable[[Any, str, HttpRequest], bool], *, permission: str = "change"
+    name: str,
+    label: str,
+    perform: Callable[[Any, str, HttpRequest], bool],
+    *,
+    permission: str = "change",
+    help_text: str | None = None,
 ) -> Callable[..., HttpResponse | None]:
-    """An admin action `name` that shows a reason form, then runs `perform(obj, reason, request)`."""
+    """An admin action `name` that shows a reason form, then runs `perform(obj, reason, request)`.
+    `help_text` replaces the reason's help (say there what else it does and who sees the reason)."""
 
     def action(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         form = ReasonForm(request.POST if "apply" in request.POST else None)
+        if help_text is not None:
+            form.fields["reason"].help_text = help_text
         if form.is_valid():
             done = sum(1 for obj in queryset if perform(obj, form.cleaned_data["reason"], request))
             modeladmin.message_user(request, f"{label}: {done} of {queryset.count()} changed.", messages.SUCCESS)

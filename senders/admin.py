@@ -58,6 +58,10 @@ class SenderAdmin(AuditedAdmin):
                 sender, f"Paused by support: {reason}", actor=request.user, request=request
             ),
             permission="pause",
+            help_text=(
+                "Shown to the customer as the reason, and kept in the audit log. The customer lifts a pause "
+                "by updating or verifying the sender: to stop a sender for good, disable it."
+            ),
         ),
         reason_action(
             "resume",
@@ -65,10 +69,30 @@ class SenderAdmin(AuditedAdmin):
             lambda sender, reason, request: actions.resume_sender(sender, reason, actor=request.user, request=request),
             permission="pause",
         ),
+        reason_action(
+            "disable",
+            "Disable the selected senders (the customer cannot undo this)",
+            lambda sender, reason, request: actions.disable_sender(sender, reason, actor=request.user, request=request),
+            permission="disable",
+            help_text=(
+                "Shown to the customer as the reason, and kept in the audit log. From the next request on "
+                "the API refuses to send with these senders; updating or verifying them does not enable "
+                "them again, only staff do."
+            ),
+        ),
+        reason_action(
+            "enable",
+            "Enable the selected senders",
+            lambda sender, reason, request: actions.enable_sender(sender, reason, actor=request.user, request=request),
+            permission="disable",
+        ),
     )
 
     def has_pause_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("senders.pause_sender")
+
+    def has_disable_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("senders.disable_sender")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

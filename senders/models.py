@@ -96,7 +96,12 @@ class Sender(models.Model):
 
     class Meta:
         ordering = ("-created_at",)
-        permissions = [("pause_sender", "Can pause or resume a sender")]
+        # Apart: a pause is something the customer lifts (by updating or verifying the sender), a
+        # disable only staff do, so a role may pause without being able to stop a sender for good.
+        permissions = [
+            ("pause_sender", "Can pause or resume a sender"),
+            ("disable_sender", "Can disable or enable a sender (the customer cannot undo it)"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.from_email} via {self.host}"

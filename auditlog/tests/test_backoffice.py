@@ -57,10 +57,16 @@ def test_support_does_exactly_the_support_actions(client, sam, alice, alice_key,
     assert _act(client, "/admin/accounts/user/", "suspend", alice.pk, "chargeback fraud").status_code == 302
     assert _act(client, "/admin/accounts/apikey/", "revoke", key.pk, "leaked on a forum").status_code == 302
     assert _act(client, "/admin/senders/sender/", "pause", alice_sender.pk, "spam reports").status_code == 302
+    assert _act(client, "/admin/senders/sender/", "disable", alice_sender.pk, "phishing").status_code == 302
     alice.refresh_from_db()
     key.refresh_from_db()
-    assert alice.suspended_at and key.revoked_at and Sender.objects.get(pk=alice_sender.pk).paused_at
-    for action, reason in [("account.suspended", "chargeback fraud"), ("api_key.revoked", "leaked on a forum")]:
+    sender = Sender.objects.get(pk=alice_sender.pk)
+    assert alice.suspended_at and key.revoked_at and sender.paused_at and sender.disabled_at
+    for action, reason in [
+        ("account.suspended", "chargeback fraud"),
+        ("api_key.revoked", "leaked on a forum"),
+        ("sender.disabled", "phishing"),
+    ]:
         event = AuditEvent.objects.get(action=action)
         assert (event.actor, event.detail["reason"]) == (sam, reason)
     assert AuditEvent.objects.get(action="sender.paused").actor == sam
