@@ -77,12 +77,16 @@ def deliver(public_id: str, *, batch: int = 1) -> str | None:
 
     if sender is None:
         return _finish(message, timezone.now(), error=("sender_deleted", None, "The sender was deleted."))
-    if sender.is_disabled or sender.is_paused(now):
+    if sender.is_disabled:
+        # Support stopped the sender, likely for what it was sending: nothing queued before goes
+        # out, not even if it is enabled again (the customer sends again what still matters).
+        outbox.prompted(sender.pk)
+        return _finish(message, timezone.now(), error=("sender_disabled", None, sender.disabled_notice))
+    if sender.is_paused(now):
         # This task may be the sender's pending prompt: let the next message publish its own.
         outbox.prompted(sender.pk)
         until = sender.paused_until or now + _paused_recheck()
-        reason = sender.disabled_reason or sender.paused_reason or "The sender is paused."
-        return _defer(message, until, ("sender_paused", None, reason))
+        return _defer(message, until, ("sender_paused", None, sender.paused_reason or "The sender is paused."))
     if batch == 1:
         return _send_batch(sender, [message], now)
     return _send_with_backlog(sender, [message], batch - 1, now)
@@ -310,7 +314,9 @@ def _check_abuse(sender: Sender | None) -> None:
     if sender is None:
         return
     since = timezone.now() - timedelta(minutes=settings.ABUSE_WINDOW_MINUTES)
-    recent = DeliveryAttempt.objects.filter(message__sender=sender, started_at__gte=since).aggregate(
+    # Messages a disable failed never reached the provider: they say nothing of the sender now.
+    attempts = DeliveryAttempt.objects.filter(message__sender=sender, started_at__gte=since)
+    recent = attempts.exclude(category="sender_disabled").aggregate(
         total=Count("id"), failed=Count("id", filter=Q(outcome=Outcome.FAILED))
     )
     total, failed = recent["total"], recent["failed"]

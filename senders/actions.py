@@ -189,15 +189,17 @@ def disable_sender(sender: Sender, reason: str, *, actor: Any, request: HttpRequ
 
     `POST /v1/send` refuses it with 403 from the next request on, in every web process: the
     send path's one statement checks `disabled_at` in the database (ACCEPT_FIELDS), whatever
-    a process's snapshot says. Delivery holds its queued messages (relay.delivery). Verify
-    refuses it without connecting, and updating it leaves it disabled; only `enable_sender`
-    lifts it. The reason is shown to the owner and kept in the audit log.
+    a process's snapshot says. Its queued messages fail (`sender_disabled`) at their next
+    attempt and do not come back with `enable_sender` (relay.delivery). Verify refuses it
+    without connecting, and updating it leaves it disabled; only `enable_sender` lifts it.
+    The reason is shown to the owner and kept in the audit log.
     """
     return _set_disabled(sender, disabled=True, reason=reason, actor=actor, request=request)
 
 
 def enable_sender(sender: Sender, reason: str, *, actor: Any, request: HttpRequest | None = None) -> bool:
-    """Lift `disable_sender` (staff). Returns False if the sender was not disabled."""
+    """Lift `disable_sender` (staff). Returns False if the sender was not disabled. Messages
+    that failed meanwhile stay failed."""
     return _set_disabled(sender, disabled=False, reason=reason, actor=actor, request=request)
 
 

@@ -76,8 +76,8 @@ class SenderAdmin(AuditedAdmin):
             permission="disable",
             help_text=(
                 "Shown to the customer as the reason, and kept in the audit log. From the next request on "
-                "the API refuses to send with these senders; updating or verifying them does not enable "
-                "them again, only staff do."
+                "the API refuses to send with these senders, and their queued messages fail; updating or "
+                "verifying them does not enable them again, only staff do."
             ),
         ),
         reason_action(

@@ -1,5 +1,6 @@
-"""A sender whose earlier timed pause (a provider throttle) has lapsed is paused again by a
-refused login: its messages wait, and no further login is tried."""
+"""Senders that stop sending. A sender whose earlier timed pause (a provider throttle) has
+lapsed is paused again by a refused login: its messages wait, and no further login is tried.
+A sender support disabled sends nothing more: its queued messages fail at their next attempt."""
 
 from datetime import timedelta
 
@@ -7,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from relay import delivery
-from relay.models import Message, Status
+from relay.models import Message, OutboxContent, Status
 from senders import actions as sender_actions
 from senders.models import Sender
 
@@ -99,3 +100,64 @@ def test_a_password_that_no_longer_decrypts_pauses_the_sender_and_keeps_the_mess
     message = Message.objects.get(public_id=message_id)
     assert message.status == Status.QUEUED and message.last_error["category"] == "secret_unreadable"
     assert smtp_server.logins == 0
+
+
+def test_a_disabled_senders_queued_messages_fail_without_a_connection(
+    send, smtp_server, smtp_sender, alice_api, django_user_model
+):
+    """They used to wait, deferred as `sender_paused`, for their whole lifetime, and went out
+    if support enabled the sender meanwhile: the messages a sender was stopped for."""
+    first, second = (send(via=smtp_sender, to=f"r{i}@example.com").json()["id"] for i in range(2))
+    sam = django_user_model.objects.create_user("sam@3drake.test", "a sturdy staff passphrase", is_staff=True)
+    sender_actions.disable_sender(smtp_sender, "Phishing reported by recipients", actor=sam)
+    assert delivery.deliver(first, batch=20) == "failed"
+    assert delivery.deliver(second) == "failed"
+    for public_id in (first, second):
+        message = Message.objects.get(public_id=public_id)
+        assert message.status == Status.FAILED
+        assert message.last_error == {
+            "category": "sender_disabled",
+            "smtp_code": None,
+            "message": "This sender is disabled by support: Phishing reported by recipients. Please contact support.",
+        }
+        assert not OutboxContent.objects.filter(message=message).exists()
+        assert message.attempt_log.get().category == "sender_disabled"
+    assert alice_api.get(f"/v1/messages/{first}").json()["last_error"]["category"] == "sender_disabled"
+    assert (smtp_server.max_connections_seen, smtp_server.logins) == (0, 0)
+
+    # Enabled again, the sender sends what is sent from now on, and nothing from before.
+    sender_actions.enable_sender(smtp_sender, "resolved with the customer", actor=sam)
+    assert delivery.deliver(first) is None
+    third = send(via=smtp_sender).json()["id"]
+    assert delivery.deliver(third) == "sent"
+    assert [m.rcpt_tos for m in smtp_server.messages] == [["bob@example.com"]]
+
+
+def test_a_message_waiting_on_a_pause_fails_when_the_sender_is_disabled(
+    send, smtp_server, smtp_sender, django_user_model
+):
+    message_id = send(via=smtp_sender).json()["id"]
+    sender_actions.pause_sender(smtp_sender, "The provider refused the login (535).")
+    assert delivery.deliver(message_id) == "deferred"
+    sam = django_user_model.objects.create_user("sam@3drake.test", "a sturdy staff passphrase", is_staff=True)
+    sender_actions.disable_sender(smtp_sender, "Phishing reported by recipients", actor=sam)
+    Message.objects.filter(public_id=message_id).update(next_attempt_at=timezone.now())
+    assert delivery.deliver(message_id) == "failed"
+    assert Message.objects.get(public_id=message_id).last_error["category"] == "sender_disabled"
+    assert smtp_server.logins == 0
+
+
+def test_messages_failed_by_a_disable_do_not_pause_the_sender_enabled_again(
+    send, smtp_server, smtp_sender, django_user_model, settings
+):
+    """They never reached the provider: the check for senders whose deliveries mostly fail
+    must not count them, or the first refusal after the enable pauses the sender."""
+    settings.ABUSE_MIN_ATTEMPTS = 3
+    queued = [send(via=smtp_sender, to=f"r{i}@example.com").json()["id"] for i in range(4)]
+    sam = django_user_model.objects.create_user("sam@3drake.test", "a sturdy staff passphrase", is_staff=True)
+    sender_actions.disable_sender(smtp_sender, "Phishing reported by recipients", actor=sam)
+    assert [delivery.deliver(public_id) for public_id in queued] == ["failed"] * 4
+    sender_actions.enable_sender(smtp_sender, "resolved with the customer", actor=sam)
+    smtp_server.fail_next("data", 554, "5.7.1 Message refused")
+    assert delivery.deliver(send(via=smtp_sender).json()["id"]) == "failed"
+    assert not Sender.objects.get(pk=smtp_sender.pk).is_paused()
