@@ -22,7 +22,7 @@ from django.db.models import CharField, Q, QuerySet
 from django.db.models.functions import Cast
 from django.http import HttpRequest
 
-from accounts.models import ApiKey, User
+from accounts.models import ApiKey, AuthenticatorDevice, User
 from auditlog.events import record
 from auditlog.models import AuditEvent
 
@@ -59,8 +59,8 @@ def _section(name: str, rows: Iterable[dict[str, Any]]) -> Iterator[str]:
 
 def export_chunks(user: User) -> Iterator[str]:
     """The account's data as one JSON document, in pieces."""
-    from billing.models import Invoice, Subscription
-    from relay.models import ApiRequest, DailyUsage, DeliveryAttempt, Message
+    from billing.models import Invoice, Subscription, UsageCounter
+    from relay.models import ApiRequest, DailyUsage, DeliveryAttempt, IdempotencyKey, Message
     from senders.models import Sender
 
     header = {
@@ -73,6 +73,8 @@ def export_chunks(user: User) -> Iterator[str]:
             "last_login": user.last_login,
             "plan": user.plan.as_api() | {"retention_days": user.plan.retention_days},
             "suspended_at": user.suspended_at,
+            "suspension_reason": user.suspension_reason,
+            "policy_acknowledged_at": user.policy_acknowledged_at,
         },
     }
     yield json.dumps(header, default=_default, ensure_ascii=False)[:-1]
@@ -92,21 +94,37 @@ def export_chunks(user: User) -> Iterator[str]:
         "created_at",
     ]
     yield from _section("invoices", _rows(Invoice.objects.filter(user=user).order_by("pk"), invoice_fields))
+    yield from _section(
+        "usage_counters",
+        _rows(UsageCounter.objects.filter(user=user).order_by("pk"), ["period_start", "accepted"]),
+    )
     sender_fields = [
         "public_id", "provider", "from_email", "from_name", "host", "port", "security", "username",
-        "verified_at", "paused_at", "paused_reason", "created_at",
+        "verified_at", "last_verify_error", "disabled_at", "disabled_reason", "paused_at", "paused_until",
+        "paused_reason", "max_per_minute", "max_per_day", "max_recipients_per_message", "max_connections",
+        "created_at", "updated_at",
     ]  # fmt: skip
     yield from _section("senders", _rows(Sender.objects.for_account(user).order_by("pk"), sender_fields))
     key_fields = ["prefix", "name", "created_at", "last_used_at", "revoked_at"]
     yield from _section("api_keys", _rows(ApiKey.objects.for_account(user).order_by("pk"), key_fields))
+    # The authenticator's name and use, never its key.
+    device_fields = ["name", "confirmed", "created_at", "last_used_at"]
+    devices = AuthenticatorDevice.objects.filter(user=user).order_by("pk")
+    yield from _section("two_factor_devices", _rows(devices, device_fields))
     message_fields = [
-        "public_id", "from_email", "to", "cc_count", "bcc_count", "subject", "size_approx", "status", "attempts",
-        "last_error", "provider_message_id", "refused_recipients", "created_at", "sent_at",
+        "public_id", "sender__public_id", "api_key__prefix", "from_email", "to", "cc_count", "bcc_count", "subject",
+        "size_approx", "message_id_header", "status", "attempts", "last_error", "provider_message_id",
+        "refused_recipients", "created_at", "sent_at", "finished_at",
     ]  # fmt: skip
     yield from _section("messages", _rows(Message.objects.for_account(user).order_by("pk"), message_fields))
     attempt_fields = ["message__public_id", "number", "started_at", "outcome", "category", "smtp_code", "reply"]
     yield from _section(
         "delivery_attempts", _rows(DeliveryAttempt.objects.filter(message__user=user).order_by("pk"), attempt_fields)
+    )
+    # The keys as the customer sent them, not the fingerprint (a hash of the message's content).
+    yield from _section(
+        "idempotency_keys",
+        _rows(IdempotencyKey.objects.filter(user=user).order_by("pk"), ["key", "created_at", "message__public_id"]),
     )
     request_fields = [
         "created_at",

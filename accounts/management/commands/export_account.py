@@ -13,8 +13,9 @@ from accounts.models import User
 class Command(BaseCommand):
     help = (
         "Write everything 3drake holds about an account as one JSON document: profile, plan, billing "
-        "records, sender metadata, API key metadata, message metadata, request logs, aggregates and "
-        "security events. Never secrets, key hashes or message content. Streams, so large accounts fit."
+        "records, quota counters, sender metadata, API key and two-factor device metadata, message metadata, "
+        "Idempotency-Keys, request logs, aggregates and security events. Never secrets, key hashes, request "
+        "fingerprints or message content. Streams, so large accounts fit."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
