@@ -20,7 +20,7 @@ from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Concat, TruncDate
 from django.utils import timezone
 
-from relay.models import TERMINAL, ApiRequest, DailyUsage, Message
+from relay.models import TERMINAL, ApiRequest, DailyUsage, IdempotencyKey, Message
 
 Progress = Callable[[str], None]
 
@@ -31,6 +31,7 @@ class Report:
     requests: int = 0
     ips_truncated: int = 0
     security_events: int = 0
+    idempotency_keys: int = 0
     accounts: int = 0
     aggregates: dict[str, int] = field(default_factory=dict)
 
@@ -38,7 +39,8 @@ class Report:
         return (
             f"Rotated {self.messages} message record(s) and {self.requests} request record(s) of {self.accounts} "
             f"account(s) into daily aggregates; truncated {self.ips_truncated} IP address(es); "
-            f"removed {self.security_events} old security event(s)."
+            f"removed {self.security_events} old security event(s) and {self.idempotency_keys} Idempotency-Key(s) "
+            "past their 24 hours."
         )
 
 
@@ -115,6 +117,18 @@ def _prune_anonymous_requests(now: datetime) -> int:
         removed += ApiRequest.objects.filter(pk__in=batch).delete()[0]
 
 
+def _prune_idempotency_keys(now: datetime) -> int:
+    """Keys past the 24 hours they protect a send for: the customer's key and the fingerprint
+    (a hash of the whole request, content included) go; the message's log stays its window."""
+    from relay.actions import IDEMPOTENCY_WINDOW
+
+    spent = IdempotencyKey.objects.filter(created_at__lt=now - IDEMPOTENCY_WINDOW)
+    removed = 0
+    while batch := list(spent.values_list("pk", flat=True)[: settings.RETENTION_BATCH]):
+        removed += IdempotencyKey.objects.filter(pk__in=batch).delete()[0]
+    return removed
+
+
 def _truncate_ips(now: datetime, report: Report, progress: Progress) -> None:
     cutoff = now - timedelta(days=settings.REQUEST_IP_RETENTION_DAYS)
     pending = ApiRequest.objects.filter(created_at__lt=cutoff, ip_truncated=False)
@@ -147,6 +161,7 @@ def rotate(now: datetime | None = None, progress: Progress | None = None) -> Rep
         if (report.messages, report.requests) != before:
             report.accounts += 1
     report.requests += _prune_anonymous_requests(now)
+    report.idempotency_keys = _prune_idempotency_keys(now)
     _truncate_ips(now, report, progress)
     report.security_events = prune_security_events(now)
     return report

@@ -8,7 +8,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from auditlog.models import AuditEvent
-from relay.models import ApiRequest, DailyUsage, Message
+from relay.models import ApiRequest, DailyUsage, IdempotencyKey, Message
 from relay.retention import truncate_ip
 
 
@@ -102,3 +102,18 @@ def test_anonymous_requests_expire_too(db):
     old = _request(None, "/v1/account", 401, 40)
     call_command("rotate_logs", "--quiet", stdout=StringIO())
     assert not ApiRequest.objects.filter(pk=old.pk).exists()
+
+
+def test_idempotency_keys_go_once_their_24_hours_are_over(send, alice_api, alice_sender):
+    """A key is kept 24 hours (IdempotencyKey, README); it stayed as long as its message, the
+    plan's whole log window, with the customer's key and a hash of the message's content
+    (body and subject included). Found by a privacy review helper."""
+    body = {"sender": alice_sender.public_id, "to": "bob@example.com", "subject": "Your code", "text": "123456"}
+    with time_machine.travel(timezone.now() - timedelta(hours=25)):
+        assert alice_api.post("/v1/send", body, format="json", HTTP_IDEMPOTENCY_KEY="old").status_code == 202
+    assert alice_api.post("/v1/send", body, format="json", HTTP_IDEMPOTENCY_KEY="new").status_code == 202
+    out = StringIO()
+    call_command("rotate_logs", "--quiet", stdout=out)
+    assert list(IdempotencyKey.objects.values_list("key", flat=True)) == ["new"]
+    assert Message.objects.count() == 2  # The log itself keeps the plan's window.
+    assert "1 Idempotency-Key(s)" in out.getvalue()
