@@ -129,6 +129,13 @@ def _prune_idempotency_keys(now: datetime) -> int:
     return removed
 
 
+def _clear_expired_sessions() -> None:
+    """Console sessions past their expiry (never logged out of): what `clearsessions` does."""
+    from importlib import import_module
+
+    import_module(settings.SESSION_ENGINE).SessionStore.clear_expired()
+
+
 def _truncate_ips(now: datetime, report: Report, progress: Progress) -> None:
     cutoff = now - timedelta(days=settings.REQUEST_IP_RETENTION_DAYS)
     pending = ApiRequest.objects.filter(created_at__lt=cutoff, ip_truncated=False)
@@ -162,6 +169,7 @@ def rotate(now: datetime | None = None, progress: Progress | None = None) -> Rep
             report.accounts += 1
     report.requests += _prune_anonymous_requests(now)
     report.idempotency_keys = _prune_idempotency_keys(now)
+    _clear_expired_sessions()
     _truncate_ips(now, report, progress)
     report.security_events = prune_security_events(now)
     return report

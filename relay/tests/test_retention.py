@@ -117,3 +117,18 @@ def test_idempotency_keys_go_once_their_24_hours_are_over(send, alice_api, alice
     assert list(IdempotencyKey.objects.values_list("key", flat=True)) == ["new"]
     assert Message.objects.count() == 2  # The log itself keeps the plan's window.
     assert "1 Idempotency-Key(s)" in out.getvalue()
+
+
+def test_expired_console_sessions_go(alice, charlie):
+    """A session that was never logged out of (most of them) stayed in django_session for
+    good after it expired, with the account it signed in (nothing ran clearsessions). Found by
+    a privacy review helper."""
+    from django.contrib.sessions.models import Session
+    from django.test import Client
+
+    with time_machine.travel(timezone.now() - timedelta(days=30)):
+        Client().force_login(alice)
+    Client().force_login(charlie)
+    call_command("rotate_logs", "--quiet", stdout=StringIO())
+    left = [session.get_decoded().get("_auth_user_id") for session in Session.objects.all()]
+    assert left == [str(charlie.pk)]

@@ -16,8 +16,9 @@ class Command(BaseCommand):
         "For each account, fold message and API request records older than its plan's retention window "
         "into daily aggregates (counts by status, error category, endpoint), then delete them; truncate "
         "request IPs (IPv4 /24, IPv6 /48) after REQUEST_IP_RETENTION_DAYS; delete customers' security "
-        "events after SECURITY_EVENT_RETENTION_DAYS and Idempotency-Keys after their 24 hours. Keeps the "
-        "aggregates, billing records and staff audit trails. Runs in batches: safe to interrupt and re-run."
+        "events after SECURITY_EVENT_RETENTION_DAYS, Idempotency-Keys after their 24 hours and expired "
+        "console sessions. Keeps the aggregates, billing records and staff audit trails. Runs in batches: "
+        "safe to interrupt and re-run."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
