@@ -9,8 +9,20 @@ from django.db.models import Q
 
 from auditlog.models import AuditEvent
 
-# Events a customer's own activity produces (not staff access, not account-level decisions).
-SECURITY_EVENT_PREFIXES = ("login.", "api_key.", "sender.", "2fa.", "password.", "billing.checkout")
+# Events a customer's own activity produces (not staff access, not account-level decisions):
+# each carries the IP it came from, and an email change the new address.
+SECURITY_EVENT_PREFIXES = (
+    "login.",
+    "api_key.",
+    "sender.",
+    "2fa.",
+    "password.",
+    "billing.checkout",
+    "email.",
+    "export.",
+    "account.created",
+    "account.activated",
+)
 
 
 def prune_security_events(now: datetime) -> int:

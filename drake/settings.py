@@ -289,7 +289,7 @@ RELAY_COALESCE_PROMPTS = RELAY_BATCH_SIZE > 1 and CACHES["default"]["BACKEND"] =
 # --- Retention (rotate_logs) ----------------------------------------------------------------
 # Raw message and request logs follow the plan's retention_days; IPs are truncated sooner.
 REQUEST_IP_RETENTION_DAYS = env.int("REQUEST_IP_RETENTION_DAYS", default=7)
-# Customers' own security events (logins, key and sender changes) are kept this long.
+# Customers' own security events (logins, sign-up, key, sender and email changes, exports) are kept this long.
 SECURITY_EVENT_RETENTION_DAYS = env.int("SECURITY_EVENT_RETENTION_DAYS", default=365)
 RETENTION_BATCH = env.int("RETENTION_BATCH", default=5000)
 
