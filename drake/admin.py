@@ -2,8 +2,9 @@
 
 - With ADMIN_REQUIRE_2FA (on whenever DEBUG is off), only staff whose session was verified
   with a TOTP code (django-otp) get in; the login form asks for the code.
-- AuditedAdmin records every view of a customer's object, every change list a staff member
-  opens, and every change, addition or deletion, as audit events.
+- AuditedAdmin records every view of a customer's object (its page, its history, the page
+  confirming its deletion), every change list a staff member opens, and every change,
+  addition or deletion, as audit events.
 """
 
 from __future__ import annotations
@@ -66,11 +67,34 @@ class AuditedAdmin(admin.ModelAdmin):
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
     ) -> HttpResponse:
         response = super().change_view(request, object_id, form_url, extra_context)
+        self._viewed(request, object_id, response)
+        return response
+
+    def history_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> HttpResponse:
+        # Django admin's log of the object, each entry naming it as shown ("alice@... via ...").
+        response = super().history_view(request, object_id, extra_context)
+        self._viewed(request, object_id, response, page="history")
+        return response
+
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> HttpResponse:
+        # The confirmation page lists every record the deletion would take with it.
+        response = super().delete_view(request, object_id, extra_context)
+        self._viewed(request, object_id, response, page="delete")
+        return response
+
+    def _viewed(self, request: HttpRequest, object_id: str, response: HttpResponse, page: str = "") -> None:
         if request.method == "GET" and response.status_code == 200:
             obj = self.get_object(request, object_id)
             if obj is not None:
-                record("admin.viewed", actor=request.user, account=_account_of(obj), target=obj, request=request)
-        return response
+                detail = {"page": page} if page else None
+                record(
+                    "admin.viewed",
+                    actor=request.user,
+                    account=_account_of(obj),
+                    target=obj,
+                    request=request,
+                    detail=detail,
+                )
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
         response = super().changelist_view(request, extra_context)

@@ -352,3 +352,24 @@ def test_staff_get_in_with_the_code_on_the_first_login_page(client, sam, setting
     )
     assert response.status_code == 302, "Please select a device." in response.content.decode()
     assert client.get("/admin/accounts/user/").status_code == 200
+
+
+def test_the_history_and_the_delete_confirmation_of_a_customers_record_are_audited(
+    client, sam, alice, alice_sender, django_user_model
+):
+    """Every admin view of customer data is an audit event (privacy policy, section 7): the
+    change page was, but not an object's history (Django admin's log of it, naming the
+    customer) nor the page asking to confirm a deletion, which lists every record the account
+    holds. Found by a privacy review helper."""
+    client.force_login(sam)
+    history = client.get(f"/admin/senders/sender/{alice_sender.pk}/history/")
+    assert history.status_code == 200
+    event = AuditEvent.objects.get(action="admin.viewed", actor=sam)
+    assert (event.account_id, event.target_id, event.detail) == (alice.pk, alice_sender.public_id, {"page": "history"})
+
+    root = django_user_model.objects.create_superuser("root@3drake.test", STAFF_PASSWORD)
+    client.force_login(root)
+    confirm = client.get(f"/admin/accounts/user/{alice.pk}/delete/")
+    assert confirm.status_code == 200 and alice_sender.from_email in confirm.content.decode()
+    event = AuditEvent.objects.get(action="admin.viewed", actor=root)
+    assert (event.account_id, event.detail) == (alice.pk, {"page": "delete"})
