@@ -80,8 +80,15 @@ def confirm(request: Request, view: Any) -> None:
     if not from_snapshot(request):
         return
     request.drake_from_snapshot = False
-    found = ApiKeyAuthentication().authenticate_from_database(request)
-    if found is None:  # The header was there a moment ago; it cannot have gone.
-        raise AuthenticationFailed()
+    try:
+        found = ApiKeyAuthentication().authenticate_from_database(request)
+        if found is None:  # The header was there a moment ago; it cannot have gone.
+            raise AuthenticationFailed()
+    except AuthenticationFailed:
+        # Refused, the request is nobody's, as one the database refused first: its usage record
+        # names no account (the snapshot's may be deleted) and a 401 has no rate-limit headers.
+        request._not_authenticated()
+        request._request.drake_ratelimit = None
+        raise
     request.user, request.auth = found
     view.check_permissions(request)

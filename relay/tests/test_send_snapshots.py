@@ -283,3 +283,23 @@ def test_a_send_committed_is_a_202_even_if_recording_the_keys_use_fails(warm, al
             ours.execute("SET lock_timeout = 0")
     assert response.status_code == 202
     assert Message.objects.filter(public_id=response.json()["id"]).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_deleted_accounts_key_is_refused_at_once_and_its_refusal_names_no_account(warm, alice, caplog):
+    """This process still holds the deleted account's key, account and sender: the send is
+    401 all the same. Its refusal kept the snapshot's account on the request, so the usage
+    record named the deleted account (the commit then failed its foreign key: the record was
+    lost, an error logged, on every such request) and the 401 carried the deleted plan's
+    rate-limit headers. Refused, the request is nobody's, as on the database path. Found by a
+    privacy review helper."""
+    from accounts import privacy
+
+    privacy.delete_account(alice, via="shell")
+    response = warm()
+    assert response.status_code == 401
+    assert "X-RateLimit-Limit" not in response.headers
+    refused = ApiRequest.objects.get()
+    assert (refused.status, refused.user_id, refused.key_prefix) == (401, None, "")
+    assert "Could not record API usage" not in caplog.text
+    assert _accepted() == 0
