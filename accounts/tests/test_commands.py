@@ -91,3 +91,20 @@ def test_export_account_to_a_path_it_cannot_write_says_so_and_records_nothing(al
     with pytest.raises(CommandError, match="Cannot write"):
         call_command("export_account", "--email", alice.email, "--output", str(tmp_path / "missing" / "out.json"))
     assert AuditEvent.objects.for_account(alice).count() == before
+
+
+def test_export_account_writes_a_file_only_its_owner_can_read(alice, tmp_path):
+    """The export is everything we hold about a person; --output left it readable by every
+    user of the machine (0644 under the usual umask), an existing file keeping its mode too.
+    Found by a privacy review helper."""
+    import json
+    import os
+    import stat
+
+    fresh, existing = tmp_path / "fresh.json", tmp_path / "existing.json"
+    existing.write_text("old")
+    existing.chmod(0o644)
+    for path in (fresh, existing):
+        run("export_account", "--email", alice.email, "--output", str(path))
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        assert json.loads(path.read_text())["account"]["email"] == alice.email

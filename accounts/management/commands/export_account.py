@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -29,7 +30,11 @@ class Command(BaseCommand):
         size = 0
         if options["output"]:
             try:
-                out = open(options["output"], "w", encoding="utf-8")  # noqa: SIM115 (closed below)
+                # Everything we hold about a person: for the operator's eyes only, whatever the umask.
+                out = open(  # noqa: SIM115 (closed below)
+                    os.open(options["output"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8"
+                )
+                os.fchmod(out.fileno(), 0o600)  # A file that was there keeps its mode otherwise.
             except OSError as exc:
                 raise CommandError(f"Cannot write {options['output']}: {exc.strerror}.") from exc
             privacy.export_requested(user, via="shell")  # Once it can be written.
