@@ -44,7 +44,7 @@ def _check_idempotency_key(key: str) -> None:
         raise InvalidRequest("Idempotency-Key is 1 to 255 printable characters.", field="Idempotency-Key")
 
 
-def _replay(user: Any, key: str, fingerprint: str, now: datetime) -> Message | None:
+def _replay(user: Any, key: str, fingerprint: str, now: datetime, request: SendRequest) -> Message | None:
     """The message an unexpired Idempotency-Key already created, or None; 409 if the body differs."""
     record = (
         IdempotencyKey.objects.filter(user=user, key=key, created_at__gte=now - IDEMPOTENCY_WINDOW)
@@ -53,7 +53,7 @@ def _replay(user: Any, key: str, fingerprint: str, now: datetime) -> Message | N
     )
     if record is None:
         return None
-    if record.fingerprint != fingerprint:
+    if record.fingerprint != fingerprint and record.fingerprint != request.unkeyed_fingerprint():
         raise IdempotencyConflict()
     return record.message
 
@@ -178,10 +178,10 @@ def accept_message(
     Raises NotFound (sender unknown or another account's) and PermissionDenied (sender disabled).
     """
     now = timezone.now()
-    fingerprint = request.fingerprint() if idempotency_key is not None else ""
+    fingerprint = request.fingerprint(user.pk) if idempotency_key is not None else ""
     if idempotency_key is not None:
         _check_idempotency_key(idempotency_key)
-        replayed = _replay(user, idempotency_key, fingerprint, now)
+        replayed = _replay(user, idempotency_key, fingerprint, now, request)
         if replayed is not None:
             return replayed, True
     sender = _sender_may_send(Sender.objects.of_account(user, request.sender), request)
@@ -213,7 +213,7 @@ def accept_message(
             transaction.on_commit(lambda: outbox.prompt(sender.pk, message.public_id))
     except IntegrityError as exc:
         # A concurrent request with the same key won; its row is committed now.
-        winner = _replay(user, idempotency_key, fingerprint, now) if idempotency_key is not None else None
+        winner = _replay(user, idempotency_key, fingerprint, now, request) if idempotency_key is not None else None
         if winner is None:
             raise ServiceUnavailable() from exc
         return winner, True

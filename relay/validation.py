@@ -24,6 +24,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
+from django.utils.crypto import salted_hmac
 
 from drake.errors import InvalidRequest
 from relay.mime import NAMED_ADDRESS, Unwritable, injects
@@ -102,10 +103,22 @@ class SendRequest:
             ],
         }
 
-    def fingerprint(self) -> str:
-        """A stable hash of the request, for Idempotency-Key comparisons."""
-        canonical = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    def _canonical(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+    def fingerprint(self, account_id: int) -> str:
+        """A stable hash of the request, for Idempotency-Key comparisons. Keyed (HMAC under
+        SECRET_KEY, per account, as the subject's hash is): it is stored outside the outbox's
+        encryption, and a plain hash of a short templated message (a sign-in code) gives the
+        content back to anyone who tries its few possible values."""
+        return salted_hmac(
+            "drake.relay.idempotency", f"{account_id}:{self._canonical()}", algorithm="sha256"
+        ).hexdigest()
+
+    def unkeyed_fingerprint(self) -> str:
+        """The fingerprint as it was before it was keyed, to recognise keys stored then; they
+        are all gone 24 hours after the upgrade (rotate_logs), and this with them."""
+        return hashlib.sha256(self._canonical().encode("utf-8")).hexdigest()
 
 
 def _encodable(value: str, field_name: str) -> None:

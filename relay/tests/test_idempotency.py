@@ -100,3 +100,42 @@ def test_concurrent_requests_with_one_key_create_one_message(alice_key, alice_se
     assert Message.objects.count() == 1
     only = Message.objects.get().public_id
     assert all(status == 202 and message_id == only for status, message_id in answers), answers
+
+
+def _plain_sha256(body: dict) -> str:
+    """What the fingerprint was: SHA-256 of the canonical request, no key."""
+    import hashlib
+    import json
+    from dataclasses import asdict
+
+    from relay.validation import parse_send_request
+
+    canonical = json.dumps(asdict(parse_send_request(body)), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def test_the_fingerprint_gives_nothing_of_the_content_without_the_secret_key(alice_api, alice_sender, settings):
+    """The fingerprint was a plain SHA-256 of the request, body and subject included, stored
+    outside the outbox's encryption (backups too): for a templated message ("Your code is
+    123456", its recipient in the log) trying the million codes gives the content back. It is
+    keyed now, per account, as the subject's hash is. Found by a privacy review helper."""
+    body = {"sender": alice_sender.public_id, "to": "bob@example.com", "subject": "Your code", "text": "123456"}
+    first = alice_api.post("/v1/send", body, format="json", HTTP_IDEMPOTENCY_KEY="signin-1")
+    stored = IdempotencyKey.objects.get().fingerprint
+    assert stored != _plain_sha256(body)
+    # The same request still replays, and another body is still a conflict.
+    again = alice_api.post("/v1/send", body, format="json", HTTP_IDEMPOTENCY_KEY="signin-1")
+    assert (again.status_code, again.json()["id"]) == (202, first.json()["id"])
+    other = alice_api.post("/v1/send", {**body, "text": "654321"}, format="json", HTTP_IDEMPOTENCY_KEY="signin-1")
+    assert other.status_code == 409
+
+
+def test_a_key_stored_with_the_unkeyed_fingerprint_still_replays(alice_api, alice_sender):
+    """Keys written before the fingerprint was keyed (up to 24 hours old at the upgrade)."""
+    body = {"sender": alice_sender.public_id, "to": "bob@example.com", "subject": "Hi", "text": "once"}
+    first = alice_api.post("/v1/send", body, format="json", HTTP_IDEMPOTENCY_KEY="before-upgrade")
+    IdempotencyKey.objects.update(fingerprint=_plain_sha256(body))
+    again = alice_api.post("/v1/send", body, format="json", HTTP_IDEMPOTENCY_KEY="before-upgrade")
+    assert (again.status_code, again.json()["id"]) == (202, first.json()["id"])
+    other = alice_api.post("/v1/send", {**body, "text": "twice"}, format="json", HTTP_IDEMPOTENCY_KEY="before-upgrade")
+    assert other.status_code == 409
