@@ -186,6 +186,21 @@ def release(messages: list[Message]) -> None:
         )
 
 
+def still_held(sender: Sender, messages: list[Message]) -> bool:
+    """Whether every one of `messages`, claimed for `sender`, is still claimed and still that
+    sender's, and the sender not disabled: false once the account was deleted (its messages
+    with it), the sender disconnected (its messages keep no sender) or disabled."""
+    placeholders = ", ".join(["%s"] * len(messages))
+    senders = Sender._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT count(*) FROM {_TABLE} m JOIN {senders} s ON s.id = m.sender_id "  # noqa: S608 (our names)
+            f"WHERE m.id IN ({placeholders}) AND m.status = %s AND s.id = %s AND s.disabled_at IS NULL",
+            [*[m.pk for m in messages], Status.SENDING, sender.pk],
+        )
+        return cursor.fetchone()[0] == len(messages)
+
+
 @dataclass
 class Sent:
     """A message the provider accepted: when the attempt started and ended, and its reply."""

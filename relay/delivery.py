@@ -53,6 +53,13 @@ def backoff(attempt: int) -> timedelta:
 CLOCK_TOLERANCE = timedelta(seconds=1)
 
 
+# A batch goes on from its claim with its messages' content and the sender's login in hand;
+# while it sends, it looks again this often (one statement) that they are still its to send:
+# an account deleted or a sender disconnected or disabled meanwhile stops it. A fast batch
+# (a local relay) looks never, a slow one (a real provider) every few messages.
+RECHECK_SECONDS = 0.5
+
+
 def _paused_recheck() -> timedelta:
     return timedelta(seconds=settings.RELAY_PAUSED_RECHECK_SECONDS)
 
@@ -159,10 +166,15 @@ def _send_batch(sender: Sender, messages: list[Message], now: datetime) -> str:
     deadline = started + settings.RELAY_TASK_TIME_LIMIT
     sent: list[claims.Sent] = []
     trying = None
+    looked = time.monotonic()
     try:
         for index, message in enumerate(messages[:allowed]):
             if index and time.monotonic() > budget:
                 break
+            if index and time.monotonic() - looked >= RECHECK_SECONDS:
+                if not claims.still_held(sender, messages[index:allowed]):
+                    break  # The rest go back; each one's own task finds what became of it.
+                looked = time.monotonic()
             trying = message
             outcome = _send_one(sender, message, sent, deadline)
             trying = None

@@ -147,3 +147,37 @@ def test_claimed_messages_read_as_the_orm_reads_them(send, smtp_sender):
     assert [fields_of(m) for m in claimed] == [fields_of(m) for m in orm]
     assert [fields_of(m.content) for m in claimed] == [fields_of(m.content) for m in orm]
     assert {m.status for m in claimed} == {Status.SENDING} and {m.attempts for m in claimed} == {1}
+
+
+def test_a_sender_disconnected_during_a_batch_sends_nothing_more_of_it(
+    send, smtp_server, smtp_sender, alice, in_process, monkeypatch
+):
+    """A batch holds its messages' content and the sender's login from its claim on: a sender
+    disconnected (or an account deleted, which takes its messages) while a batch of it was
+    going out had the rest of the batch sent all the same, up to RELAY_BATCH_SIZE - 1
+    messages over RELAY_TASK_TIME_LIMIT / 2 seconds. A batch looks again at what it holds
+    every RECHECK_SECONDS (here before each message) and stops. Found by a privacy review
+    helper."""
+    from relay import transport
+    from senders.actions import delete_sender
+    from senders.models import Sender
+
+    monkeypatch.setattr(delivery, "RECHECK_SECONDS", 0)
+    ids = _queue(send, smtp_sender, 4)
+    real_send = transport.send
+
+    def send_then_disconnect(*args, **kwargs):
+        result = real_send(*args, **kwargs)
+        if len(smtp_server.messages) == 1:
+            delete_sender(Sender.objects.get(pk=smtp_sender.pk), actor=alice, via="console")
+        return result
+
+    monkeypatch.setattr(transport, "send", send_then_disconnect)
+    assert delivery.deliver(ids[0], batch=10) == "sent"
+    assert len(smtp_server.messages) == 1
+    rest = Message.objects.filter(public_id__in=ids[1:])
+    assert {m.status for m in rest} == {Status.QUEUED} and {m.attempts for m in rest} == {0}
+    # Their own tasks fail them, without a connection.
+    assert [delivery.deliver(i) for i in ids[1:]] == ["failed"] * 3
+    assert {m.last_error["category"] for m in rest.all()} == {"sender_deleted"}
+    assert len(smtp_server.messages) == 1 and not OutboxContent.objects.exists()
