@@ -22,11 +22,18 @@ request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", d
 _VALID_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")  # fullmatch: "$" would let a trailing newline in
 # Anything shaped like one of our API keys is masked, wherever it turns up in a message.
 _KEY = re.compile(r"drk_[0-9A-Za-z]{10}_[0-9A-Za-z]+")
+# And Stripe's secrets (secret and restricted keys, webhook signing secrets): an HTTP library's
+# error quotes the Authorization header it refused, and the Stripe error that wraps it says so.
+_STRIPE_SECRET = re.compile(r"\b((?:sk|rk)_(?:live|test)_|whsec_)[0-9A-Za-z]+")
+
+
+def _masked(text: str) -> str:
+    return _STRIPE_SECRET.sub(r"\1[redacted]", _KEY.sub("drk_[redacted]", text))
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        message = _KEY.sub("drk_[redacted]", record.getMessage())
+        message = _masked(record.getMessage())
         entry = {
             "time": datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
@@ -38,7 +45,7 @@ class JsonFormatter(logging.Formatter):
             entry["request_id"] = rid
         if record.exc_info:
             entry["exception"] = record.exc_info[0].__name__ if record.exc_info[0] else ""
-            entry["traceback"] = _KEY.sub("drk_[redacted]", "".join(traceback.format_exception(*record.exc_info)))
+            entry["traceback"] = _masked("".join(traceback.format_exception(*record.exc_info)))
         return json.dumps(entry, ensure_ascii=False)
 
 
@@ -46,7 +53,7 @@ class PlainFormatter(logging.Formatter):
     """The development log's plain lines (LOG_FORMAT=plain), API keys masked as in the JSON ones."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return _KEY.sub("drk_[redacted]", super().format(record))
+        return _masked(super().format(record))
 
 
 class RequestIdMiddleware:

@@ -1,4 +1,4 @@
-"""JSON logs carry a request id and never an API key."""
+"""JSON logs carry a request id and never an API key or a Stripe secret."""
 
 import json
 import logging
@@ -44,3 +44,27 @@ def test_the_plain_development_log_masks_keys_too():
     assert "WARNING drake key drk_[redacted] failed" in line
     assert "ValueError: bad key drk_[redacted]" in line
     assert "secretsecret123" not in line
+
+
+def test_a_stripe_secret_in_an_exception_is_masked():
+    """A Stripe secret key with a stray newline (an env file, a mounted secret) makes every
+    call fail before it leaves: the HTTP library's error, which the Stripe error carries, quotes
+    the whole Authorization header. billing.views logs it with its traceback: the key was in the
+    JSON log in full. Found by a privacy review helper."""
+    import stripe
+
+    secret = "sk_live_" + "S3cr3t" * 6
+    client = stripe.StripeClient(secret + "\n", base_addresses={"api": "http://127.0.0.1:9"}, max_network_retries=0)
+    try:
+        client.v1.customers.create(params={"email": "alice@example.org"})
+    except stripe.StripeError:
+        exc_info = sys.exc_info()
+    assert secret in str(exc_info[1])  # What the library says.
+    record = logging.LogRecord(
+        "billing.views", logging.WARNING, __file__, 1, "Stripe said %s", (exc_info[1],), exc_info
+    )
+    line = JsonFormatter().format(record)
+    assert "S3cr3t" not in line
+    assert "sk_live_[redacted]" in json.loads(line)["message"]
+    webhook = logging.LogRecord("x", logging.WARNING, __file__, 1, "whsec_abcDEF123456 rk_test_abcDEF123456", (), None)
+    assert "abcDEF" not in JsonFormatter().format(webhook)
