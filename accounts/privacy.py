@@ -199,7 +199,8 @@ def _delete_admin_log_entries(user: User) -> None:
 class DeletionBlocked(Exception):
     """Something outside us must happen first (e.g. Stripe could not cancel the subscription).
 
-    The message is safe to show the customer; `detail` (what Stripe said) is for staff."""
+    The message is safe to show the customer; `detail` (the kind of Stripe's error: its text
+    is only logged, masked) is for staff."""
 
     def __init__(self, message: str, *, detail: str = "") -> None:
         super().__init__(message)
@@ -239,8 +240,12 @@ def delete_account(
         try:
             stripe_api.cancel_subscription(subscription.stripe_subscription_id)
         except Exception as exc:
+            # The error's text is for the log (masked there): it may quote our request to
+            # Stripe, headers included. The customer gets a plain sentence, staff its kind.
             logger.warning("Account %s not deleted: Stripe could not cancel its subscription.", pk, exc_info=True)
-            raise DeletionBlocked("Stripe could not cancel the subscription just now.", detail=str(exc)) from exc
+            raise DeletionBlocked(
+                "Stripe could not cancel the subscription just now.", detail=type(exc).__name__
+            ) from exc
     Sender.objects.filter(user=user).update(password_encrypted="")
     counts: dict[str, int] = {}
     # Its security events: what the customer did, and what came from an IP without anyone

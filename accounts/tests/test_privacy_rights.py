@@ -385,3 +385,25 @@ def test_the_export_has_what_the_console_and_api_show_and_the_records_they_do_no
 
     for forbidden in [device.key_encrypted, IdempotencyKey.objects.get().fingerprint, "key_encrypted", "fingerprint"]:
         assert forbidden not in raw
+
+
+def test_a_deletion_stripe_refuses_tells_the_customer_nothing_of_stripes_internals(client, alice, settings):
+    """The page said "Your account was not deleted: Stripe could not cancel the subscription:
+    <the Stripe error>", the error's whole text: with a STRIPE_SECRET_KEY carrying a stray
+    newline, that text quotes the Authorization header, so the customer was shown the live
+    secret key (and in any case our network details). The error goes to the log, masked.
+    Found by a privacy review helper."""
+    from billing.models import Subscription
+
+    secret = "sk_live_" + "S3cr3t" * 6
+    settings.STRIPE_SECRET_KEY = secret + "\n"
+    settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # Nothing listens: no request leaves either way.
+    Subscription.objects.create(user=alice, stripe_customer_id="cus_a", stripe_subscription_id="sub_a", status="active")
+    client.force_login(alice)
+    page = client.post("/account/delete/", {"password": PASSWORD, "confirm": "delete my account"}).content.decode()
+    assert "Your account was not deleted" in page
+    assert "S3cr3t" not in page and "127.0.0.1" not in page
+    alice.refresh_from_db()  # Still there.
+    with pytest.raises(CommandError, match="Stripe could not cancel") as refused:
+        call_command("delete_account", "--email", alice.email, "--yes", stdout=StringIO())
+    assert "S3cr3t" not in str(refused.value)
