@@ -12,8 +12,14 @@ class NotConfigured(Exception):
     """STRIPE_SECRET_KEY is unset: billing shows as not configured and the free plan applies."""
 
 
+def _secret_key() -> str:
+    # Without the newline an env file or a mounted secret leaves: with it, every call failed,
+    # and the HTTP library's error quoted the Authorization header, key included.
+    return settings.STRIPE_SECRET_KEY.strip()
+
+
 def configured() -> bool:
-    return bool(settings.STRIPE_SECRET_KEY)
+    return bool(_secret_key())
 
 
 def client() -> stripe.StripeClient:
@@ -22,7 +28,7 @@ def client() -> stripe.StripeClient:
     kwargs: dict[str, Any] = {"max_network_retries": 2}
     if settings.STRIPE_API_BASE:
         kwargs["base_addresses"] = {"api": settings.STRIPE_API_BASE}
-    return stripe.StripeClient(settings.STRIPE_SECRET_KEY, **kwargs)
+    return stripe.StripeClient(_secret_key(), **kwargs)
 
 
 def create_customer(email: str, account_id: int) -> str:
@@ -63,7 +69,7 @@ def cancel_subscription(subscription_id: str) -> None:
 def construct_event(payload: bytes, signature: str) -> Any:
     """Verify a webhook's signature (and its age: at most 5 minutes). Raises ValueError or
     stripe.SignatureVerificationError."""
-    return stripe.Webhook.construct_event(payload, signature, settings.STRIPE_WEBHOOK_SECRET)
+    return stripe.Webhook.construct_event(payload, signature, settings.STRIPE_WEBHOOK_SECRET.strip())
 
 
 def price_of(subscription: Any) -> str:

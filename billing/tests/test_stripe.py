@@ -423,3 +423,18 @@ def test_a_subscription_stripe_cannot_cancel_keeps_the_account_and_what_stripe_s
     assert "InvalidRequestError: Not Found" in caplog.text  # For support, in the log.
     with pytest.raises(CommandError, match=r"Nothing deleted: Stripe could not .*just now. \(InvalidRequestError\)"):
         call_command("delete_account", "--email", "alice@example.org", "--yes")
+
+
+def test_a_secret_key_with_a_stray_newline_still_works(client, alice, pro_plan, stripe_settings, caplog):
+    """A key read from an env file or a mounted secret often ends in a newline: every Stripe
+    call failed (requests refuses the header), each failure logged with an error quoting the
+    header, key included. The key and the webhook secret are used without surrounding
+    whitespace. Found by a privacy review helper."""
+    stripe_settings.STRIPE_SECRET_KEY += "\n"
+    stripe_settings.STRIPE_WEBHOOK_SECRET = " " + WEBHOOK_SECRET + "\n"
+    client.force_login(alice)
+    response = client.post("/billing/checkout/", {"plan": "pro"})
+    assert "/checkout/cs_test_" in response["Location"]
+    assert "Stripe refused" not in caplog.text
+    customer = Subscription.objects.get(user=alice).stripe_customer_id
+    assert _post(client, _event("customer.created", {"id": customer, "object": "customer"})).status_code == 200
