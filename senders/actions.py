@@ -84,7 +84,10 @@ def update_sender(
 def delete_sender(sender: Sender, *, actor: Any, request: HttpRequest | None = None, via: str = "api") -> None:
     """Delete a sender and destroy its stored secret."""
     with transaction.atomic():
-        # Overwrite first, so the ciphertext is gone even where a database keeps deleted tuples a while.
+        # Overwritten, then deleted. Neither reaches the ciphertext's earlier copies: PostgreSQL
+        # keeps old row versions until VACUUM reclaims them, and the WAL and backups keep theirs
+        # for their own retention. Those copies are Fernet tokens that only FIELD_ENCRYPTION_KEYS
+        # open (docs/deploy.md: rotating the keys).
         Sender.objects.filter(pk=sender.pk).update(password_encrypted="")
         record(
             "sender.deleted",
