@@ -29,6 +29,16 @@ def _no_newlines(field: str, value: str) -> None:
         raise ConfigError(field, "Line breaks are not allowed here.")
 
 
+def _ascii_domain(address: str) -> str:
+    """`local@domain` with the domain in IDNA (punycode), as it must go into MAIL FROM and the
+    From header: no provider is asked for SMTPUTF8 (relay.validation does the same to recipients)."""
+    local, _, domain = address.rpartition("@")
+    try:
+        return f"{local}@{domain.encode('idna').decode('ascii')}"
+    except UnicodeError as exc:
+        raise ConfigError("from_email", "This is not a valid email address.") from exc
+
+
 def _host(value: str) -> str:
     host = (value or "").strip()
     if not host:
@@ -61,6 +71,7 @@ def resolve_config(data: dict[str, Any]) -> dict[str, Any]:
     provider = data.get("provider")
     from_email = data["from_email"]
     _no_newlines("from_email", from_email)
+    from_email = _ascii_domain(from_email)
     _no_newlines("from_name", data.get("from_name") or "")
     _no_newlines("username", data.get("username") or "")
     result: dict[str, Any] = {
