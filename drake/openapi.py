@@ -39,7 +39,8 @@ class Plan(serializers.Serializer):
 
 
 class Account(serializers.Serializer):
-    email = serializers.EmailField()
+    # Not "format": "email": an account's address may have an internationalized domain, kept as given.
+    email = serializers.CharField(help_text="The account's email address.")
     name = serializers.CharField(allow_blank=True)
     plan = Plan()
 
