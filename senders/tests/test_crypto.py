@@ -4,7 +4,7 @@ from io import StringIO
 
 import pytest
 from cryptography.fernet import Fernet
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import connection
 
 from senders import actions, crypto
@@ -66,3 +66,14 @@ def test_rotation_shows_progress(sender, settings, capsys):
     settings.FIELD_ENCRYPTION_KEYS = [Fernet.generate_key().decode(), settings.FIELD_ENCRYPTION_KEYS[0]]
     call_command("rotate_encryption_keys")
     assert "senders.Sender.password_encrypted" in capsys.readouterr().err
+
+
+def test_rotation_that_cannot_decrypt_a_value_fails(sender, settings):
+    """Run without the key that encrypted a value (the old key left out of FIELD_ENCRYPTION_KEYS
+    too early), nothing can be re-encrypted: the command says so with its exit status, so a
+    script does not go on to drop the old key."""
+    settings.FIELD_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    out = StringIO()
+    with pytest.raises(CommandError, match="1 value"):
+        call_command("rotate_encryption_keys", "--no-progress", stdout=out)
+    assert "Re-encrypted 0 value(s); 0 already under the first key; 1 unreadable." in out.getvalue()

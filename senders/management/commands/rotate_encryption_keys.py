@@ -6,7 +6,7 @@ import sys
 from typing import Any
 
 from django.apps import apps
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from auditlog.events import record
 from senders import crypto
@@ -72,6 +72,12 @@ class Command(BaseCommand):
         )
         summary = f"Re-encrypted {rotated} value(s); {current} already under the first key; {unreadable} unreadable."
         self.stdout.write(self.style.SUCCESS(summary) if not unreadable else self.style.WARNING(summary))
+        if unreadable:
+            # Not done: a script must not go on to drop the old key (exit status 1).
+            raise CommandError(
+                f"{unreadable} value(s) decrypt with no key of FIELD_ENCRYPTION_KEYS, so they were not "
+                "re-encrypted: drop no old key yet (add back the one that encrypted them, or enter them again)."
+            )
 
     def _progress(self, label: str, done: int, total: int) -> None:
         width = 30
