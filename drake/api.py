@@ -1,4 +1,4 @@
-"""The base of every /v1/ view: rate limits after authentication, their headers on every response."""
+"""The base of every /v1/ view: rate limits after authentication, their headers on every response but a 401."""
 
 from __future__ import annotations
 
@@ -20,6 +20,10 @@ class ApiView(APIView):
         from relay import ratelimits
 
         response = super().finalize_response(request, response, *args, **kwargs)
+        if response.status_code == 401:
+            # No key's budget to show: also when the key was counted from a snapshot
+            # (POST /v1/send) before the database refused it.
+            return response
         for name, value in ratelimits.headers(getattr(request._request, "drake_ratelimit", None)).items():
             response.headers.setdefault(name, value)
         return response

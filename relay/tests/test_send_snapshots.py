@@ -56,6 +56,14 @@ def test_a_revoked_key_is_refused_at_once(warm, alice):
     assert ApiRequest.objects.filter(status=202).count() == 1
 
 
+def test_a_revoked_keys_401_carries_no_rate_limit_headers(warm, alice):
+    # As every other 401 (README): the key was counted from its snapshot before the database refused it.
+    ApiKey.objects.filter(user=alice).update(revoked_at=timezone.now())
+    response = warm()
+    assert response.status_code == 401
+    assert not [name for name in response.headers if name.lower().startswith("x-ratelimit-")]
+
+
 def test_a_key_revoked_by_another_process_is_refused_at_once(warm, alice):
     # As another web process or a staff tool would: no code of this process sees it happen.
     ApiKey.objects.filter(user=alice).update(revoked_at=timezone.now())
