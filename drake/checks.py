@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ssl
+
 from django.conf import settings
 from django.core import checks
 from django.core.checks import CheckMessage
@@ -78,3 +80,34 @@ def check_timeout_order(app_configs: object, **kwargs: object) -> list[CheckMess
                 )
             ]
     return []
+
+
+@checks.register()
+def check_smtp_settings(app_configs: object, **kwargs: object) -> list[CheckMessage]:
+    """SMTP_ALLOWED_PORTS and SMTP_CA_FILE are read only when a sender is saved or connects:
+    at start-up, not as a 500 for every custom SMTP sender or a "could not connect" for every
+    TLS connection."""
+    errors: list[CheckMessage] = []
+    raw = str(settings.SMTP_ALLOWED_PORTS).strip()
+    if raw != "*":
+        entries = [entry.strip() for entry in raw.split(",") if entry.strip()]
+        if not all(entry.isdigit() and 0 < int(entry) < 65536 for entry in entries):
+            errors.append(
+                checks.Error(
+                    f"SMTP_ALLOWED_PORTS ({raw!r}) is not a comma-separated list of ports.",
+                    hint="Ports from 1 to 65535, e.g. 25,465,587,2525; or * for any.",
+                    id="drake.E004",
+                )
+            )
+    if settings.SMTP_CA_FILE:
+        try:
+            ssl.create_default_context().load_verify_locations(cafile=settings.SMTP_CA_FILE)
+        except (OSError, ssl.SSLError) as exc:
+            errors.append(
+                checks.Error(
+                    f"SMTP_CA_FILE ({settings.SMTP_CA_FILE}) cannot be loaded: {exc}.",
+                    hint="A readable PEM file of CA certificates, or unset.",
+                    id="drake.E005",
+                )
+            )
+    return errors

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import trustme
+
 from drake.devsecrets import ensure_dev_secrets
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,3 +61,27 @@ def test_check_refuses_a_lease_that_the_body_of_a_slow_delivery_outlasts(setting
     assert check_timeout_order(None) == []
     settings.SMTP_TIMEOUT = 30  # 120 + 3 * 30 > 180: a second worker could take over mid-body.
     assert [e.id for e in check_timeout_order(None)] == ["drake.E003"]
+
+
+def test_check_refuses_smtp_ports_and_a_ca_file_it_cannot_use(settings, tmp_path):
+    # Read only when a sender is saved or connects: a malformed SMTP_ALLOWED_PORTS made every custom
+    # SMTP sender a 500, and a missing SMTP_CA_FILE every TLS connection "could not connect".
+    from drake.checks import check_smtp_settings as check_smtp
+
+    settings.SMTP_ALLOWED_PORTS, settings.SMTP_CA_FILE = "25, 587,2525", None
+    assert check_smtp(None) == []
+    settings.SMTP_ALLOWED_PORTS = " * "
+    assert check_smtp(None) == []
+    for ports in ("25,abc", "587;465", "70000", "0"):
+        settings.SMTP_ALLOWED_PORTS = ports
+        assert [e.id for e in check_smtp(None)] == ["drake.E004"], ports
+    settings.SMTP_ALLOWED_PORTS = "587"
+    trustme.CA().cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    settings.SMTP_CA_FILE = str(tmp_path / "ca.pem")
+    assert check_smtp(None) == []
+    for ca_file in (tmp_path / "missing.pem", tmp_path):
+        settings.SMTP_CA_FILE = str(ca_file)
+        assert [e.id for e in check_smtp(None)] == ["drake.E005"], ca_file
+    (tmp_path / "not-a-ca.pem").write_text("not a certificate\n")
+    settings.SMTP_CA_FILE = str(tmp_path / "not-a-ca.pem")
+    assert [e.id for e in check_smtp(None)] == ["drake.E005"]
