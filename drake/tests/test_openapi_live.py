@@ -3,8 +3,8 @@
 test_openapi.py fuzzes the API in-process through WSGI; this one runs the schemathesis CLI against
 a real server (gunicorn, two sync workers, its own process group) with the same checks, so what
 only a real server shows (its HTTP framing and headers, each worker's own database connections
-and local cache) is fuzzed too. The test is transactional: alice, her key, her sender and one
-message are committed, so the server, which is pointed at the test database, sees them.
+and local cache) is fuzzed too. The test is transactional: alice, her key, her senders and
+messages are committed, so the server, which is pointed at the test database, sees them.
 
 (The CLI and not `schemathesis.pytest.from_fixture`: the lazy loader of schemathesis 4.32 reads
 `request.node._nodeid`, which pytest 9.2 no longer has.)
@@ -24,8 +24,11 @@ import pytest
 import requests
 
 from drake.testing.processes import stop
-from drake.testing.smtp import free_port
+from drake.testing.smtp import SmtpTestServer, free_port
 from drake.testing.worker import database_url
+from relay import actions as relay_actions
+from relay import delivery, transport
+from relay.validation import SendRequest
 from senders import actions as sender_actions
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.services]
@@ -47,9 +50,9 @@ EXCLUDED_CHECKS = [
     "ignored_auth",
 ]
 # Loaded by the schemathesis process (SCHEMATHESIS_HOOKS). Half of the generated ids name a row that
-# exists, and half of the sends go through the real sender to a real address, so the fuzzer reaches
-# the 200 and 202 answers and their bodies, not only 404s and 400s. DELETE keeps random ids: the
-# sender must last the whole run.
+# exists (each of the known rows of that kind), and half of the sends go through the real sender to a
+# real address, so the fuzzer reaches the 200 and 202 answers and their bodies, not only 404s and
+# 400s. DELETE keeps random ids: the senders must last the whole run.
 HOOKS = """
 import json
 import os
@@ -62,17 +65,18 @@ KNOWN = json.loads(os.environ["DRAKE_KNOWN_IDS"])
 
 @schemathesis.hook
 def flatmap_path_parameters(context, path_parameters):
-    known = {name: KNOWN[name] for name in path_parameters or {} if name in KNOWN}
-    if not known or context.operation.method.upper() == "DELETE":
+    names = [name for name in path_parameters or {} if name in KNOWN]
+    if not names or context.operation.method.upper() == "DELETE":
         return st.just(path_parameters)
-    return st.sampled_from([path_parameters, {**path_parameters, **known}])
+    known = st.fixed_dictionaries({name: st.sampled_from(KNOWN[name]) for name in names})
+    return st.one_of(st.just(path_parameters), known.map(lambda ids: {**path_parameters, **ids}))
 
 
 @schemathesis.hook
 def flatmap_body(context, body):
     if context.operation.path != "/v1/send" or not isinstance(body, dict):
         return st.just(body)
-    return st.sampled_from([body, {**body, "sender": KNOWN["sender_id"], "to": "bob@example.com"}])
+    return st.sampled_from([body, {**body, "sender": KNOWN["sender_id"][0], "to": "bob@example.com"}])
 """
 
 
@@ -109,6 +113,41 @@ def live_sender(alice, alice_key):
 
 
 @pytest.fixture
+def delivered(alice, live_sender, settings) -> dict[str, list[str]]:
+    """Rows in the states a worker and a verification leave, made by them (not written by hand), so
+    the fuzzer reads those bodies too: a verified sender and one whose verification failed, a sent
+    message with a refused recipient and a failed one with its error. Delivered in this process;
+    the server never delivers (no worker, and it may reach no loopback SMTP server)."""
+    settings.SMTP_ALLOW_PRIVATE_HOSTS, settings.SMTP_ALLOWED_PORTS = True, "*"
+    with SmtpTestServer(security="none", username="alice@example.org", password="smtp-pw") as server:
+        server.reject_recipient("gone@example.com")
+        server.reject_recipient("dead@example.com", 554, "5.7.1 Relay denied")
+        smtp_sender = sender_actions.create_sender(
+            alice,
+            {
+                "provider": "smtp",
+                "from_email": "alice@example.org",
+                "host": "127.0.0.1",
+                "port": server.port,
+                "security": "none",
+                "password": "smtp-pw",
+            },
+        )
+        assert sender_actions.verify_sender(smtp_sender, actor=alice) is None
+        assert sender_actions.verify_sender(live_sender, actor=alice) is not None  # smtp.gmail.com: not loopback
+        ids = []
+        try:
+            for to, status in ((["bob@example.com", "gone@example.com"], "sent"), (["dead@example.com"], "failed")):
+                request = SendRequest(sender=smtp_sender.public_id, to=to, subject="Hello", text="Hi")
+                message, _ = relay_actions.accept_message(alice, request, size=100)
+                assert delivery.deliver(message.public_id) == status
+                ids.append(message.public_id)
+        finally:
+            transport.pool.close_all()
+    return {"sender_id": [smtp_sender.public_id], "message_id": ids}
+
+
+@pytest.fixture
 def gunicorn_server(live_sender, tmp_path) -> Iterator[str]:
     """gunicorn on a free loopback port, on the test database and this process's broker and cache."""
     port = free_port()
@@ -134,7 +173,7 @@ def gunicorn_server(live_sender, tmp_path) -> Iterator[str]:
         stop(proc, timeout=20)
 
 
-def test_the_live_api_keeps_to_its_schema(gunicorn_server, live_sender, alice_key, tmp_path):
+def test_the_live_api_keeps_to_its_schema(gunicorn_server, live_sender, delivered, alice_key, tmp_path):
     auth = f"Bearer {alice_key}"
     # One message accepted by the live server itself, so /v1/messages/{message_id} has a real id too.
     accepted = requests.post(
@@ -144,7 +183,10 @@ def test_the_live_api_keeps_to_its_schema(gunicorn_server, live_sender, alice_ke
         timeout=10,
     )
     assert accepted.status_code == 202, accepted.text
-    known = {"sender_id": live_sender.public_id, "message_id": accepted.json()["id"]}
+    known = {
+        "sender_id": [live_sender.public_id, *delivered["sender_id"]],
+        "message_id": [accepted.json()["id"], *delivered["message_id"]],
+    }
     hooks = tmp_path / "live_hooks.py"
     hooks.write_text(HOOKS)
 
