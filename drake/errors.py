@@ -1,7 +1,7 @@
 """API errors: one class per SPEC error type, rendered once into SPEC's envelope.
 
 `{"error": {"type": ..., "message": ..., "field": ...}}`, `field` only where one field is at
-fault. Every path that answers under /v1/ (DRF views, Django's 404/500 handlers, the size-limit
+fault. Every path that answers under /v1/ (DRF views, Django's 400/404/500 handlers, the size-limit
 middleware) goes through `error_response` or `exception_handler`, so the shape never drifts.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.core.exceptions import DisallowedHost, RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf
@@ -140,9 +141,22 @@ def _first_field_error(detail: Any, prefix: str = "") -> tuple[str | None, str]:
     return (prefix or None), str(detail)
 
 
+def suspicious(exc: SuspiciousOperation) -> ApiError:
+    """What Django refuses as suspicious (its DATA_UPLOAD_* limits, a Host not served), in SPEC's terms."""
+    if isinstance(exc, RequestDataTooBig):
+        return PayloadTooLarge()
+    if isinstance(exc, TooManyFieldsSent):
+        return InvalidRequest("The request has too many query parameters.")
+    if isinstance(exc, DisallowedHost):
+        return InvalidRequest("The Host header names no host served here.")
+    return InvalidRequest()
+
+
 def _translate(exc: Exception) -> ApiError | None:
     if isinstance(exc, ApiError):
         return exc
+    if isinstance(exc, SuspiciousOperation):
+        return suspicious(exc)
     if isinstance(exc, Http404):
         return NotFound()
     if isinstance(exc, DjangoPermissionDenied):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from django.core.exceptions import SuspiciousOperation
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
@@ -11,7 +12,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from drake.celery import app as celery_app
-from drake.errors import InternalError, NotFound, error_response
+from drake.errors import InternalError, InvalidRequest, NotFound, error_response, suspicious
 from drake.middleware import is_api_request
 
 logger = logging.getLogger(__name__)
@@ -45,6 +46,13 @@ def healthz(request: HttpRequest) -> JsonResponse:
     body = {"status": "ok" if healthy else "unavailable"}
     body.update({name: "ok" if ok else "down" for name, ok in checks.items()})
     return JsonResponse(body, status=200 if healthy else 503)
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    # Django's answer to a SuspiciousOperation raised outside a view (a Host not in ALLOWED_HOSTS).
+    if is_api_request(request):
+        return error_response(suspicious(exception) if isinstance(exception, SuspiciousOperation) else InvalidRequest())
+    return defaults.bad_request(request, exception)
 
 
 def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:

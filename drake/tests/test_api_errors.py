@@ -57,6 +57,25 @@ def test_an_oversized_body_is_refused_before_it_is_read():
     assert "1024" in error["message"]
 
 
+@pytest.mark.parametrize("authenticated", [False, True])
+def test_too_many_query_parameters_are_invalid_request_not_a_500(alice_api, authenticated, caplog):
+    # Django refuses more than DATA_UPLOAD_MAX_NUMBER_FIELDS; DRF reads the query (content
+    # negotiation) before the key: anyone could make a 500 and an error log line with its traceback.
+    client = alice_api if authenticated else APIClient()
+    client.raise_request_exception = False
+    query = "&".join("a=" for _ in range(1001))
+    response = client.get(f"/v1/messages?{query}")
+    assert response.status_code == 400
+    assert _error(response) == {"type": "invalid_request", "message": "The request has too many query parameters."}
+    assert not [r for r in caplog.records if r.levelname == "ERROR" and r.name == "drake.errors"]
+
+
+def test_a_host_not_served_is_a_400_in_the_envelope():
+    response = APIClient().get("/v1/account", HTTP_HOST="evil.example")
+    assert response.status_code == 400
+    assert _error(response) == {"type": "invalid_request", "message": "The Host header names no host served here."}
+
+
 def test_a_crash_is_a_500_without_internals(caplog):
     client = APIClient()
     client.raise_request_exception = False

@@ -28,5 +28,6 @@ urlpatterns = [
     path("", include("drake.urls")),
 ]
 
+handler400 = "drake.views.bad_request"
 handler404 = "drake.views.page_not_found"
 handler500 = "drake.views.server_error"
