@@ -64,6 +64,10 @@ def test_a_custom_smtp_sender_needs_host_port_and_security(alice_api):
         ({"provider": "gmail", "host": "smtp.evil.example"}, "host"),
         ({"provider": "outlook", "port": 465}, "port"),
         ({"from_name": "Alice\r\nBcc: victim@example.org"}, "from_name"),
+        # Taken, such a name had every message of the sender fail content_invalid (the email package
+        # decodes the encoded word into a line break): refused as a display name of /v1/send is.
+        ({"from_name": "=?utf-8?q?a=0D=0AX-Evil=3A1?="}, "from_name"),
+        ({"from_name": "=?utf-8?q?a=40b.com=2C_x?="}, "from_name"),
     ],
 )
 def test_bad_input_is_refused_naming_the_field(alice_api, body, field):
@@ -73,6 +77,10 @@ def test_bad_input_is_refused_naming_the_field(alice_api, body, field):
     assert error["type"] == "invalid_request"
     assert error["field"] == field
     assert not Sender.objects.exists()
+
+
+def test_a_from_name_with_a_literal_equals_question_mark_is_no_encoded_word(alice_api):
+    assert create(alice_api, from_name="2+2=? Team").json()["from_name"] == "2+2=? Team"
 
 
 def test_malformed_json_is_refused(alice_api):
