@@ -21,7 +21,10 @@ class LoginForm(AuthenticationForm):
 
 
 class SignupForm(forms.Form):
-    email = forms.EmailField(widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True}))
+    email = forms.EmailField(
+        max_length=254,  # What the account's email column holds (and EmailChangeForm allows).
+        widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True}),
+    )
     name = forms.CharField(max_length=150, required=False, help_text="Optional.")
     password = forms.CharField(
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),

@@ -57,3 +57,13 @@ def test_password_reset_says_the_same_for_unknown_emails(client, alice):
     assert known.status_code == unknown.status_code == 302
     assert known["Location"] == unknown["Location"]
     assert len(mail.outbox) == 1
+
+
+def test_an_address_too_long_to_keep_is_refused_in_place(client, db):
+    # Valid as an address (a 64-character local part, 63-character labels) but 260 characters:
+    # more than the account's email column holds (254), so it must be a form error, not a 500.
+    email = "a" * 64 + "@" + ("b" * 63 + ".") * 3 + "com"
+    response = _signup(client, email)
+    assert response.status_code == 200
+    assert 'id="id_email_error"' in response.content.decode()
+    assert not User.objects.exists()
