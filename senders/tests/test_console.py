@@ -1,7 +1,11 @@
 """Console pages for senders: connect with help, list, detail, delete with confirmation."""
 
-import pytest
+from datetime import timedelta
 
+import pytest
+from django.utils import timezone
+
+from senders import actions
 from senders.models import Sender
 
 SECRET = "console-secret-QWERTY-9"
@@ -64,3 +68,20 @@ def test_charlie_gets_404_for_alices_sender(client, alice, charlie):
         assert client.get(f"/senders/{sender.public_id}/{path}").status_code in (404, 405)
         assert client.post(f"/senders/{sender.public_id}/{path}").status_code == 404
     assert Sender.objects.filter(pk=sender.pk).exists()
+
+
+def test_a_timed_pause_that_ran_out_no_longer_shows_as_paused(signed_in, alice):
+    signed_in.post("/senders/new/", {"provider": "gmail", "from_email": "alice@example.org", "password": SECRET})
+    sender = Sender.objects.get(user=alice)
+    # A provider's "slow down" pauses the sender for a while; the row keeps paused_at after that.
+    actions.pause_sender(
+        sender, "The provider asked to slow down (421 4.7.0).", until=timezone.now() + timedelta(minutes=5)
+    )
+    assert 'badge warn">paused' in signed_in.get("/senders/").content.decode()
+    assert "asked to slow down" in signed_in.get(f"/senders/{sender.public_id}/").content.decode()
+
+    Sender.objects.filter(pk=sender.pk).update(paused_until=timezone.now() - timedelta(minutes=1))
+    assert "paused" not in signed_in.get("/senders/").content.decode()
+    detail = signed_in.get(f"/senders/{sender.public_id}/").content.decode()
+    assert "paused" not in detail
+    assert "asked to slow down" not in detail

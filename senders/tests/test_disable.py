@@ -106,7 +106,7 @@ def test_verifying_a_disabled_sender_is_403_and_connects_nowhere(alice_api, disa
 def test_the_console_shows_it_disabled_and_verifying_there_changes_nothing(client, alice, disabled, smtp_server):
     client.force_login(alice)
     page = client.get(f"/senders/{disabled.public_id}/").content.decode()
-    assert "Disabled by support: Phishing reported by recipients." in page
+    assert "This sender is disabled by support: Phishing reported by recipients. Please contact support." in page
     assert "Verify connection" not in page
     listing = client.get("/senders/").content.decode()
     assert '<span class="badge bad">disabled</span>' in listing
