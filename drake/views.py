@@ -71,8 +71,11 @@ def docs(request: HttpRequest) -> HttpResponse:
     """Quick start, with the signed-in customer's own sender id in the example."""
     from django.shortcuts import render
 
-    sender = None
+    sender, ready = None, False
     if request.user.is_authenticated:
-        sender = request.user.senders.filter(disabled_at__isnull=True).first()
+        senders = list(request.user.senders.filter(disabled_at__isnull=True))
+        # One that works first: the newest may be one whose verification failed.
+        working = [s for s in senders if s.verified_at is not None and not s.is_paused()]
+        sender, ready = (working[0], True) if working else (senders[0] if senders else None, False)
     base = request.build_absolute_uri("/").rstrip("/")
-    return render(request, "docs.html", {"sender": sender, "base": base})
+    return render(request, "docs.html", {"sender": sender, "ready": ready, "base": base})

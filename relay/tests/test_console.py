@@ -1,8 +1,10 @@
 """The delivery log page: filters, exact recipient search, detail with attempts, 404 across accounts."""
 
 import pytest
+from django.utils import timezone
 
 from relay.models import DeliveryAttempt, Message
+from senders import actions
 
 
 @pytest.fixture
@@ -81,6 +83,21 @@ def test_the_test_email_button_goes_through_the_relay(signed_in, alice, alice_se
 
 def test_docs_use_the_customers_own_sender(signed_in, alice_sender):
     assert alice_sender.public_id in signed_in.get("/docs/").content.decode()
+
+
+def test_docs_call_ready_only_a_verified_sender_and_prefer_it(signed_in, alice, alice_sender):
+    page = signed_in.get("/docs/").content.decode()
+    assert "is ready" not in page
+    assert "not verified yet" in page
+    alice_sender.verified_at = timezone.now()
+    alice_sender.save(update_fields=["verified_at"])
+    # A newer sender whose verification failed is not the one to copy into a first call.
+    broken = actions.create_sender(alice, {"provider": "outlook", "from_email": "alice@example.org", "password": "x"})
+    broken.last_verify_error = {"category": "auth_failed", "smtp_code": 535, "message": "no", "hint": ""}
+    broken.save(update_fields=["last_verify_error"])
+    page = signed_in.get("/docs/").content.decode()
+    assert f"<code>{alice_sender.public_id}</code> (alice@example.org) is ready" in page
+    assert broken.public_id not in page
 
 
 def test_the_policy_notice_shows_until_dismissed(signed_in, alice):
