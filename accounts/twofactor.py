@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import math
 
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import HttpRequest
+from django.utils import timezone
 from django_otp import device_classes
 from django_otp import login as otp_login
 
@@ -32,6 +34,21 @@ def qr_svg(device: AuthenticatorDevice) -> str:
     import segno
 
     return segno.make(device.config_url, error="m").svg_inline(scale=4)
+
+
+WRONG_CODE = "That code is not right. Codes change every 30 seconds."
+
+
+def refusal(device: AuthenticatorDevice) -> str:
+    """Why a code is refused before it is checked: django-otp takes none for a while after a
+    miss (1 s, 2 s, 4 s...), so a right code then is not wrong, only early. Ask this before
+    `verify`, which starts a longer wait when it fails."""
+    allowed, info = device.verify_is_allowed()
+    locked_until = (info or {}).get("locked_until")
+    if allowed or locked_until is None:
+        return WRONG_CODE
+    wait = max(1, math.ceil((locked_until - timezone.now()).total_seconds()))
+    return f"Too many wrong codes in a row: wait {wait} seconds, then enter the code your app shows."
 
 
 def verify(device: AuthenticatorDevice, token: str) -> bool:

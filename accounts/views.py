@@ -113,6 +113,7 @@ def login_verify(request: HttpRequest) -> HttpResponse:
         if getattr(request, "limited", False):
             form.add_error(None, THROTTLED_MESSAGE)
             return render(request, "accounts/login_verify.html", {"form": form}, status=429)
+        refusal = twofactor.refusal(device)
         if form.is_valid() and twofactor.verify(device, form.cleaned_data["code"]):
             del request.session[PENDING_2FA]
             login(request, user, backend="django.contrib.auth.backends.ModelBackend")
@@ -120,7 +121,7 @@ def login_verify(request: HttpRequest) -> HttpResponse:
             record("login.succeeded", actor=user, account=user, request=request, detail={"second_factor": True})
             return redirect(pending.get("next") or "accounts:dashboard")
         record("login.failed", account=user, request=request, detail={"second_factor": True})
-        form.add_error("code", "That code is not right. Codes change every 30 seconds.")
+        form.add_error("code", refusal)
     return render(request, "accounts/login_verify.html", {"form": form})
 
 
@@ -132,15 +133,17 @@ def two_factor(request: HttpRequest) -> HttpResponse:
     form = TokenForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         code = form.cleaned_data["code"]
+        target = device or twofactor.pending_device(request.user)
+        refusal = twofactor.refusal(target)
         if device is not None:
             if twofactor.disable(request.user, code, request=request):
                 messages.success(request, "Two-factor authentication is off.")
                 return redirect("accounts:two_factor")
         else:
-            if twofactor.enable(request.user, twofactor.pending_device(request.user), code, request=request):
+            if twofactor.enable(request.user, target, code, request=request):
                 messages.success(request, "Two-factor authentication is on. You will be asked for a code at sign-in.")
                 return redirect("accounts:two_factor")
-        form.add_error("code", "That code is not right. Codes change every 30 seconds.")
+        form.add_error("code", refusal)
     context = {"form": form, "enabled": device is not None}
     if device is None:
         pending = twofactor.pending_device(request.user)

@@ -63,6 +63,39 @@ def test_turning_it_off_needs_a_current_code(client, alice):
     assert not AuthenticatorDevice.objects.filter(user=alice).exists()
 
 
+def _wrong(device):
+    return "000000" if _code(device) != "000000" else "111111"
+
+
+def test_a_right_code_during_the_back_off_after_misses_is_not_called_wrong(client, alice):
+    """django-otp refuses every code for a while after a miss (1 s, 2 s, 4 s...): the page says
+    to wait, instead of calling the right code wrong."""
+    device = AuthenticatorDevice.objects.create(user=alice, name="app", confirmed=True)
+    response = client.post("/login/", {"username": "alice@example.org", "password": PASSWORD})
+    assert response["Location"] == "/login/verify/"
+    start = timezone.now()
+    for n in range(3):  # Three misses, each after the back-off of the one before: 4 s now.
+        with time_machine.travel(start + timedelta(seconds=10 * n), tick=False):
+            page = client.post("/login/verify/", {"code": _wrong(device)}).content.decode()
+            assert "That code is not right" in page
+    with time_machine.travel(start + timedelta(seconds=21), tick=False):
+        response = client.post("/login/verify/", {"code": _code(device)})
+        assert response.status_code == 200
+        page = response.content.decode()
+        assert "That code is not right" not in page
+        assert "Too many wrong codes" in page and "wait 3 seconds" in page
+    with time_machine.travel(start + timedelta(seconds=25), tick=False):
+        assert client.post("/login/verify/", {"code": _code(device)}).status_code == 302
+
+    # Turning it off, the same.
+    with time_machine.travel(start + timedelta(seconds=40), tick=False):
+        client.post("/account/two-factor/", {"code": _wrong(device)})
+    with time_machine.travel(start + timedelta(seconds=40.5), tick=False):
+        page = client.post("/account/two-factor/", {"code": _code(device)}).content.decode()
+        assert "Too many wrong codes" in page
+    assert AuthenticatorDevice.objects.filter(user=alice).exists()
+
+
 def test_the_verify_step_needs_a_pending_login(client, db):
     assert client.get("/login/verify/")["Location"] == "/login/"
 
