@@ -14,6 +14,8 @@ from accounts.models import AuthenticatorDevice
 from auditlog.models import AuditEvent
 from conftest import PASSWORD
 from drake.testing.db import dump_every_table
+from drake.testing.smtp import free_port
+from senders import actions
 
 
 def _code(device):
@@ -115,6 +117,26 @@ def test_alice_sees_her_recent_security_activity(client, alice, make_key):
     page = client.get("/account/activity/").content.decode()
     for action in ["api_key.created", "login.failed", "password.changed"]:
         assert action in page
+
+
+def test_a_failed_sender_verification_shows_as_failed_in_the_activity(client, alice, settings):
+    settings.SMTP_ALLOW_PRIVATE_HOSTS, settings.SMTP_ALLOWED_PORTS = True, "*"
+    sender = actions.create_sender(
+        alice,
+        {
+            "provider": "smtp",
+            "from_email": "alice@example.org",
+            "host": "127.0.0.1",
+            "port": free_port(),  # Nothing listens there: the connection is refused.
+            "security": "starttls",
+            "password": "pw",
+        },
+    )
+    assert actions.verify_sender(sender, actor=alice, via="console") is not None
+    client.force_login(alice)
+    page = client.get("/account/activity/").content.decode()
+    row = re.search(r"<tr>(?:(?!</tr>).)*sender\.verified(?:(?!</tr>).)*</tr>", page, re.S).group(0)
+    assert "failed" in row
 
 
 def test_a_password_reset_link_does_not_sign_in_past_two_factor(client, alice):
