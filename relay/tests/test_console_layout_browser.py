@@ -1,7 +1,8 @@
 """The console in a real browser at a phone's width and with what SMTP servers say.
 
-A verification, which may wait on a slow server for seconds, shows that it is working and
-cannot be sent twice.
+No column a person needs disappears on a phone, and a verification, which may wait on a slow
+server for seconds, shows that it is working and cannot be sent twice. Screenshots go to
+artifacts/screenshots/.
 """
 
 from __future__ import annotations
@@ -9,15 +10,20 @@ from __future__ import annotations
 import json
 
 import pytest
+from django.utils import timezone
 
+from billing.models import Invoice
 from conftest import PASSWORD
 from drake.testing.smtp import SilentServer
-from relay.tests.test_console_browser import browser  # noqa: F401 (a fixture)
+from relay.models import DeliveryAttempt, Message
+from relay.tests.test_console_browser import browser, shot  # noqa: F401 (browser is a fixture)
 from senders import actions as sender_actions
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.services]
 
 PHONE = {"width": 375, "height": 800}
+# What a hostile or broken server may answer: markup, and a token too long for any line.
+LONG_REPLY = "5.1.1 <script>alert(1)</script><img src=x onerror=alert(2)> " + "A" * 250
 
 
 @pytest.fixture
@@ -44,6 +50,46 @@ def _sign_in(page, base: str) -> None:
     page.fill("#id_password", PASSWORD)
     page.click("button:has-text('Sign in')")
     assert page.url.endswith("/dashboard/")
+
+
+def _failed_message(send) -> Message:
+    message = Message.objects.get(public_id=send().json()["id"])
+    error = {"category": "recipient_rejected", "smtp_code": 550, "message": LONG_REPLY}
+    Message.objects.filter(pk=message.pk).update(status="failed", last_error=error)
+    DeliveryAttempt.objects.create(
+        message=message,
+        number=1,
+        started_at=message.created_at,
+        outcome="failed",
+        category="recipient_rejected",
+        smtp_code=550,
+        reply=LONG_REPLY,
+    )
+    return message
+
+
+def test_the_columns_a_person_needs_stay_on_a_phone(live_server, alice, send, open_page):
+    message = _failed_message(send)  # Its send is in the API request log too.
+    Invoice.objects.create(
+        user=alice, stripe_invoice_id="in_1", number="INV-1", amount_due=1900, status="paid", created_at=timezone.now()
+    )
+    page = open_page(PHONE)
+    _sign_in(page, live_server.url)
+    for path, column in [
+        ("/messages/api-requests/", "Status"),
+        (f"/messages/{message.public_id}/", "Outcome"),
+        ("/billing/", "Amount"),
+        ("/account/activity/", "Who"),
+        ("/dashboard/", "Failed"),
+    ]:
+        page.goto(f"{live_server.url}{path}")
+        if path == "/dashboard/":
+            page.click("summary:has-text('As a table')")
+        header = page.locator("th", has_text=column)
+        assert header.count() == 1, path
+        assert header.is_visible(), f"{path}: the {column} column is hidden at a phone's width"
+        shot(page, "phone" + path.rstrip("/").replace("/", "-"))
+    assert page.problems == [], page.problems
 
 
 def test_a_slow_verification_shows_it_is_working_and_goes_once(live_server, alice, open_page, relay_settings):
