@@ -1,8 +1,8 @@
 """The console in a real browser at a phone's width and with what SMTP servers say.
 
-No column a person needs disappears on a phone, and a verification, which may wait on a slow
-server for seconds, shows that it is working and cannot be sent twice. Screenshots go to
-artifacts/screenshots/.
+No column a person needs disappears on a phone, a long server reply never pushes the page
+sideways (or runs as markup), and a verification, which may wait on a slow server for seconds,
+shows that it is working and cannot be sent twice. Screenshots go to artifacts/screenshots/.
 """
 
 from __future__ import annotations
@@ -52,6 +52,11 @@ def _sign_in(page, base: str) -> None:
     assert page.url.endswith("/dashboard/")
 
 
+def _sideways(page) -> int:
+    """How many pixels the page is wider than the window (0: it fits)."""
+    return page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+
+
 def _failed_message(send) -> Message:
     message = Message.objects.get(public_id=send().json()["id"])
     error = {"category": "recipient_rejected", "smtp_code": 550, "message": LONG_REPLY}
@@ -90,6 +95,33 @@ def test_the_columns_a_person_needs_stay_on_a_phone(live_server, alice, send, op
         assert header.is_visible(), f"{path}: the {column} column is hidden at a phone's width"
         shot(page, "phone" + path.rstrip("/").replace("/", "-"))
     assert page.problems == [], page.problems
+
+
+def test_long_server_replies_wrap_and_stay_text(live_server, alice, send, open_page, relay_settings):
+    message = _failed_message(send)
+    sender = sender_actions.create_sender(
+        alice,
+        {
+            "provider": "smtp",
+            "from_email": "alice@example.org",
+            "host": "127.0.0.1",
+            "port": 2525,
+            "security": "starttls",
+            "password": "pw",
+        },
+    )
+    sender.last_verify_error = {"category": "rejected", "smtp_code": 554, "message": LONG_REPLY, "hint": ""}
+    sender.save(update_fields=["last_verify_error"])
+    for name, viewport in [("desktop", {"width": 1200, "height": 900}), ("phone", PHONE)]:
+        page = open_page(viewport)
+        _sign_in(page, live_server.url)
+        for path in [f"/messages/{message.public_id}/", f"/senders/{sender.public_id}/", "/keys/"]:
+            page.goto(f"{live_server.url}{path}")
+            assert _sideways(page) <= 0, f"{name} {path}: the page is {_sideways(page)} px too wide"
+            # The reply is shown as text: no markup of the server's runs.
+            assert page.evaluate("document.querySelectorAll('img, script:not([src])').length") == 0
+            shot(page, f"{name}-long-reply" + path.rstrip("/").replace("/", "-")[:20])
+        assert page.problems == [], page.problems
 
 
 def test_a_slow_verification_shows_it_is_working_and_goes_once(live_server, alice, open_page, relay_settings):
