@@ -69,6 +69,15 @@ def _clear_cache() -> None:
     snapshots.clear_all()
 
 
+@pytest.fixture(scope="module")
+def browser():  # noqa: ANN201
+    """Chromium (drake.testing.browser), launched once per test module that asks for it."""
+    from drake.testing.browser import launched
+
+    with launched() as browser:
+        yield browser
+
+
 @pytest.fixture
 def alice(db: None):
     from accounts.actions import create_account

@@ -20,7 +20,7 @@ from django_otp.oath import totp
 from accounts.actions import create_account
 from accounts.models import AuthenticatorDevice
 from auditlog.models import AuditEvent
-from relay.tests.test_console_browser import browser  # noqa: F401 (Chromium, launched once a module)
+from drake.testing.browser import watch
 
 PASSWORD = "a long browser passphrase"
 
@@ -28,20 +28,11 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.services]
 
 
 @pytest.fixture
-def page(browser):  # noqa: F811 (pytest hands in the fixture)
+def page(browser):
     page = browser.new_page()
     page.set_default_timeout(10_000)
-    problems: list[str] = []
-
-    def on_console(message) -> None:
-        # The admin's pages name no icon, so Chromium asks for /favicon.ico: not ours to test.
-        if message.type == "error" and not message.location.get("url", "").endswith("/favicon.ico"):
-            problems.append(message.text)
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda error: problems.append(str(error)))
-    page.problems = problems
-    yield page
+    # The admin's pages name no icon, so Chromium asks for /favicon.ico: not ours to test.
+    yield watch(page, ignore=("/favicon.ico",))
     page.context.close()
 
 

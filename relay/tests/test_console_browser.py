@@ -9,71 +9,26 @@ and no page may log a console error or a CSP violation.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 from django.core import mail
 
+from drake.testing.browser import shot, watch
 from relay.tests.conftest import SMTP_PASSWORD, SMTP_USER
 
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs an event loop.
-
-CHROMIUM = "/usr/bin/chromium"
-SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
-LAUNCH_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 PASSWORD = "a long browser passphrase"
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.services]
 
 
-@pytest.fixture(scope="module")
-def browser():
-    if shutil.which(CHROMIUM) is None and not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-        yield browser
-        browser.close()
-
-
 @pytest.fixture
 def page(browser):
     context = browser.new_context(accept_downloads=True, viewport={"width": 1200, "height": 900})
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
-    page.on("pageerror", lambda error: problems.append(str(error)))
-    page.problems = problems
-    yield page
+    yield watch(context.new_page())
     context.close()
-
-
-def shot(page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-    # Accessibility: every visible form control has a label a screen reader can announce.
-    unlabelled = page.evaluate(
-        """() => [...document.querySelectorAll('input, select, textarea')]
-            .filter(el => el.type !== 'hidden' && el.offsetParent !== null)
-            .filter(el => !el.getAttribute('aria-label') && !(el.id && document.querySelector(`label[for="${el.id}"]`))
-                          && !el.closest('label'))
-            .map(el => el.name || el.id)"""
-    )
-    assert unlabelled == [], f"{name}: controls without a label: {unlabelled}"
 
 
 def test_a_new_customer_goes_from_sign_up_to_deletion(page, live_server, worker, smtp_server, relay_settings):

@@ -14,9 +14,9 @@ from django.utils import timezone
 
 from billing.models import Invoice
 from conftest import PASSWORD
+from drake.testing.browser import shot, watch
 from drake.testing.smtp import SilentServer
 from relay.models import DeliveryAttempt, Message
-from relay.tests.test_console_browser import browser, shot  # noqa: F401 (browser is a fixture)
 from senders import actions as sender_actions
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.services]
@@ -27,17 +27,13 @@ LONG_REPLY = "5.1.1 <script>alert(1)</script><img src=x onerror=alert(2)> " + "A
 
 
 @pytest.fixture
-def open_page(browser):  # noqa: F811
+def open_page(browser):
     contexts = []
 
     def open_(viewport: dict[str, int]):
         context = browser.new_context(viewport=viewport)
         contexts.append(context)
-        page = context.new_page()
-        page.problems = []
-        page.on("console", lambda m: page.problems.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda error: page.problems.append(str(error)))
-        return page
+        return watch(context.new_page())
 
     yield open_
     for context in contexts:
