@@ -13,6 +13,8 @@ from typing import Any
 from django.core.exceptions import DisallowedHost, RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, JsonResponse
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
@@ -157,6 +159,14 @@ def _translate(exc: Exception) -> ApiError | None:
         return exc
     if isinstance(exc, SuspiciousOperation):
         return suspicious(exc)
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+        # The shared cache (rate limits, pacing) is down: refuse, as when the database is, so
+        # no limit goes unchecked. Logged once per request, without the traceback's noise.
+        logger.warning("The shared cache cannot be reached: %s", exc)
+        return ServiceUnavailable(
+            "A service the API needs is unavailable; nothing was changed or queued. Retry shortly.",
+            headers={"Retry-After": "5"},
+        )
     if isinstance(exc, Http404):
         return NotFound()
     if isinstance(exc, DjangoPermissionDenied):

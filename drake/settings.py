@@ -136,10 +136,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://drake")}
+CACHE_TIMEOUT_SECONDS = env.float("CACHE_TIMEOUT_SECONDS", default=2)
 CACHE_IS_LOCAL = CACHES["default"]["BACKEND"] == "django.core.cache.backends.locmem.LocMemCache"
 if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
     # The same cache, without a new Redis client object per call (see drake/cache.py).
     CACHES["default"]["BACKEND"] = "drake.cache.RedisCache"
+    # A Redis that stops answering (a partition, a hung server) fails a request within seconds
+    # (503 service_unavailable on the API), instead of holding a web worker until gunicorn kills it.
+    CACHES["default"].setdefault("OPTIONS", {}).update(
+        {"socket_connect_timeout": CACHE_TIMEOUT_SECONDS, "socket_timeout": CACHE_TIMEOUT_SECONDS}
+    )
 SILENCED_SYSTEM_CHECKS = [
     # Django's own RedisCache has atomic incr; django-ratelimit just does not list it.
     "django_ratelimit.W001",

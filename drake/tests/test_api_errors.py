@@ -120,3 +120,48 @@ def test_json_nested_too_deeply_is_invalid_request(alice_api, path):
     assert response.status_code == 400, response.content
     assert _error(response)["type"] == "invalid_request"
     assert "nested too deeply" in _error(response)["message"]
+
+
+@pytest.fixture
+def silent_redis():
+    from drake.testing.smtp import SilentServer
+
+    server = SilentServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("request_of", ["account", "send"])
+@pytest.mark.parametrize("down", ["refusing", "silent"])
+def test_with_the_shared_cache_unreachable_the_api_answers_503_not_500(
+    settings, alice, alice_key, silent_redis, request_of, down
+):
+    """Redis down (rate limits live there): every call was a 500 internal_error with a logged
+    traceback (found by an API review), and a Redis that took the connection and never
+    answered held the request for good (no socket timeout). Nothing was queued: 503, retry
+    shortly."""
+    from drake.testing.smtp import free_port
+    from senders import actions as sender_actions
+
+    sender = sender_actions.create_sender(
+        alice, {"provider": "gmail", "from_email": "alice@example.org", "password": "app password"}
+    )
+    port = free_port() if down == "refusing" else silent_redis.port
+    # The socket timeouts settings.py gives a Redis cache (test_settings.py), shorter here.
+    options = {"socket_connect_timeout": 0.2, "socket_timeout": 0.2}
+    settings.CACHES = {
+        "default": {"BACKEND": "drake.cache.RedisCache", "LOCATION": f"redis://127.0.0.1:{port}/0", "OPTIONS": options}
+    }
+    api = APIClient(HTTP_AUTHORIZATION=f"Bearer {alice_key}")
+    if request_of == "account":
+        response = api.get("/v1/account")
+    else:
+        body = {"sender": sender.public_id, "to": "bob@example.com", "subject": "Hi", "text": "Hello"}
+        response = api.post("/v1/send", body, format="json")
+    assert response.status_code == 503
+    error = _error(response)
+    assert error["type"] == "service_unavailable"
+    assert int(response["Retry-After"]) > 0
+    from relay.models import Message
+
+    assert not Message.objects.exists()

@@ -85,3 +85,13 @@ def test_check_refuses_smtp_ports_and_a_ca_file_it_cannot_use(settings, tmp_path
     (tmp_path / "not-a-ca.pem").write_text("not a certificate\n")
     settings.SMTP_CA_FILE = str(tmp_path / "not-a-ca.pem")
     assert [e.id for e in check_smtp(None)] == ["drake.E005"]
+
+
+def test_a_redis_cache_gets_socket_timeouts():
+    """Without them a Redis that stops answering held each request until gunicorn killed its worker."""
+    script = "import django; django.setup(); from django.conf import settings; print(settings.CACHES['default'])"
+    env = {**os.environ, "CACHE_URL": "redis://127.0.0.1:6379/15", "CACHE_TIMEOUT_SECONDS": "3"}
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert "'socket_connect_timeout': 3.0, 'socket_timeout': 3.0" in result.stdout, result.stderr
