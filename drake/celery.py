@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 from celery import Celery
 from celery.schedules import crontab
-from celery.signals import task_prerun
+from celery.signals import task_prerun, worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "drake.settings")
+logger = logging.getLogger(__name__)
 
 app = Celery("drake")
 # The CELERY_* settings, copied once when Celery first reads its configuration (after Django's
@@ -48,6 +50,25 @@ def __getattr__(name: str) -> dict[str, object]:
 
         return {key: getattr(settings, key) for key in dir(settings) if key.startswith("CELERY_")}
     raise AttributeError(name)
+
+
+@worker_init.connect
+def _worker_commits(**kwargs: object) -> None:
+    """A worker's PostgreSQL sessions commit without waiting for the disk flush unless
+    RELAY_WORKER_SYNCHRONOUS_COMMIT (settings.py says why). Set on the connection settings
+    before the worker opens its connections (threads and forked children alike), and logged
+    as the server reports it."""
+    from django.conf import settings
+    from django.db import connection, connections
+
+    if settings.RELAY_WORKER_SYNCHRONOUS_COMMIT or connection.vendor != "postgresql":
+        return
+    options = connections.settings["default"].setdefault("OPTIONS", {})
+    options["options"] = f"{options.get('options', '')} -c synchronous_commit=off".strip()
+    connections.close_all()  # One opened before now (at import, say) would keep the old setting.
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        logger.info("Worker commits: synchronous_commit=%s (RELAY_WORKER_SYNCHRONOUS_COMMIT)", cursor.fetchone()[0])
 
 
 @task_prerun.connect

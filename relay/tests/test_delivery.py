@@ -47,6 +47,17 @@ def wait_until(predicate, timeout: float = 30, what: str = "condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def test_the_workers_commits_do_not_wait_for_the_disk_and_the_webs_do(worker):
+    """RELAY_WORKER_SYNCHRONOUS_COMMIT (off by default): the worker's PostgreSQL sessions, as
+    the server reports them to the worker itself. The web's, which answer 202, wait."""
+    from django.db import connection
+
+    assert "Worker commits: synchronous_commit=off" in worker.log()
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == "on"
+
+
 def test_a_message_arrives_intact(worker, smtp_server, smtp_sender, send):
     response = send(
         via=smtp_sender,
