@@ -558,7 +558,7 @@ end
     try:
         wait_for_http(f"http://127.0.0.1:{WEB_PORT}/healthz")
         time.sleep(3)
-        started, cpu_before, wrk_before = time.monotonic(), cpu_by_kind(), os.times()
+        started, cpu_before, wrk_before, flushes_before = time.monotonic(), cpu_by_kind(), os.times(), wal_flushes()
         out = sh(
             "wrk", "-t2", "-c8", f"-d{seconds}s", "--latency", "-s", str(script), f"http://127.0.0.1:{WEB_PORT}/v1/send"
         ).stdout
@@ -569,6 +569,7 @@ end
         accepted = Message.objects.count()
         wait_all_sent(accepted, timeout=1800)
         elapsed = time.monotonic() - started
+        flushes = (wal_flushes() - flushes_before) / accepted
         # Web CPU up to the end of the load (gunicorn is stopped after it), the rest up to the
         # last message sent; wrk's own from the children's times.
         cpu = cpu_per_message(cpu_before, {**cpu_by_kind(), "web": cpu_web.get("web", 0.0)}, accepted)
@@ -595,11 +596,21 @@ end
         "lost": accepted - received,
         "non_2xx": int(non2xx.group(1)) if non2xx else 0,
         "cpu_ms_per_message": cpu,
+        "wal_flushes_per_message": round(flushes, 2),
+        "worker_synchronous_commit": os.environ.get("RELAY_WORKER_SYNCHRONOUS_COMMIT", "false"),
     }
     print(
         f"pipeline: {accepted} accepted at {accepted_s:.0f}/s, all delivered at {accepted / elapsed:.0f}/s; "
-        f"sink received {received}, lost {accepted - received}; CPU ms per message {cpu}"
+        f"sink received {received}, lost {accepted - received}; CPU ms per message {cpu}; "
+        f"WAL flushes per message {flushes:.2f}"
     )
+
+
+def wal_flushes() -> int:
+    """PostgreSQL's WAL flushes so far (pg_stat_wal.wal_sync): the whole server's, so a run
+    counts what else uses it too (nothing else, on a quiet machine)."""
+    out = sh("psql", "-h", "127.0.0.1", "-U", "postgres", "-Atc", "SELECT wal_sync FROM pg_stat_wal").stdout
+    return int(out.strip())
 
 
 def bench_instructions(key: str, sender: str) -> None:
@@ -880,11 +891,11 @@ def main() -> None:
         "retention",
         "memory",
     ]
+    # A sink writes its CA to CA_FILE, which `check` (drake.E005) wants loadable from the
+    # migration on; each later sink writes its own.
+    Sink().close()
     prepare_database()
     setup_django()
-    # One sink up while senders are created: nothing connects yet, but the CA file must exist.
-    sink = Sink()
-    sink.close()
     key, senders = make_account(senders=20)
     if "accept" in parts:
         bench_accept(key, senders[0])
