@@ -69,6 +69,7 @@ def _worker_commits(**kwargs: object) -> None:
     with connection.cursor() as cursor:
         cursor.execute("SHOW synchronous_commit")
         logger.info("Worker commits: synchronous_commit=%s (RELAY_WORKER_SYNCHRONOUS_COMMIT)", cursor.fetchone()[0])
+    connection.close()  # Not one for prefork's children to inherit: each opens its own.
 
 
 @task_prerun.connect
