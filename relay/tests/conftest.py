@@ -115,21 +115,23 @@ def worker(django_db_setup, django_db_blocker, ca_file, tmp_path_factory):
     proc.stop()
 
 
+def smtp_sender_fields(smtp_server, **fields) -> dict:
+    """What connects alice's sender to the test server (POST /v1/senders' body), with `fields` changed."""
+    return {
+        "provider": "smtp",
+        "from_email": "alice@example.org",
+        "from_name": "Alice",
+        "host": "127.0.0.1",
+        "port": smtp_server.port,
+        "security": "starttls",
+        "username": SMTP_USER,
+        "password": SMTP_PASSWORD,
+    } | fields
+
+
 @pytest.fixture
 def smtp_sender(alice, smtp_server, relay_settings):
-    return sender_actions.create_sender(
-        alice,
-        {
-            "provider": "smtp",
-            "from_email": "alice@example.org",
-            "from_name": "Alice",
-            "host": "127.0.0.1",
-            "port": smtp_server.port,
-            "security": "starttls",
-            "username": SMTP_USER,
-            "password": SMTP_PASSWORD,
-        },
-    )
+    return sender_actions.create_sender(alice, smtp_sender_fields(smtp_server))
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from relay import actions, delivery, outbox, transport
 from relay.models import DeliveryAttempt, Message, OutboxContent, Status
-from relay.tests.conftest import SMTP_PASSWORD, SMTP_USER
+from relay.tests.conftest import smtp_sender_fields
 from relay.validation import SendRequest
 from senders.models import Sender
 
@@ -115,20 +115,8 @@ def test_a_late_failure_does_not_undo_a_takeovers_success(alice, smtp_sender, se
 def test_a_sender_whose_address_has_an_internationalized_domain_sends(alice_api, smtp_server, relay_settings, send):
     """Accepted as `alice@bücher.de` (201, and it verifies), such a sender had every message
     fail content_invalid: From and MAIL FROM cannot carry the domain unencoded (no SMTPUTF8)."""
-    created = alice_api.post(
-        "/v1/senders",
-        {
-            "provider": "smtp",
-            "from_email": "alice@bücher.de",
-            "from_name": "Alice",
-            "host": "127.0.0.1",
-            "port": smtp_server.port,
-            "security": "starttls",
-            "username": SMTP_USER,
-            "password": SMTP_PASSWORD,
-        },
-        format="json",
-    )
+    fields = smtp_sender_fields(smtp_server, from_email="alice@bücher.de")
+    created = alice_api.post("/v1/senders", fields, format="json")
     assert created.status_code == 201
     assert created.json()["from_email"] == "alice@xn--bcher-kva.de"
     sender = Sender.objects.get(public_id=created.json()["id"])
