@@ -35,10 +35,11 @@ def _no_newlines(field: str, value: str) -> None:
 
 def _ascii_domain(address: str) -> str:
     """`local@domain` with the domain in IDNA (punycode), as it must go into MAIL FROM and the
-    From header: no provider is asked for SMTPUTF8 (relay.validation does the same to recipients)."""
-    local, _, domain = address.rpartition("@")
+    From header: no provider is asked for SMTPUTF8 (relay.validation's rule for recipients)."""
+    from relay.validation import with_ascii_domain
+
     try:
-        return f"{local}@{domain.encode('idna').decode('ascii')}"
+        return with_ascii_domain(address)
     except UnicodeError as exc:
         raise ConfigError("from_email", "This is not a valid email address.") from exc
 
