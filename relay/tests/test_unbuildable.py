@@ -125,3 +125,20 @@ def test_a_sender_whose_address_has_an_internationalized_domain_sends(alice_api,
     (received,) = smtp_server.messages
     assert received.mail_from == "alice@xn--bcher-kva.de"
     assert b"From: Alice <alice@xn--bcher-kva.de>" in received.data
+
+
+def test_a_sender_connected_with_an_internationalized_domain_before_it_was_kept_in_idna_sends(
+    smtp_sender, smtp_server, send
+):
+    """Senders connected before the address was stored in IDNA kept `alice@bücher.de`, and every
+    message of theirs still failed content_invalid: a migration stores theirs in IDNA too."""
+    import importlib
+
+    from django.apps import apps
+
+    Sender.objects.filter(pk=smtp_sender.pk).update(from_email="alice@bücher.de")
+    importlib.import_module("senders.migrations.0006_from_email_idna").ascii_domains(apps, None)
+    sender = Sender.objects.get(pk=smtp_sender.pk)
+    assert sender.from_email == "alice@xn--bcher-kva.de"
+    assert delivery.deliver(send(via=sender).json()["id"]) == "sent"
+    assert smtp_server.messages[0].mail_from == "alice@xn--bcher-kva.de"
