@@ -154,19 +154,28 @@ def suspicious(exc: SuspiciousOperation) -> ApiError:
     return InvalidRequest()
 
 
+# What redis-py raises when the shared cache (rate limits, pacing) is unreachable or silent.
+CACHE_ERRORS = (RedisConnectionError, RedisTimeoutError)
+
+
+def cache_unavailable(exc: Exception) -> ServiceUnavailable:
+    """The shared cache is down: refuse, as when the database is, so no limit goes unchecked
+    (the API's views here, the console's throttled forms in drake.middleware). Logged once per
+    request, without the traceback's noise."""
+    logger.warning("The shared cache cannot be reached: %s", exc)
+    return ServiceUnavailable(
+        "A service the API needs is unavailable; nothing was changed or queued. Retry shortly.",
+        headers={"Retry-After": "5"},
+    )
+
+
 def _translate(exc: Exception) -> ApiError | None:
     if isinstance(exc, ApiError):
         return exc
     if isinstance(exc, SuspiciousOperation):
         return suspicious(exc)
-    if isinstance(exc, RedisConnectionError | RedisTimeoutError):
-        # The shared cache (rate limits, pacing) is down: refuse, as when the database is, so
-        # no limit goes unchecked. Logged once per request, without the traceback's noise.
-        logger.warning("The shared cache cannot be reached: %s", exc)
-        return ServiceUnavailable(
-            "A service the API needs is unavailable; nothing was changed or queued. Retry shortly.",
-            headers={"Retry-After": "5"},
-        )
+    if isinstance(exc, CACHE_ERRORS):
+        return cache_unavailable(exc)
     if isinstance(exc, Http404):
         return NotFound()
     if isinstance(exc, DjangoPermissionDenied):

@@ -7,8 +7,9 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import render
 
-from drake.errors import InvalidRequest, PayloadTooLarge, error_response
+from drake.errors import CACHE_ERRORS, InvalidRequest, PayloadTooLarge, cache_unavailable, error_response
 
 API_PREFIX = "/v1/"
 
@@ -112,4 +113,27 @@ class ContentSecurityPolicyMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
         response.headers.setdefault("Content-Security-Policy", settings.CONTENT_SECURITY_POLICY)
+        return response
+
+
+class CacheUnavailableMiddleware:
+    """A console view that finds the shared cache (Redis) unreachable or silent answers 503
+    with Retry-After, as the API's views do (drake.errors): sign-in, sign-up and password
+    confirmations count attempts there (django-ratelimit), and were a 500 with a traceback."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not isinstance(exception, CACHE_ERRORS):
+            return None
+        error = cache_unavailable(exception)
+        if is_api_request(request):
+            return error_response(error)
+        response = render(request, "unavailable.html", status=error.status_code)
+        for name, value in error.headers.items():
+            response[name] = value
         return response

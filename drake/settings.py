@@ -79,6 +79,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Turns django-ratelimit's blocks into RATELIMIT_VIEW's 429 page.
     "django_ratelimit.middleware.RatelimitMiddleware",
+    # A console view that found the shared cache down: 503, not a 500 (the API's views say so themselves).
+    "drake.middleware.CacheUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "drake.urls"

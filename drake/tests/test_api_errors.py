@@ -165,3 +165,25 @@ def test_with_the_shared_cache_unreachable_the_api_answers_503_not_500(
     from relay.models import Message
 
     assert not Message.objects.exists()
+
+
+@pytest.mark.parametrize("path", ["/login/", "/signup/"])
+@pytest.mark.parametrize("down", ["refusing", "silent"])
+def test_with_the_shared_cache_unreachable_the_consoles_throttled_forms_answer_503_not_500(
+    settings, client, silent_redis, path, down, caplog
+):
+    """Sign-in and sign-up count attempts in the shared cache (django-ratelimit), outside the
+    API's views: with Redis down they were a 500 with a logged traceback."""
+    from drake.testing.smtp import free_port
+
+    port = free_port() if down == "refusing" else silent_redis.port
+    options = {"socket_connect_timeout": 0.2, "socket_timeout": 0.2}
+    settings.CACHES = {
+        "default": {"BACKEND": "drake.cache.RedisCache", "LOCATION": f"redis://127.0.0.1:{port}/0", "OPTIONS": options}
+    }
+    client.raise_request_exception = False
+    response = client.post(path, {"username": "alice@example.com", "email": "new@example.com", "password": "x"})
+    assert response.status_code == 503
+    assert int(response["Retry-After"]) > 0
+    assert "Try again" in response.content.decode()
+    assert not [r for r in caplog.records if r.exc_info]  # Django still notes the 503, without a traceback.
