@@ -246,8 +246,15 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # kombu's Redis transport with one client per pool instead of one per publish and ack.
     CELERY_BROKER_TRANSPORT = "drake.broker:Transport"
-    # Longer than any task's hard time limit, so a slow task is never handed out twice.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        # Longer than any task's hard time limit, so a slow task is never handed out twice.
+        "visibility_timeout": 3600,
+        # A Redis that takes the connection and never answers (a partition, a hung server):
+        # without these a publish (the prompt after a send's commit), /healthz and the sweep
+        # waited on it for good. Above the consumer's BRPOP, which Redis answers within 1 s.
+        "socket_connect_timeout": 2,
+        "socket_timeout": 5,
+    }
 
 # --- Senders and SMTP -------------------------------------------------------------------------
 SMTP_ALLOW_PRIVATE_HOSTS = env.bool("SMTP_ALLOW_PRIVATE_HOSTS", default=False)

@@ -27,3 +27,37 @@ def test_it_is_503_when_the_broker_is_down(client, db, broken_broker):
     assert response.status_code == 503
     assert response.json()["broker"] == "down"
     assert response.json()["status"] == "unavailable"
+
+
+def test_a_silent_broker_is_down_within_seconds_and_a_publish_gives_up(tmp_path):
+    """A Redis broker that takes the connection and never answers held /healthz, and the
+    publish after a send's commit (the 202), for good: no socket timeout."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from drake.testing.smtp import SilentServer
+
+    script = (
+        "import time, django; django.setup()\n"
+        "from drake.views import _broker_ok\n"
+        "from relay import outbox\n"
+        "started = time.monotonic()\n"
+        "print('healthz', _broker_ok(), 'publish', outbox.enqueue('msg_x'), round(time.monotonic() - started))\n"
+    )
+    server = SilentServer().start()
+    try:
+        env = {**os.environ, "CELERY_BROKER_URL": f"redis://127.0.0.1:{server.port}/0"}
+        result = subprocess.run(
+            [sys.executable, "-c", script],
+            cwd=Path(__file__).resolve().parents[2],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
+    finally:
+        server.stop()
+    assert "healthz False publish False" in result.stdout, result.stderr[-2000:]
+    assert int(result.stdout.split()[-1]) < 60
