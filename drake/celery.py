@@ -57,7 +57,7 @@ def _worker_commits(**kwargs: object) -> None:
     """A worker's PostgreSQL sessions commit without waiting for the disk flush unless
     RELAY_WORKER_SYNCHRONOUS_COMMIT (settings.py says why). Set on the connection settings
     before the worker opens its connections (threads and forked children alike), and logged
-    as the server reports it."""
+    as the server reports it on a connection closed again at once."""
     from django.conf import settings
     from django.db import connection, connections
 
@@ -66,10 +66,14 @@ def _worker_commits(**kwargs: object) -> None:
     options = connections.settings["default"].setdefault("OPTIONS", {})
     options["options"] = f"{options.get('options', '')} -c synchronous_commit=off".strip()
     connections.close_all()  # One opened before now (at import, say) would keep the old setting.
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW synchronous_commit")
-        logger.info("Worker commits: synchronous_commit=%s (RELAY_WORKER_SYNCHRONOUS_COMMIT)", cursor.fetchone()[0])
-    connection.close()  # Not one for prefork's children to inherit: each opens its own.
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            logger.info("Worker commits: synchronous_commit=%s (RELAY_WORKER_SYNCHRONOUS_COMMIT)", cursor.fetchone()[0])
+    finally:
+        # This thread runs no task (threads pool) or only forks the processes that do (prefork):
+        # kept, the connection would sit idle for the worker's life, a backend nobody uses.
+        connection.close()
 
 
 @task_prerun.connect
