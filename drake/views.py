@@ -38,13 +38,26 @@ def _broker_ok() -> bool:
         return False
 
 
+def _cache_ok() -> bool:
+    from django.core.cache import cache
+
+    try:
+        cache.get("drake:healthz")
+        return True
+    except Exception:
+        logger.warning("healthz: cache check failed", exc_info=True)
+        return False
+
+
 @never_cache
 @require_safe  # GET and HEAD: load balancers use either
 def healthz(request: HttpRequest) -> JsonResponse:
+    # The status follows SPEC: the database and the broker. The shared cache is reported too:
+    # while it is down the API answers 503 service_unavailable (rate limits live there).
     checks = {"database": _database_ok(), "broker": _broker_ok()}
     healthy = all(checks.values())
     body = {"status": "ok" if healthy else "unavailable"}
-    body.update({name: "ok" if ok else "down" for name, ok in checks.items()})
+    body.update({name: "ok" if ok else "down" for name, ok in {**checks, "cache": _cache_ok()}.items()})
     return JsonResponse(body, status=200 if healthy else 503)
 
 

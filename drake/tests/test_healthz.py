@@ -6,7 +6,7 @@ from drake.celery import app as celery_app
 def test_it_is_ok_when_database_and_broker_answer(client, db):
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok", "broker": "ok"}
+    assert response.json() == {"status": "ok", "database": "ok", "broker": "ok", "cache": "ok"}
     assert client.head("/healthz").status_code == 200  # As load balancers probe (405 before)
 
 
@@ -61,3 +61,15 @@ def test_a_silent_broker_is_down_within_seconds_and_a_publish_gives_up(tmp_path)
         server.stop()
     assert "healthz False publish False" in result.stdout, result.stderr[-2000:]
     assert int(result.stdout.split()[-1]) < 60
+
+
+def test_it_reports_the_shared_cache_down_and_keeps_to_spec_on_the_status(client, db, settings):
+    """The cache is no part of SPEC's status, but the API is all 503s without it: said, so a
+    monitor sees why (a review found /healthz at 200 and silent about it)."""
+    from drake.testing.smtp import free_port
+
+    settings.CACHES = {
+        "default": {"BACKEND": "drake.cache.RedisCache", "LOCATION": f"redis://127.0.0.1:{free_port()}/0"}
+    }
+    response = client.get("/healthz")
+    assert (response.status_code, response.json()["cache"]) == (200, "down")
