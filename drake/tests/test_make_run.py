@@ -43,7 +43,7 @@ def test_make_run_serves_healthz(tmp_path):
                     break
             except OSError:
                 time.sleep(0.5)
-        assert body == {"status": "ok", "database": "ok", "broker": "ok"}, (
+        assert body == {"status": "ok", "database": "ok", "broker": "ok", "cache": "ok"}, (
             proc.stdout.read1(20000) if proc.poll() is not None else None
         )
     finally:
