@@ -154,7 +154,8 @@ def _set_suspension(
 
 
 def suspend_account(user: User, *, reason: str, actor: User | None, request: HttpRequest | None = None) -> bool:
-    """Suspend an account (staff): its API keys get 403 until unsuspended. Audited with the reason."""
+    """Suspend an account (staff): its API keys get 403 and its queued messages wait (relay.delivery
+    reads the suspension with each claim) until unsuspended. Audited with the reason."""
     return _set_suspension(user, suspended=True, reason=reason, actor=actor, request=request)
 
 

@@ -190,10 +190,12 @@ def insert_many(objs: Sequence[models.Model]) -> None:
 class Columns:
     """The columns of one model under a table alias, and how to make an instance from them."""
 
-    def __init__(self, model: type[M], alias: str) -> None:
+    def __init__(self, model: type[M], alias: str, only: tuple[str, ...] = ()) -> None:
+        """`only`: these fields (the primary key among them), the others deferred."""
         self.model = model
         self.alias = alias
-        self.fields = tuple(model._meta.concrete_fields)
+        concrete = model._meta.concrete_fields
+        self.fields = tuple(f for f in concrete if f.name in only) if only else tuple(concrete)
         self.names = [f.attname for f in self.fields]
         self.pk_index = self.fields.index(model._meta.pk)
 

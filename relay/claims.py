@@ -20,6 +20,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 
+from accounts.models import User
 from drake import sql
 from relay.models import DeliveryAttempt, Message, OutboxContent, Status
 from senders.models import Sender
@@ -63,15 +64,21 @@ def claim_one(public_id: str, now: datetime) -> Message | None:
     return _with_sender_and_content(*found[0]) if found else None
 
 
+# What delivery reads of a sender's account: whether it is suspended (its messages wait).
+_ACCOUNT = ("id", "suspended_at")
+
+
 def _select_with_sender_and_content(head: str, source: str, where: str = "") -> sql.Select:
-    """Messages (`m` in `source`) with their sender and content, as delivery reads them."""
+    """Messages (`m` in `source`) with their sender (and its account's suspension) and content,
+    as delivery reads them."""
     return sql.Select(
         sql.Columns(Message, "m"),
         sql.Columns(Sender, "s"),
         sql.Columns(OutboxContent, "c"),
-        build=lambda m, s, c: (
-            f"{head}SELECT {m}, {s}, {c} FROM {source} LEFT JOIN {Sender._meta.db_table} s ON s.id = m.sender_id "  # noqa: S608
-            f"LEFT JOIN {_CONTENT} c ON c.message_id = m.id{where}"
+        sql.Columns(User, "u", only=_ACCOUNT),
+        build=lambda m, s, c, u: (
+            f"{head}SELECT {m}, {s}, {c}, {u} FROM {source} LEFT JOIN {Sender._meta.db_table} s ON s.id = m.sender_id "  # noqa: S608
+            f"LEFT JOIN {_CONTENT} c ON c.message_id = m.id LEFT JOIN {User._meta.db_table} u ON u.id = s.user_id{where}"
         ),
     )
 
@@ -81,9 +88,13 @@ def _claim_one_with_sender_and_content() -> sql.Select:
     return _select_with_sender_and_content(f"WITH m AS ({_CLAIM_ONE} RETURNING *) ", "m")
 
 
-def _with_sender_and_content(message: Message, sender: Sender | None, content: OutboxContent | None) -> Message:
+def _with_sender_and_content(
+    message: Message, sender: Sender | None, content: OutboxContent | None, account: User | None = None
+) -> Message:
     Message._meta.get_field("sender").set_cached_value(message, sender)
     Message._meta.get_field("content").set_cached_value(message, content)
+    if sender is not None:
+        Sender._meta.get_field("user").set_cached_value(sender, account)
     return message
 
 
@@ -102,17 +113,23 @@ def claimed(public_id: str) -> Message:
 def _sender_of_message() -> sql.Select:
     return sql.Select(
         sql.Columns(Sender, "s"),
-        build=lambda s: (
-            f"SELECT {s} FROM {Sender._meta.db_table} s JOIN {_TABLE} m ON m.sender_id = s.id "  # noqa: S608
-            "WHERE m.public_id = %s"
+        sql.Columns(User, "u", only=_ACCOUNT),
+        build=lambda s, u: (
+            f"SELECT {s}, {u} FROM {Sender._meta.db_table} s JOIN {_TABLE} m ON m.sender_id = s.id "  # noqa: S608
+            f"LEFT JOIN {User._meta.db_table} u ON u.id = s.user_id WHERE m.public_id = %s"
         ),
     )
 
 
 def sender_of(public_id: str) -> Sender | None:
-    """The sender of a message, or None (no such message, or its sender was deleted)."""
+    """The sender of a message (with its account's suspension), or None (no such message, or
+    its sender was deleted)."""
     found = _sender_of_message().rows([public_id])
-    return found[0][0] if found else None
+    if not found:
+        return None
+    sender, account = found[0]
+    Sender._meta.get_field("user").set_cached_value(sender, account)
+    return sender
 
 
 def claim_more(sender: Sender, now: datetime, limit: int) -> list[Message]:
@@ -188,14 +205,16 @@ def release(messages: list[Message]) -> None:
 
 def still_held(sender: Sender, messages: list[Message]) -> bool:
     """Whether every one of `messages`, claimed for `sender`, is still claimed and still that
-    sender's, and the sender not disabled: false once the account was deleted (its messages
-    with it), the sender disconnected (its messages keep no sender) or disabled."""
+    sender's, the sender not disabled and its account not suspended: false once the account
+    was deleted (its messages with it) or suspended, the sender disconnected (its messages keep
+    no sender) or disabled."""
     placeholders = ", ".join(["%s"] * len(messages))
-    senders = Sender._meta.db_table
+    senders, accounts = Sender._meta.db_table, User._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT count(*) FROM {_TABLE} m JOIN {senders} s ON s.id = m.sender_id "  # noqa: S608 (our names)
-            f"WHERE m.id IN ({placeholders}) AND m.status = %s AND s.id = %s AND s.disabled_at IS NULL",
+            f"JOIN {accounts} u ON u.id = s.user_id WHERE m.id IN ({placeholders}) AND m.status = %s "
+            "AND s.id = %s AND s.disabled_at IS NULL AND u.suspended_at IS NULL",
             [*[m.pk for m in messages], Status.SENDING, sender.pk],
         )
         return cursor.fetchone()[0] == len(messages)

@@ -58,6 +58,7 @@ CLOCK_TOLERANCE = timedelta(seconds=1)
 # an account deleted or a sender disconnected or disabled meanwhile stops it. A fast batch
 # (a local relay) looks never, a slow one (a real provider) every few messages.
 RECHECK_SECONDS = 0.5
+ACCOUNT_SUSPENDED = "The account is suspended: its messages wait until support lifts the suspension."
 
 
 def _paused_recheck() -> timedelta:
@@ -89,6 +90,11 @@ def deliver(public_id: str, *, batch: int = 1) -> str | None:
         # out, not even if it is enabled again (the customer sends again what still matters).
         outbox.prompted(sender.pk)
         return _finish(message, timezone.now(), error=("sender_disabled", None, sender.disabled_notice))
+    if sender.user.suspended_at is not None:
+        # Support suspended the account: its queued messages wait (the claim read the account
+        # with the sender), and go out if it is unsuspended within their lifetime.
+        outbox.prompted(sender.pk)
+        return _defer(message, now + _paused_recheck(), ("account_suspended", None, ACCOUNT_SUSPENDED))
     if sender.is_paused(now):
         # This task may be the sender's pending prompt: let the next message publish its own.
         outbox.prompted(sender.pk)
@@ -106,7 +112,7 @@ def _drain(public_id: str, now: datetime, batch: int) -> None:
     sender = claims.sender_of(public_id)
     if sender is None:
         return
-    if sender.is_disabled or sender.is_paused(now):
+    if sender.is_disabled or sender.user.suspended_at is not None or sender.is_paused(now):
         outbox.prompted(sender.pk)
         return  # Each due message's own task (the sweep's, if none) defers or fails it.
     _send_with_backlog(sender, [], batch, now)
