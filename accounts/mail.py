@@ -35,3 +35,9 @@ def send_email_change(new_email: str, link: str) -> None:
     subject = render_to_string("accounts/email/email_change_subject.txt", {}).strip()
     body = render_to_string("accounts/email/email_change.txt", {"link": link})
     send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [new_email])
+
+
+def send_two_factor_reset(user: User, reason: str) -> None:
+    """The account's owner hears of a staff reset of their two-factor: a request made in their
+    name (social engineering) is then noticed by the one person who can tell."""
+    _send(user, "two_factor_reset", {"user": user, "reason": reason})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import math
 
 from django.core.exceptions import PermissionDenied
@@ -12,8 +13,11 @@ from django.utils import timezone
 from django_otp import device_classes
 from django_otp import login as otp_login
 
+from accounts import mail
 from accounts.models import AuthenticatorDevice, User
 from auditlog.events import record
+
+logger = logging.getLogger(__name__)
 
 
 def confirmed_device(user: User) -> AuthenticatorDevice | None:
@@ -106,4 +110,14 @@ def reset(user: User, *, reason: str, actor: User | None, request: HttpRequest |
             request=request,
             detail={"reason": reason[:300], "devices": removed},
         )
+    # The owner hears of it, after the commit: a mail server that is down must not undo the
+    # reset (it is logged instead).
+    transaction.on_commit(lambda: _notify_reset(user, reason))
     return True
+
+
+def _notify_reset(user: User, reason: str) -> None:
+    try:
+        mail.send_two_factor_reset(user, reason[:300])
+    except Exception:
+        logger.warning("Could not mail account %s about its two-factor reset.", user.pk, exc_info=True)

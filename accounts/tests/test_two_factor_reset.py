@@ -193,3 +193,19 @@ def test_retention_and_alices_deletion_keep_what_staff_did(client, sam, alice, a
     assert AuditEvent.objects.filter(action="2fa.reset", actor=sam).exists()  # staff's stays.
     privacy.delete_account(alice, via="shell")
     assert AuditEvent.objects.filter(action="2fa.reset", actor=sam).exists()
+
+
+def test_alice_is_mailed_when_support_resets_her_two_factor(
+    client, sam, alice, alices_phone, mailoutbox, django_capture_on_commit_callbacks
+):
+    """A reset asked for in her name (social engineering) is noticed by the one who can tell:
+    it was mailed to nobody before (a review's open point). Sent once the reset committed."""
+    client.force_login(sam)
+    with django_capture_on_commit_callbacks(execute=True):
+        _reset(client, alice.pk)
+    assert [m.to for m in mailoutbox] == [["alice@example.org"]]
+    body = mailoutbox[0].body
+    assert "lost her phone, identity checked on a call" in body
+    assert "If you did not ask for this" in body
+    _reset(client, alice.pk)  # Nothing left to reset: no second mail.
+    assert len(mailoutbox) == 1
