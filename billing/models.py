@@ -90,6 +90,12 @@ class Subscription(models.Model):
         return f"{self.stripe_customer_id} {self.status}"
 
 
+# Stripe's zero-decimal currencies: an amount is in whole units, not hundredths.
+ZERO_DECIMAL_CURRENCIES = frozenset(
+    ["bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf"]
+)
+
+
 class Invoice(models.Model):
     """A billing record kept as accounting law requires, even after the account is deleted."""
 
@@ -112,6 +118,14 @@ class Invoice(models.Model):
 
     def __str__(self) -> str:
         return self.number or self.stripe_invoice_id
+
+    @property
+    def amount_display(self) -> str:
+        """The amount due as a person reads it: "19.00 USD" (Stripe counts in the currency's
+        smallest unit: cents, but whole yen)."""
+        if self.currency.lower() in ZERO_DECIMAL_CURRENCIES:
+            return f"{self.amount_due:,} {self.currency.upper()}"
+        return f"{self.amount_due / 100:,.2f} {self.currency.upper()}"
 
 
 class StripeEvent(models.Model):
