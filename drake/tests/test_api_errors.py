@@ -187,3 +187,17 @@ def test_with_the_shared_cache_unreachable_the_consoles_throttled_forms_answer_5
     assert int(response["Retry-After"]) > 0
     assert "Try again" in response.content.decode()
     assert not [r for r in caplog.records if r.exc_info]  # Django still notes the 503, without a traceback.
+
+
+def test_the_console_has_its_own_404_and_500_pages(client, alice):
+    """They were Django's bare "Not Found" and "Server Error" (a console review)."""
+    client.force_login(alice)
+    missing = client.get("/no-such-page/")
+    assert missing.status_code == 404
+    assert "Page not found" in missing.content.decode() and "Back to the dashboard" in missing.content.decode()
+    client.raise_request_exception = False
+    broken = client.get("/_test/boom/")
+    assert broken.status_code == 500
+    page = broken.content.decode()
+    assert "Something went wrong" in page and "hunter2" not in page
+    assert client.get("/v1/nothing-here")["Content-Type"] == "application/json"  # The API stays JSON.

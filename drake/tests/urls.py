@@ -1,4 +1,4 @@
-"""A test-only URLconf: the real API plus a few views that fail on purpose, under /v1/."""
+"""A test-only URLconf: the real API plus a few views that fail on purpose (under /v1/, and one console page)."""
 
 from django.urls import include, path
 from rest_framework.permissions import AllowAny
@@ -22,9 +22,14 @@ class Boom(APIView):
         raise RuntimeError("internal detail: password=hunter2 at /srv/secret/path.py")
 
 
+def console_boom(request):
+    raise RuntimeError("internal detail: password=hunter2 at /srv/secret/path.py")
+
+
 urlpatterns = [
     path("v1/_test/echo", Echo.as_view()),
     path("v1/_test/boom", Boom.as_view()),
+    path("_test/boom/", console_boom),
     path("", include("drake.urls")),
 ]
 
