@@ -24,6 +24,14 @@ def test_the_connect_page_explains_each_provider(signed_in):
     assert "end of 2026" in page
 
 
+def test_the_provider_choice_is_a_group_with_its_name(signed_in):
+    """Its label pointed at nothing (`<label for="">`): a screen reader announced the radios
+    without saying what they choose (a console review)."""
+    page = signed_in.get("/senders/new/").content.decode()
+    assert '<label for="">' not in page
+    assert "<fieldset><legend>Provider</legend>" in page
+
+
 def test_alice_connects_a_gmail_sender(signed_in, alice):
     response = signed_in.post(
         "/senders/new/", {"provider": "gmail", "from_email": "alice@example.org", "password": SECRET}
