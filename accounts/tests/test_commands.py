@@ -56,6 +56,18 @@ def test_apikey_revoke_by_prefix(alice, alice_key, client):
     assert "nothing changed" in run("apikey", "revoke", "--prefix", key.prefix)
 
 
+def test_apikey_revoke_takes_a_whole_leaked_key_and_never_echoes_its_secret(alice, alice_key, client):
+    """Given the whole key, it answered "No key with the prefix <the whole secret>" (an API review)."""
+    secret = alice_key.split("_", 2)[2]
+    out = run("apikey", "revoke", "--prefix", alice_key)
+    assert "Revoked" in out and secret not in out
+    assert client.get("/v1/account", HTTP_AUTHORIZATION=f"Bearer {alice_key}").status_code == 401
+    unknown = "drk_XXXXXXXXXX_" + "s" * 49
+    with pytest.raises(CommandError, match="No key") as refused:
+        run("apikey", "revoke", "--prefix", unknown)
+    assert "sss" not in str(refused.value)
+
+
 def test_apikey_commands_explain_unknown_inputs(db):
     with pytest.raises(CommandError, match="No account"):
         run("apikey", "list", "--email", "nobody@example.org")

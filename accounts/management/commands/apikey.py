@@ -22,7 +22,11 @@ class Command(BaseCommand):
         listing = sub.add_parser("list", help="List an account's keys (prefix, name, dates; never secrets).")
         listing.add_argument("--email", required=True)
         revoke = sub.add_parser("revoke", help="Revoke the key with this prefix; requests with it get 401.")
-        revoke.add_argument("--prefix", required=True, help="The key's prefix, with or without drk_.")
+        revoke.add_argument(
+            "--prefix",
+            required=True,
+            help="The key's prefix, with or without drk_ (or the whole key: only its prefix is read).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         getattr(self, f"handle_{options['command']}")(**options)
@@ -57,7 +61,8 @@ class Command(BaseCommand):
         self.stdout.write(f"{len(keys)} key(s).")
 
     def handle_revoke(self, prefix: str, **_: Any) -> None:
-        prefix = prefix.removeprefix("drk_").rstrip("_.…")
+        # A whole key (a leaked one, pasted) revokes too: only its prefix is read, or echoed.
+        prefix = prefix.removeprefix("drk_").split("_", 1)[0].rstrip(".…")
         try:
             key = ApiKey.objects.select_related("user").get(prefix=prefix)
         except ApiKey.DoesNotExist as exc:
