@@ -292,9 +292,9 @@ RELAY_LEASE_SECONDS = env.int("RELAY_LEASE_SECONDS", default=180)
 # PostgreSQL to flush them to disk, as the web's do (a 202 waits for its commit to be durable,
 # always). Off, as Postfix's queue manager does with delivered mail: a server crash may forget
 # the last fraction of a second of outcomes, and a message whose "sent" was forgotten goes out
-# again (after its lease, or at once if its claim was forgotten too); nothing is lost. 1 disk flush a message instead of 2.5, and
-# −2 to +30% pipeline throughput (median +8%) in six alternating pairs on the bench machine
-# (bench/README.md, tenth session).
+# again (after its lease, or at once if its claim was forgotten too); nothing is lost. 1 disk
+# flush a message instead of 2.5, and −2 to +30% pipeline throughput (median +8%) in six
+# alternating pairs on the bench machine (bench/README.md, tenth session).
 RELAY_WORKER_SYNCHRONOUS_COMMIT = env.bool("RELAY_WORKER_SYNCHRONOUS_COMMIT", default=False)
 # The sweep re-queues due messages whose task was lost (broker down, restarted, worker killed).
 RELAY_SWEEP_INTERVAL_SECONDS = env.float("RELAY_SWEEP_INTERVAL_SECONDS", default=10)

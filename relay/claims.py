@@ -89,7 +89,7 @@ def _claim_one_with_sender_and_content() -> sql.Select:
 
 
 def _with_sender_and_content(
-    message: Message, sender: Sender | None, content: OutboxContent | None, account: User | None = None
+    message: Message, sender: Sender | None, content: OutboxContent | None, account: User | None
 ) -> Message:
     Message._meta.get_field("sender").set_cached_value(message, sender)
     Message._meta.get_field("content").set_cached_value(message, content)

@@ -162,7 +162,7 @@ def _address(value: Any, field_name: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidRequest("An email address is required.", field=field_name)
     _no_injection(value, field_name)
-    if _LENIENT_ENCODED_WORD.search(value):
+    if holds_encoded_word(value):
         # The email package decodes an encoded word leniently wherever it finds one, a local
         # part included, and writes what it hides: "=?utf-8?q?a=0D=0AX-Evil=3A1?=@example.com"
         # added a header. An encoded display name would also be written back unquoted: a name
@@ -191,6 +191,13 @@ def _address(value: Any, field_name: str) -> str:
     except (ValidationError, UnicodeError) as exc:
         raise InvalidRequest("This is not a valid email address.", field=field_name) from exc
     return f"{name} <{addr}>" if name else addr
+
+
+def holds_encoded_word(text: str) -> bool:
+    """Whether the email package would take part of `text` for an RFC 2047 encoded word and
+    write what it hides (a line break, a second address): refused in display names, addresses
+    and filenames here, and in a sender's From name (senders.validation)."""
+    return _LENIENT_ENCODED_WORD.search(text) is not None
 
 
 def with_ascii_domain(address: str) -> str:
@@ -268,7 +275,7 @@ def _attachments(value: Any) -> list[Attachment]:
         if not isinstance(filename, str) or not filename.strip():
             raise InvalidRequest("A filename is required.", field=f"{prefix}.filename")
         _no_injection(filename, f"{prefix}.filename")
-        if _LENIENT_ENCODED_WORD.search(filename):
+        if holds_encoded_word(filename):
             # The email package decodes encoded words even inside a quoted parameter, leniently;
             # a name in any script goes out encoded by 3drake (RFC 2231).
             raise InvalidRequest("Give the filename as plain text; 3drake encodes it.", field=f"{prefix}.filename")

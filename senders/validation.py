@@ -15,10 +15,6 @@ _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)([A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*\.?$"
 )
 MAX_SECRET_LENGTH = 512
-# What the email package takes for an RFC 2047 encoded word and decodes wherever it finds one
-# (relay.validation refuses it in /v1/send's display names for the same reason): in a From name it
-# wrote what the word hides, a line break (every message of the sender failed) or a second address.
-_ENCODED_WORD = re.compile(r"=\?[^?]*\?[^?]*\?.*?\?=", re.DOTALL)
 
 
 class ConfigError(Exception):
@@ -78,7 +74,11 @@ def resolve_config(data: dict[str, Any]) -> dict[str, Any]:
     _no_newlines("from_email", from_email)
     from_email = _ascii_domain(from_email)
     _no_newlines("from_name", data.get("from_name") or "")
-    if _ENCODED_WORD.search(data.get("from_name") or ""):
+    # In a From name the email package wrote what an encoded word hides: a line break (every
+    # message of the sender failed) or a second address.
+    from relay.validation import holds_encoded_word
+
+    if holds_encoded_word(data.get("from_name") or ""):
         raise ConfigError("from_name", "Give the name as plain text; 3drake encodes it.")
     _no_newlines("username", data.get("username") or "")
     result: dict[str, Any] = {
