@@ -120,12 +120,19 @@ def insert_where(obj: models.Model, condition: str, connection: Any) -> tuple[st
     return f"{head} SELECT {row[1:-1]} WHERE {condition}", _values(obj, preparers, connection)
 
 
-def insert_rows(objs: Sequence[models.Model], connection: Any) -> tuple[str, list[Any]]:
+def insert_rows(objs: Sequence[models.Model], connection: Any, where: str = "") -> tuple[str, list[Any]]:
     """`INSERT INTO table (columns) VALUES (...), (...)` of new instances of one model and its
-    parameters, for a statement that writes more than one table. Their keys are not set."""
+    parameters, for a statement that writes more than one table. Their keys are not set.
+
+    With `where`, only the rows for which it holds go in: `INSERT ... SELECT * FROM (VALUES
+    ...) AS row (columns) WHERE <where>`, a condition on `row.<column>`."""
     head, row, preparers = _insert_sql(type(objs[0]), connection.vendor)
     params = [value for obj in objs for value in _values(obj, preparers, connection)]
-    return f"{head} VALUES {', '.join([row] * len(objs))}", params
+    rows = ", ".join([row] * len(objs))
+    if not where:
+        return f"{head} VALUES {rows}", params
+    columns = head[head.index("(") :]
+    return f"{head} SELECT * FROM (VALUES {rows}) AS row {columns} WHERE {where}", params  # noqa: S608 (our names)
 
 
 @cache

@@ -236,7 +236,11 @@ class Sent:
 def record_sent(sent: list[Sent]) -> None:
     """Record messages the provider accepted, atomically: the attempt rows, the messages'
     terminal state, and the deletion of their content (nothing of it remains). One statement
-    on PostgreSQL (one round trip, no BEGIN and COMMIT); a transaction of three elsewhere."""
+    on PostgreSQL (one round trip, no BEGIN and COMMIT); a transaction of three elsewhere.
+
+    Only messages still claimed get their attempt: an account deleted while its batch was
+    going out took its messages with it, and an attempt row for one of them would break the
+    whole record (its foreign key) for the batch's other messages."""
     if not sent:
         return
     attempts = [
@@ -257,14 +261,19 @@ def record_sent(sent: list[Sent]) -> None:
             (item.message.pk, _when(item.done), item.provider_message_id, adapt_json(item.refused, DjangoJSONEncoder))
             for item in sent
         ]
-        insert_attempts, attempt_params = sql.insert_rows(attempts, connection)
+        message_column = connection.ops.quote_name(DeliveryAttempt._meta.get_field("message").column)
+        insert_attempts, attempt_params = sql.insert_rows(
+            attempts,
+            connection,
+            where=f"row.{message_column} IN (SELECT id FROM updated)",  # noqa: S608 (our names)
+        )
         rows = ", ".join(["(%s::bigint, %s::timestamptz, %s::varchar, %s::jsonb)"] * len(values))
         with connection.cursor() as cursor:
             cursor.execute(
                 f"WITH sent (id, done, provider_message_id, refused) AS (VALUES {rows}), "  # noqa: S608 (our names)
                 f"updated AS (UPDATE {_TABLE} AS m SET status = %s, sent_at = sent.done, finished_at = sent.done, "
                 "lease_until = NULL, last_error = NULL, provider_message_id = sent.provider_message_id, "
-                "refused_recipients = sent.refused FROM sent WHERE m.id = sent.id AND m.status = %s), "
+                "refused_recipients = sent.refused FROM sent WHERE m.id = sent.id AND m.status = %s RETURNING m.id), "
                 f"attempts AS ({insert_attempts}), "
                 f"deleted AS (DELETE FROM {_CONTENT} WHERE message_id IN (SELECT id FROM sent)) "
                 "SELECT 1",
@@ -285,7 +294,13 @@ def record_sent(sent: list[Sent]) -> None:
     ]
     placeholders = ", ".join(["%s"] * len(sent))
     with transaction.atomic(), connection.cursor() as cursor:
-        sql.insert_many(attempts)
+        held = set(
+            Message.objects.filter(pk__in=[item.message.pk for item in sent], status=Status.SENDING).values_list(
+                "pk", flat=True
+            )
+        )
+        if held:
+            sql.insert_many([attempt for attempt in attempts if attempt.message_id in held])
         # psycopg sends these as one pipeline: one round trip for the batch.
         cursor.executemany(
             f"UPDATE {_TABLE} SET status = %s, sent_at = %s, finished_at = %s, lease_until = NULL, "  # noqa: S608

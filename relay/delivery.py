@@ -355,10 +355,10 @@ def _retry(message: Message, started: datetime, error: tuple[str, int | None, st
             error=("expired", error[1], f"Gave up after {message.attempts} attempts: {error[2]}"),
         )
     with transaction.atomic():
-        _record_attempt(message, started, Outcome.RETRY, error)
-        Message.objects.filter(pk=message.pk, status=Status.SENDING).update(
+        if Message.objects.filter(pk=message.pk, status=Status.SENDING).update(
             status=Status.QUEUED, next_attempt_at=next_at, lease_until=None, last_error=_error_dict(error)
-        )
+        ):
+            _record_attempt(message, started, Outcome.RETRY, error)
     return Outcome.RETRY
 
 
@@ -373,15 +373,15 @@ def _defer(
             error=("expired", error[1], f"Not delivered in time: {error[2]}"),
         )
     with transaction.atomic():
-        if started is not None:
-            _record_attempt(message, started, Outcome.DEFERRED, error)
-        Message.objects.filter(pk=message.pk, status=Status.SENDING).update(
+        deferred = Message.objects.filter(pk=message.pk, status=Status.SENDING).update(
             status=Status.QUEUED,
             next_attempt_at=until,
             lease_until=None,
             last_error=_error_dict(error),
             attempts=F("attempts") - (0 if started is not None else 1),
         )
+        if deferred and started is not None:
+            _record_attempt(message, started, Outcome.DEFERRED, error)
     return Outcome.DEFERRED
 
 
