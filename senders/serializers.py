@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from rest_framework import serializers
 
 from senders.models import Sender
@@ -52,6 +55,16 @@ class SenderInputSerializer(serializers.Serializer):
     host = serializers.CharField(max_length=253, required=False, allow_blank=True)
     port = serializers.IntegerField(min_value=1, max_value=65535, required=False)
     security = serializers.ChoiceField(choices=[c[0] for c in Security.CHOICES], required=False)
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        """A field this body does not take is refused, not dropped: a typo (`"sercurity"`) used
+        to give a 201 with the setting left out. What the API shows of a sender (`id`,
+        `verified`...) may come back in a PATCH of the whole object, and is ignored as before."""
+        if isinstance(data, Mapping):
+            unknown = sorted(set(data) - set(self.fields) - set(SenderSerializer.Meta.fields))
+            if unknown:
+                raise serializers.ValidationError({unknown[0]: [f"Unknown field {unknown[0]!r}."]})
+        return super().to_internal_value(data)
 
     def validate_provider(self, value: str) -> str:
         # The provider is chosen once, at creation: a PATCH may repeat it (a client sending the

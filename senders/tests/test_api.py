@@ -128,6 +128,28 @@ def test_a_patch_may_repeat_the_provider_but_not_change_it(alice_api):
     assert repeated.json()["from_name"] == "X"
 
 
+def test_an_unknown_field_is_refused_not_dropped(alice_api):
+    """Before, a typo was dropped: the sender was created (201) without the setting."""
+    typo = create(alice_api, provider="smtp", host="smtp.example.com", port=2525, security="tls", from_nmae="Alice")
+    assert typo.status_code == 400
+    assert typo.json()["error"] == {
+        "type": "invalid_request",
+        "message": "Unknown field 'from_nmae'.",
+        "field": "from_nmae",
+    }
+    assert not Sender.objects.exists()
+
+    sender = create(alice_api).json()
+    patched = alice_api.patch(f"/v1/senders/{sender['id']}", {"sercurity": "tls"}, format="json")
+    assert patched.status_code == 400
+    assert patched.json()["error"]["field"] == "sercurity"
+    # The sender as the API shows it, sent back whole with one change: what is only shown is ignored.
+    whole = {**sender, "from_name": "Alice Co", "password": "new-secret"}
+    resent = alice_api.patch(f"/v1/senders/{sender['id']}", whole, format="json")
+    assert resent.status_code == 200
+    assert resent.json()["from_name"] == "Alice Co"
+
+
 def test_changing_credentials_unverifies(alice_api):
     sender_id = create(alice_api).json()["id"]
     Sender.objects.filter(public_id=sender_id).update(verified_at="2026-11-01T00:00:00Z")
