@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterable, Iterator
 from datetime import date, datetime
 from typing import Any
@@ -18,7 +19,7 @@ from django.contrib.admin.models import LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.contrib.sessions.models import Session
 from django.db import transaction
-from django.db.models import CharField, Q, QuerySet
+from django.db.models import CharField, Q, QuerySet, TextField
 from django.db.models.functions import Cast
 from django.http import HttpRequest
 
@@ -196,6 +197,38 @@ def _delete_admin_log_entries(user: User) -> None:
         ).delete()
 
 
+ERASED_EMAIL = "[deleted account]"
+
+
+def _without_email(value: Any, email: re.Pattern[str]) -> Any:
+    if isinstance(value, str):
+        return email.sub(ERASED_EMAIL, value)
+    if isinstance(value, dict):
+        return {key: _without_email(item, email) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_email(item, email) for item in value]
+    return value
+
+
+def _erase_email_from_kept_events(user: User) -> int:
+    """The events deletion keeps (staff's, the system's) hold no trace of the account's email:
+    staff searching the admin's lists for "alice@example.org" recorded the query
+    (`admin.listed`), and a suspension's reason is what staff typed. Each such event is
+    rewritten without it, who did what and when unchanged: erased and written again, the one
+    way the append-only trail allows (erase() is for retention and account erasure)."""
+    email = re.compile(re.escape(user.email), flags=re.IGNORECASE)
+    named = AuditEvent.objects.annotate(text=Cast("detail", TextField())).filter(text__icontains=user.email)
+    fields = [f.attname for f in AuditEvent._meta.concrete_fields if not f.primary_key]
+    rewritten = 0
+    for event in list(named):
+        kept = {name: getattr(event, name) for name in fields}
+        kept["detail"] = _without_email(event.detail, email)
+        AuditEvent.objects.filter(pk=event.pk).erase()
+        AuditEvent.objects.create(**kept)
+        rewritten += 1
+    return rewritten
+
+
 class DeletionBlocked(Exception):
     """Something outside us must happen first (e.g. Stripe could not cancel the subscription).
 
@@ -222,7 +255,8 @@ def delete_account(
     and those from an IP with nobody signed in, as a failed login) and Django admin's log of its
     objects. Kept: invoices (accounting law), detached from the account; what staff did to it
     (their access trail, suspensions with their reasons: they name staff, not the customer) and
-    what the system did; one audit event that the deletion happened, without the email.
+    what the system did, with the account's email taken out of them (a search for it, a
+    reason naming it); one audit event that the deletion happened, without the email.
     """
     from billing import stripe_api
     from billing.models import Subscription
@@ -258,6 +292,7 @@ def delete_account(
         Q(actor_id=pk) | Q(actor_label__iexact=user.email) | anonymous_with_ip
     )
     counts["security_events"] = AuditEvent.objects.filter(own).erase()
+    _erase_email_from_kept_events(user)
     _delete_admin_log_entries(user)
     for session in Session.objects.iterator():
         if str(session.get_decoded().get("_auth_user_id")) == str(pk):

@@ -178,6 +178,31 @@ def test_deletion_leaves_no_security_event_of_the_account_nor_an_admin_log_namin
     assert not LogEntry.objects.filter(object_repr__icontains="alice@example.org").exists()
 
 
+def test_deletion_takes_the_email_out_of_staffs_searches_and_reasons_and_keeps_the_trail(
+    client, alice, django_user_model
+):
+    """Staff's access trail stays after a deletion, but it held the customer's email where staff
+    typed it: the search of the admin's account list, a suspension's reason (found in the
+    ninth session's review, left open until the eleventh)."""
+    from accounts import actions, privacy
+
+    pk = alice.pk
+    root = django_user_model.objects.create_superuser("root@3drake.test", "a sturdy staff passphrase")
+    client.force_login(root)
+    assert client.get("/admin/accounts/user/", {"q": "Alice@Example.org"}).status_code == 200
+    actions.suspend_account(alice, reason="phishing sent as alice@example.org", actor=root)
+    assert _tables_mentioning("alice@example.org") >= {"auditlog_auditevent"}
+
+    privacy.delete_account(alice, via="shell")
+
+    assert _tables_mentioning("alice@example.org") == set()
+    listed = AuditEvent.objects.get(action="admin.listed", actor=root)
+    assert listed.detail == {"model": "accounts.user", "query": {"q": "[deleted account]"}}
+    suspended = AuditEvent.objects.get(action="account.suspended", actor=root)
+    assert suspended.detail["reason"] == "phishing sent as [deleted account]"
+    assert suspended.account_id == pk and suspended.actor_is_staff
+
+
 def test_the_export_shows_staff_looked_but_not_where_from(client, alice, django_user_model):
     """A support agent's view of the account is in its security events; their IP is not (the
     customer's own events keep theirs). Found by a review."""
