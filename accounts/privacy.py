@@ -13,6 +13,7 @@ import logging
 import re
 from collections.abc import Iterable, Iterator
 from datetime import date, datetime
+from functools import partial
 from typing import Any
 
 from django.contrib.admin.models import LogEntry
@@ -229,6 +230,25 @@ def _erase_email_from_kept_events(user: User) -> int:
     return rewritten
 
 
+def _delete_stripe_customer(customer_id: str) -> None:
+    """After the account's deletion commits: the customer Stripe holds for it (its email) goes
+    too. Best effort: the account is gone whatever Stripe says, and a customer left behind is
+    logged, by its id alone, for staff to delete in Stripe's dashboard."""
+    from billing import stripe_api
+
+    if not stripe_api.configured():
+        logger.warning(
+            "Stripe customer %s of a deleted account left at Stripe: Stripe is not configured here.", customer_id
+        )
+        return
+    try:
+        stripe_api.delete_customer(customer_id)
+    except Exception:
+        logger.warning(
+            "Stripe customer %s of a deleted account could not be deleted at Stripe.", customer_id, exc_info=True
+        )
+
+
 class DeletionBlocked(Exception):
     """Something outside us must happen first (e.g. Stripe could not cancel the subscription).
 
@@ -253,7 +273,8 @@ def delete_account(
     encrypted outbox content (so queued messages are never sent), delivery attempts, request logs,
     aggregates, idempotency keys, two-factor devices, sessions, its security events (its own,
     and those from an IP with nobody signed in, as a failed login) and Django admin's log of its
-    objects. Kept: invoices (accounting law), detached from the account; what staff did to it
+    objects, and the customer Stripe holds for it (after the commit). Kept: invoices
+    (accounting law), detached from the account, here and at Stripe; what staff did to it
     (their access trail, suspensions with their reasons: they name staff, not the customer) and
     what the system did, with the account's email taken out of them (a search for it, a
     reason naming it); one audit event that the deletion happened, without the email.
@@ -299,6 +320,8 @@ def delete_account(
             session.delete()
     if subscription is not None:
         subscription.delete()
+        if subscription.stripe_customer_id:
+            transaction.on_commit(partial(_delete_stripe_customer, subscription.stripe_customer_id))
     _, deleted = user.delete()
     counts.update({label: n for label, n in deleted.items() if n})
     # The person who acted is kept only if it is someone else (staff); a self-deletion names no one.

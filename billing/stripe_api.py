@@ -66,6 +66,11 @@ def cancel_subscription(subscription_id: str) -> None:
     client().v1.subscriptions.cancel(subscription_id)
 
 
+def delete_customer(customer_id: str) -> None:
+    """Delete the customer at Stripe (its email and metadata); Stripe keeps its invoices."""
+    client().v1.customers.delete(customer_id)
+
+
 def construct_event(payload: bytes, signature: str) -> Any:
     """Verify a webhook's signature (and its age: at most 5 minutes). Raises ValueError or
     stripe.SignatureVerificationError."""

@@ -394,16 +394,36 @@ def test_news_of_an_older_subscription_still_running_does_not_replace_the_curren
     assert alice.plan == business_plan
 
 
-def test_deleting_an_account_cancels_its_subscription_at_stripe(client, alice, pro_plan, stripe_client):
+def test_deleting_an_account_cancels_its_subscription_and_deletes_its_customer_at_stripe(
+    client, alice, pro_plan, stripe_client, django_capture_on_commit_callbacks
+):
     client.force_login(alice)
     client.post("/billing/checkout/", {"plan": "pro"})
     customer = Subscription.objects.get(user=alice).stripe_customer_id
+    assert stripe_client.v1.customers.retrieve(customer).email == "alice@example.org"
     stripe_sub = _pay(stripe_client, customer, pro_plan.stripe_price_id)
     Subscription.objects.filter(user=alice).update(stripe_subscription_id=stripe_sub.id, status="active")
     form = {"password": PASSWORD, "confirm": "delete my account"}
-    assert "deleted" in client.post("/account/delete/", form).content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert "deleted" in client.post("/account/delete/", form).content.decode()
     assert not type(alice).objects.filter(pk=alice.pk).exists()
     assert stripe_client.v1.subscriptions.retrieve(stripe_sub.id).status == "canceled"
+    # The customer (alice's email at Stripe) went too; before, it stayed.
+    with pytest.raises(stripe.InvalidRequestError):
+        stripe_client.v1.customers.retrieve(customer)
+
+
+def test_a_customer_stripe_cannot_delete_leaves_the_account_deleted_and_staff_told(
+    alice, stripe_settings, caplog, django_capture_on_commit_callbacks
+):
+    from accounts import privacy
+
+    Subscription.objects.create(user=alice, stripe_customer_id="cus_unknown_here")
+    with django_capture_on_commit_callbacks(execute=True):
+        privacy.delete_account(alice, via="shell")
+    assert not type(alice).objects.filter(pk=alice.pk).exists()
+    assert "Stripe customer cus_unknown_here of a deleted account could not be deleted at Stripe." in caplog.text
+    assert "alice@example.org" not in caplog.text
 
 
 def test_a_subscription_stripe_cannot_cancel_keeps_the_account_and_what_stripe_said_for_staff(
