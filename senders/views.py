@@ -1,4 +1,4 @@
-"""Console pages for senders: list, connect, detail (verify, credentials) and delete."""
+"""Console pages for senders: list, connect, detail (settings, verify) and delete."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from drake.errors import PermissionDenied
 from senders import actions
-from senders.forms import CredentialsForm, SenderForm
+from senders.forms import SenderForm, SenderSettingsForm
 from senders.models import Sender
 from senders.presets import PRESETS
 from senders.validation import ConfigError
@@ -48,17 +48,25 @@ def sender_new(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def sender_detail(request: HttpRequest, sender_id: str) -> HttpResponse:
     sender = _get(request, sender_id)
-    form = CredentialsForm(request.POST or None, initial={"username": sender.username})
+    form = SenderSettingsForm(sender, request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
             actions.update_sender(sender, form.cleaned_data, actor=request.user, request=request, via="console")
         except ConfigError as exc:
             form.add_error(exc.field if exc.field in form.fields else None, exc.message)
         else:
-            messages.success(request, "Credentials updated. Verify the sender again.")
+            messages.success(request, _saved(sender))
             return redirect("senders:detail", sender_id=sender.public_id)
     preset = PRESETS.get(sender.provider)
     return render(request, "senders/detail.html", {"sender": sender, "form": form, "preset": preset})
+
+
+def _saved(sender: Sender) -> str:
+    if sender.is_disabled:
+        return "Settings saved. The sender stays disabled: only support can enable it again."
+    if sender.verified_at is None:
+        return "Settings saved. Verify the sender again to check that they work."
+    return "Settings saved."
 
 
 @login_required

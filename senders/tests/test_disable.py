@@ -119,9 +119,12 @@ def test_the_console_shows_it_disabled_and_verifying_there_changes_nothing(clien
 
 def test_new_credentials_in_the_console_keep_it_disabled(client, alice, disabled):
     client.force_login(alice)
-    response = client.post(f"/senders/{disabled.public_id}/", {"username": USER, "password": "a new app password"})
+    # The whole settings form, as the browser posts it: the server unchanged, a new password.
+    form = {"host": disabled.host, "port": disabled.port, "security": disabled.security, "username": USER}
+    response = client.post(f"/senders/{disabled.public_id}/", {**form, "password": "a new app password"})
     assert response.status_code == 302
-    assert Sender.objects.get(pk=disabled.pk).is_disabled
+    sender = Sender.objects.get(pk=disabled.pk)
+    assert sender.is_disabled and sender.get_password() == "a new app password"
 
 
 def test_enabled_again_it_verifies(alice_api, disabled, sam, smtp_server):
