@@ -23,6 +23,8 @@ from senders.validation import resolve_config
 _CONNECTION_FIELDS = {"host", "port", "security", "username", "from_email"}
 # The provider is chosen once; everything else can change.
 _EDITABLE = ("provider", "from_email", "from_name", "username", "host", "port", "security")
+# What an update changes because of the fields it was given (not audited as given).
+_CONSEQUENCES = {"verified_at", "last_verify_error", "paused_at", "paused_until", "paused_reason"}
 
 # A sender password encrypted with a key no longer in FIELD_ENCRYPTION_KEYS.
 UNREADABLE_PASSWORD = "The stored password cannot be decrypted; enter it again."
@@ -57,8 +59,9 @@ def update_sender(
     if not changed:
         return sender
     if changed & (_CONNECTION_FIELDS | {"password"}):
-        sender.verified_at = None
-        changed.add("verified_at")
+        # Unverified, and what the last verify said (of the old settings) no longer stands.
+        sender.verified_at, sender.last_verify_error = None, {}
+        changed.update({"verified_at", "last_verify_error"})
         if sender.paused_at is not None:
             # New settings deserve a new try: waiting messages go out on their next attempt.
             sender.paused_at = sender.paused_until = None
@@ -74,7 +77,7 @@ def update_sender(
             target=sender,
             request=request,
             detail={
-                "fields": sorted(changed - {"verified_at", "paused_at", "paused_until", "paused_reason"}),
+                "fields": sorted(changed - _CONSEQUENCES),
                 "via": via,
             },
         )
