@@ -31,7 +31,8 @@ class SenderForm(forms.Form):
 
 
 class SenderSettingsForm(forms.Form):
-    """The sender page's settings: the server (custom SMTP only), the username and a new password.
+    """The sender page's settings: the From address and name, the server (custom SMTP only), the
+    username and a new password.
 
     It only parses; the rules (the host guard, SMTP_ALLOWED_PORTS, presets) are
     senders.validation's, applied by senders.actions.update_sender as for the API's PATCH. So
@@ -39,6 +40,8 @@ class SenderSettingsForm(forms.Form):
     Outlook sender's server is its preset and is not a field at all, whatever is posted.
     """
 
+    from_email = SenderForm.base_fields["from_email"]
+    from_name = SenderForm.base_fields["from_name"]
     host = forms.CharField(label="SMTP host", max_length=253, required=False)
     port = forms.IntegerField(min_value=1, max_value=65535, required=False)
     security = forms.ChoiceField(choices=(("", "—"), *Security.CHOICES), required=False)
@@ -54,7 +57,9 @@ class SenderSettingsForm(forms.Form):
     )
 
     def __init__(self, sender: Sender, *args: Any, **kwargs: Any) -> None:
-        initial = {"host": sender.host, "port": sender.port, "security": sender.security, "username": sender.username}
+        initial = {
+            name: getattr(sender, name) for name in ("from_email", "from_name", "host", "port", "security", "username")
+        }
         super().__init__(*args, initial=initial, **kwargs)
         if sender.provider in PRESETS:
             for name in ("host", "port", "security"):

@@ -53,6 +53,8 @@ def gmail_sender(alice):
 def _form(**changes: object) -> dict[str, object]:
     """What the browser posts for alice's SMTP sender: every field, the password left empty."""
     return {
+        "from_email": "alice@example.org",
+        "from_name": "",
         "host": "smtp.old-host.example",
         "port": 587,
         "security": "starttls",
@@ -194,7 +196,14 @@ def test_a_gmail_senders_server_is_its_preset_and_not_offered(signed_in, gmail_s
 def test_a_gmail_senders_host_cannot_be_changed_even_if_posted(signed_in, gmail_sender):
     response = signed_in.post(
         f"/senders/{gmail_sender.public_id}/",
-        {"host": "smtp.attacker.example", "port": 25, "security": "tls", "username": "", "password": ""},
+        {
+            "from_email": "alice@example.org",
+            "host": "smtp.attacker.example",
+            "port": 25,
+            "security": "tls",
+            "username": "",
+            "password": "",
+        },
     )
     assert response.status_code == 302
     sender = Sender.objects.get(pk=gmail_sender.pk)
@@ -204,7 +213,8 @@ def test_a_gmail_senders_host_cannot_be_changed_even_if_posted(signed_in, gmail_
 
 
 def test_a_gmail_sender_still_takes_a_new_app_password(signed_in, gmail_sender):
-    response = signed_in.post(f"/senders/{gmail_sender.public_id}/", {"username": "", "password": "abcd efgh ijkl"})
+    form = {"from_email": "alice@example.org", "username": "", "password": "abcd efgh ijkl"}
+    response = signed_in.post(f"/senders/{gmail_sender.public_id}/", form)
     assert response.status_code == 302
     sender = Sender.objects.get(pk=gmail_sender.pk)
     assert (sender.get_password(), sender.verified_at) == ("abcd efgh ijkl", None)
@@ -235,3 +245,29 @@ def test_a_disabled_sender_stays_disabled_whatever_is_edited(signed_in, smtp_sen
     assert '<span class="badge bad">disabled</span>' in page
     assert "stays disabled" in page
     assert "Verify connection" not in page
+
+
+def test_alice_renames_her_sender_and_changes_its_from_address(signed_in, alice, smtp_sender):
+    """The API's PATCH changed them; the page did not offer them."""
+    response = signed_in.post(
+        f"/senders/{smtp_sender.public_id}/", _form(from_email="support@example.org", from_name="Acme Support")
+    )
+    assert response.status_code == 302
+    sender = Sender.objects.get(pk=smtp_sender.pk)
+    assert (sender.from_email, sender.from_name) == ("support@example.org", "Acme Support")
+    assert sender.verified_at is None  # The provider may not let alice send as that address.
+    assert _updates()[0].detail == {"fields": ["from_email", "from_name"], "via": "console"}
+
+
+def test_new_settings_clear_what_the_last_verify_said_of_the_old_ones(signed_in, smtp_sender):
+    """After a failed verify, the page went on showing the old server's error, and the badge
+    "verification failed", once the server was changed."""
+    Sender.objects.filter(pk=smtp_sender.pk).update(
+        verified_at=None, last_verify_error={"category": "connection_failed", "smtp_code": None, "message": "Refused"}
+    )
+    signed_in.post(f"/senders/{smtp_sender.public_id}/", _form(host="mail.new-host.example"))
+    sender = Sender.objects.get(pk=smtp_sender.pk)
+    assert sender.last_verify_error == {}
+    page = signed_in.get(f"/senders/{smtp_sender.public_id}/").content.decode()
+    assert "Refused" not in page and "not verified" in page
+    assert _updates()[0].detail["fields"] == ["host"]

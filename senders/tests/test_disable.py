@@ -120,7 +120,13 @@ def test_the_console_shows_it_disabled_and_verifying_there_changes_nothing(clien
 def test_new_credentials_in_the_console_keep_it_disabled(client, alice, disabled):
     client.force_login(alice)
     # The whole settings form, as the browser posts it: the server unchanged, a new password.
-    form = {"host": disabled.host, "port": disabled.port, "security": disabled.security, "username": USER}
+    form = {
+        "from_email": disabled.from_email,
+        "host": disabled.host,
+        "port": disabled.port,
+        "security": disabled.security,
+        "username": USER,
+    }
     response = client.post(f"/senders/{disabled.public_id}/", {**form, "password": "a new app password"})
     assert response.status_code == 302
     sender = Sender.objects.get(pk=disabled.pk)
