@@ -69,6 +69,18 @@ def _clear_cache() -> None:
     snapshots.clear_all()
 
 
+@pytest.fixture
+def hanging_dns(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
+    """The name servers of smtp.alice.test (and of any name a test adds to `.names`) do not
+    answer: socket.getaddrinfo hangs for them (drake.testing.dns), all else resolves for real."""
+    from drake.testing.dns import HangingResolver
+
+    resolver = HangingResolver("smtp.alice.test")
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    yield resolver
+    resolver.release()
+
+
 @pytest.fixture(scope="module")
 def browser():  # noqa: ANN201
     """Chromium (drake.testing.browser), launched once per test module that asks for it."""

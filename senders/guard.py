@@ -7,7 +7,10 @@ to cloud metadata, to our own database, to anything on our private network. So:
   private answer among public ones is refused: the connection could land on either);
 - the caller connects to the address that was checked, never to the name again, so a DNS
   answer that changes between check and use (rebinding) cannot redirect it;
-- the port must be in SMTP_ALLOWED_PORTS.
+- the port must be in SMTP_ALLOWED_PORTS;
+- a caller with a deadline (verify answers an HTTP request; a delivery ends by its time limit)
+  waits for the name's lookup at most until then: the system resolver's own bound (resolv.conf:
+  timeout x attempts x name servers) can be 30 s and more, past gunicorn's worker timeout.
 
 SMTP_ALLOW_PRIVATE_HOSTS lifts the address rule (tests, self-hosting); ports still apply.
 """
@@ -16,6 +19,8 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import threading
+import time
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -36,6 +41,10 @@ _IETF_PROTOCOL = ipaddress.ip_network("192.0.0.0/24")
 
 class HostNotAllowed(Exception):
     """The host or port may not be connected to. The message is safe to show the customer."""
+
+
+class LookupTimedOut(HostNotAllowed):
+    """The host's DNS lookup did not answer within the caller's time: worth trying again later."""
 
 
 @dataclass(frozen=True)
@@ -98,27 +107,121 @@ def is_public(address: IPAddress) -> bool:
     )
 
 
-def resolve(host: str, port: int) -> list[str]:
-    """All addresses `host` resolves to (numeric forms like 127.1 and 0x7f000001 included)."""
+# At most this many lookups run at once in a process (a worker's 16 delivery threads share them;
+# an answering resolver frees one in milliseconds). A DNS outage holds each until the resolver
+# gives up, whoever stopped waiting: bounded, it cannot grow a thread per attempt.
+LOOKUP_THREADS = 8
+_lookup_slots = threading.BoundedSemaphore(LOOKUP_THREADS)
+_lookups_lock = threading.Lock()
+_lookups: dict[tuple[str, int], _Lookup] = {}
+
+
+class _Lookup:
+    """One getaddrinfo in a thread of its own, whose answer every caller asking for the same
+    name meanwhile waits for: a customer retrying a name whose servers do not answer holds one
+    thread, not one per try. A daemon thread: a lookup nobody waits for any more must not hold
+    the process's exit (a pool's threads are joined at exit) until the resolver gives up."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.key = (host, port)
+        self.done = threading.Event()
+        self.infos: list[tuple] = []
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.infos = socket.getaddrinfo(*self.key, type=socket.SOCK_STREAM)
+        except BaseException as exc:  # Raised to each caller, in its own thread.
+            self.error = exc
+        finally:
+            with _lookups_lock:
+                if _lookups.get(self.key) is self:
+                    del _lookups[self.key]
+            _lookup_slots.release()
+            self.done.set()
+
+
+def _lookup(host: str, port: int, deadline: float) -> list[tuple]:
+    """getaddrinfo for `host`, waiting at most until `deadline` (time.monotonic()) for the answer
+    and, with every lookup thread busy, for one to free. Raises LookupTimedOut past it."""
+    key = (host, port)
+    with _lookups_lock:
+        lookup = _lookups.get(key)
+    if lookup is None:
+        if not _lookup_slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            raise _timed_out(host)
+        with _lookups_lock:
+            lookup = _lookups.get(key)
+            start = lookup is None
+            if start:
+                lookup = _lookups[key] = _Lookup(host, port)
+        if not start:  # Another caller started it meanwhile.
+            _lookup_slots.release()
+        else:
+            try:
+                threading.Thread(target=lookup.run, name="smtp-dns-lookup", daemon=True).start()
+            except BaseException as exc:  # No thread (RuntimeError): nobody may wait for this one.
+                lookup.error = exc
+                with _lookups_lock:
+                    del _lookups[key]
+                _lookup_slots.release()
+                lookup.done.set()
+                raise
+    if not lookup.done.wait(max(0.0, deadline - time.monotonic())):
+        raise _timed_out(host)
+    if lookup.error is not None:
+        error = lookup.error
+        if isinstance(error, socket.gaierror):
+            # A copy per caller: one exception raised in several threads would share its traceback.
+            raise socket.gaierror(*error.args)
+        raise error
+    return lookup.infos
+
+
+def _timed_out(host: str) -> LookupTimedOut:
+    return LookupTimedOut(f"The DNS lookup of {host!r} timed out: its name servers did not answer in time.")
+
+
+def _numeric(host: str, port: int) -> list[tuple] | None:
+    """The address of a numeric host (127.1 and 0x7f000001 included), asking no DNS: no thread
+    for it. None for a name."""
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+    except socket.gaierror:
+        return None
+
+
+def resolve(host: str, port: int, *, deadline: float | None = None) -> list[str]:
+    """All addresses `host` resolves to (numeric forms like 127.1 and 0x7f000001 included).
+
+    With `deadline` (time.monotonic()) the lookup of a name ends by then (LookupTimedOut);
+    without, it takes the resolver's own time."""
+    try:
+        infos = _numeric(host, port)
+        if infos is None:
+            infos = (
+                socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+                if deadline is None
+                else _lookup(host, port, deadline)
+            )
     except (socket.gaierror, UnicodeError) as exc:
         raise HostNotAllowed(f"The host {host!r} does not resolve.") from exc
     # getaddrinfo may repeat an address per socket type; keep the order, drop the repeats.
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-def check(host: str, port: int) -> Target:
+def check(host: str, port: int, *, deadline: float | None = None) -> Target:
     """Resolve and check `host:port`; return the address to connect to.
 
     Raises HostNotAllowed for a disallowed port, a name that does not resolve, or any
-    non-public address (unless SMTP_ALLOW_PRIVATE_HOSTS).
+    non-public address (unless SMTP_ALLOW_PRIVATE_HOSTS); its subclass LookupTimedOut for a
+    name whose lookup did not answer by `deadline` (time.monotonic(); None: the resolver's time).
     """
     check_port(port)
     host = host.strip().rstrip(".")
     if not host:
         raise HostNotAllowed("The SMTP host is empty.")
-    addresses = resolve(host, port)
+    addresses = resolve(host, port, deadline=deadline)
     if not addresses:
         raise HostNotAllowed(f"The host {host!r} does not resolve.")
     allowed_networks = [

@@ -6,7 +6,7 @@ Used by sender verification and by the relay's delivery transport. The rules:
   it against the address it dialled, or not at all without a context);
 - STARTTLS that is not offered, or fails, is an error: never a fallback to plaintext;
 - a password is never sent over an unencrypted connection to a public address;
-- every network wait is bounded by `timeout`.
+- every network wait is bounded by `timeout` (the name lookup: by the session's deadline).
 Failures become SmtpFailure with a category, the SMTP code and the server's (sanitised) text.
 """
 
@@ -186,7 +186,8 @@ def _classify(exc: BaseException) -> SmtpFailure:
     if isinstance(exc, SmtpFailure):
         return exc
     if isinstance(exc, guard.HostNotAllowed):
-        return SmtpFailure("host_not_allowed", str(exc))
+        # A lookup that did not answer in time may answer later; a refused host stays refused.
+        return SmtpFailure("host_not_allowed", str(exc), transient=isinstance(exc, guard.LookupTimedOut))
     if isinstance(exc, smtplib.SMTPAuthenticationError):
         return SmtpFailure("auth_failed", clean_reply(exc.smtp_error), exc.smtp_code, transient=exc.smtp_code < 500)
     if isinstance(exc, smtplib.SMTPNotSupportedError):
@@ -231,15 +232,14 @@ def open_connection(
 ) -> smtplib.SMTP:
     """A connected, encrypted (per `security`) and authenticated SMTP session.
 
-    With `deadline` (time.monotonic()) the session, from the connect on, ends by then (the name
-    lookup is the system resolver's, bounded by its own timeouts).
+    With `deadline` (time.monotonic()) the session, the host's name lookup included, ends by then.
     Raises SmtpFailure. The caller owns the returned connection (quit/close it).
     """
     timeout = timeout or settings.SMTP_TIMEOUT
     local_hostname = settings.SMTP_EHLO_HOSTNAME
     client: smtplib.SMTP | None = None
     try:
-        target = guard.check(host, port)
+        target = guard.check(host, port, deadline=deadline)
         if security == Security.TLS:
             client = PinnedSMTP_SSL(target, timeout=timeout, local_hostname=local_hostname, deadline=deadline)
         else:

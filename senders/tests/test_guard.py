@@ -2,6 +2,7 @@
 
 import ipaddress
 import socket
+import time
 
 import pytest
 from django.test import override_settings
@@ -159,3 +160,66 @@ def test_an_allowlist_of_networks_confines_every_connection(settings):
 def test_ranges_whose_destination_cannot_be_told_are_not_public(address):
     """Found by a review."""
     assert not guard.is_public(ipaddress.ip_address(address))
+
+
+# --- Name lookups under a deadline --------------------------------------------------------
+# Name servers that do not answer are simulated (conftest's hanging_dns: socket.getaddrinfo
+# hangs for the test's names, drake.testing.dns); a real one would need another resolv.conf.
+
+
+def _soon(seconds: float = 0.2) -> float:
+    return time.monotonic() + seconds
+
+
+def test_a_lookup_that_does_not_answer_ends_by_the_deadline(hanging_dns):
+    started = time.monotonic()
+    with pytest.raises(guard.LookupTimedOut, match="DNS lookup of 'smtp.alice.test' timed out"):
+        guard.check("smtp.alice.test", 587, deadline=_soon(0.3))
+    assert 0.3 <= time.monotonic() - started < 0.3 + 0.2
+    # The same kind of refusal as a name that does not resolve, for every caller that handles one.
+    assert issubclass(guard.LookupTimedOut, guard.HostNotAllowed)
+
+
+@pytest.mark.parametrize("host", ["8.8.8.8", "134744072", "0x08080808", "2001:4860:4860::8888"])
+def test_a_numeric_host_takes_no_lookup_thread(host, monkeypatch):
+    def no_thread(*args, **kwargs):
+        raise AssertionError("a numeric host asks no DNS: no lookup thread for it")
+
+    monkeypatch.setattr(guard, "_lookup", no_thread)
+    assert guard.check(host, 587, deadline=_soon()).address in {"8.8.8.8", "2001:4860:4860::8888"}
+
+
+def test_the_checks_are_the_same_under_a_deadline(monkeypatch):
+    monkeypatch.setattr(socket, "getaddrinfo", StubResolver({"mixed.test": [["8.8.4.4", "127.0.0.1"]]}))
+    with pytest.raises(guard.HostNotAllowed, match="private, loopback or reserved"):
+        guard.check("mixed.test", 587, deadline=_soon(2))
+    resolver = StubResolver({"rebind.test": [["8.8.4.4"], ["127.0.0.1"]]})
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    assert guard.check("rebind.test", 587, deadline=_soon(2)) == guard.Target("rebind.test", "8.8.4.4", 587)
+    assert resolver.lookups == ["rebind.test"]
+
+
+def test_a_name_asked_again_while_its_lookup_hangs_holds_no_more_threads(hanging_dns):
+    """A customer clicking verify again and again on a host whose DNS does not answer: each
+    try waits for the one lookup still running, instead of starting another."""
+    for _ in range(3):
+        with pytest.raises(guard.LookupTimedOut):
+            guard.check("smtp.alice.test", 587, deadline=_soon(0.05))
+    assert hanging_dns.hung == ["smtp.alice.test"]
+    assert hanging_dns.running == 1
+
+
+def test_a_dns_outage_holds_a_bounded_number_of_threads(hanging_dns, settings):
+    """Every name's lookup hangs: at most LOOKUP_THREADS run; a caller finding them all busy
+    waits for one within its time, then times out without starting another."""
+    names = [f"smtp{i}.outage.test" for i in range(guard.LOOKUP_THREADS + 3)]
+    hanging_dns.names.update(names)
+    for name in names:
+        with pytest.raises(guard.LookupTimedOut):
+            guard.check(name, 587, deadline=_soon(0.05))
+    assert hanging_dns.running == guard.LOOKUP_THREADS
+    assert hanging_dns.hung == names[: guard.LOOKUP_THREADS]
+    # Once the resolver gives up on them, their threads are free for lookups that answer.
+    hanging_dns.release()
+    settings.SMTP_ALLOW_PRIVATE_HOSTS = True
+    assert guard.check("localhost", 587, deadline=_soon(2)).address == "127.0.0.1"

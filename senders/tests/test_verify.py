@@ -339,3 +339,43 @@ def test_a_slow_server_cannot_hold_a_verify_for_many_timeouts(alice_api, private
     assert response.json()["error"]["category"] == "timeout"
     # SMTP_VERIFY_TIMEOUT is 1 s here; five replies at 0.8 s each took 4 s.
     assert elapsed < 3 * 1 + 0.5, f"verify held the request for {elapsed:.1f} s"
+
+
+def test_a_host_whose_name_servers_do_not_answer_is_422_by_the_deadline(alice_api, trusting, hanging_dns):
+    """The lookup of the host's name is not an SMTP wait: it held the request for the system
+    resolver's whole timeout (resolv.conf: timeout × attempts × name servers, 30 s and more),
+    past the verify's deadline and gunicorn's. Name servers that do not answer are simulated
+    (drake.testing.dns: socket.getaddrinfo hangs for this one name; a real one would need
+    another /etc/resolv.conf)."""
+    trusting.SMTP_VERIFY_TIMEOUT = 0.2  # The whole verify: smtp.VERIFY_TIMEOUTS × 0.2 = 0.6 s.
+    body = {"provider": "smtp", "from_email": USER, "host": "smtp.alice.test", "port": 587, "security": "starttls"}
+    sender_id = alice_api.post("/v1/senders", {**body, "password": PASSWORD}, format="json").json()["id"]
+    started = time.monotonic()
+    response = alice_api.post(f"/v1/senders/{sender_id}/verify")
+    elapsed = time.monotonic() - started
+    assert elapsed < 0.6 + 0.4, f"verify held the request for {elapsed:.1f} s"
+    assert response.status_code == 422, response.content
+    error = response.json()["error"]
+    assert error["type"] == "sender_verification_failed"
+    assert error["category"] == "host_not_allowed"  # As for a name that does not resolve.
+    assert "DNS lookup of 'smtp.alice.test' timed out" in error["message"]
+    assert hanging_dns.hung == ["smtp.alice.test"]
+    sender = Sender.objects.get(public_id=sender_id)
+    assert sender.verified_at is None
+    assert "timed out" in sender.last_verify_error["message"]
+
+
+def test_a_host_name_still_resolves_and_verifies(alice_api, trusting, ca):
+    """A name (not an address) goes through the guard's bounded lookup: localhost, from
+    /etc/hosts by the real resolver (which answers 127.0.0.1 for it on these machines, where
+    the test server listens), then a real login over STARTTLS checked against the name."""
+    server = _server(ca, "starttls")
+    try:
+        body = {"provider": "smtp", "from_email": USER, "host": "localhost", "port": server.port}
+        created = alice_api.post("/v1/senders", {**body, "security": "starttls", "password": PASSWORD}, format="json")
+        assert created.status_code == 201, created.content
+        response = alice_api.post(f"/v1/senders/{created.json()['id']}/verify")
+    finally:
+        server.stop()
+    assert response.status_code == 200, response.content
+    assert server.logins == 1
