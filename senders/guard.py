@@ -44,7 +44,8 @@ class HostNotAllowed(Exception):
 
 
 class LookupTimedOut(HostNotAllowed):
-    """The host's DNS lookup did not answer within the caller's time: worth trying again later."""
+    """The host's DNS lookup did not answer within the caller's time, or the resolver gave up on
+    its name servers first (EAI_AGAIN): worth trying again later."""
 
 
 @dataclass(frozen=True)
@@ -204,7 +205,15 @@ def resolve(host: str, port: int, *, deadline: float | None = None) -> list[str]
                 if deadline is None
                 else _lookup(host, port, deadline)
             )
-    except (socket.gaierror, UnicodeError) as exc:
+    except socket.gaierror as exc:
+        if exc.errno == socket.EAI_AGAIN:
+            # What glibc answers once its name servers time out (resolv.conf's bound, shorter than
+            # a delivery's time limit) or fail (SERVFAIL): the name may resolve on another try.
+            raise LookupTimedOut(
+                f"The DNS lookup of {host!r} timed out or failed for now: its name servers did not answer."
+            ) from exc
+        raise HostNotAllowed(f"The host {host!r} does not resolve.") from exc
+    except UnicodeError as exc:
         raise HostNotAllowed(f"The host {host!r} does not resolve.") from exc
     # getaddrinfo may repeat an address per socket type; keep the order, drop the repeats.
     return list(dict.fromkeys(str(info[4][0]) for info in infos))

@@ -45,6 +45,21 @@ def test_a_lookup_that_does_not_answer_is_retried_by_the_time_limit(
     assert smtp_server.messages == []
 
 
+def test_a_resolver_that_gives_up_before_the_time_limit_is_retried_too(
+    alice, smtp_server, relay_settings, hanging_dns, send
+):
+    """With the default 120 s time limit the resolver gives up first (resolv.conf: 5 s × 2 by
+    default) and says EAI_AGAIN, "try again": that failed the message for good."""
+    hanging_dns.give_up = 0
+    sender = sender_actions.create_sender(alice, smtp_sender_fields(smtp_server, host="smtp.alice.test"))
+    public_id = send(via=sender).json()["id"]
+    assert delivery.deliver(public_id) == "retry"
+    message = Message.objects.get(public_id=public_id)
+    assert message.status == Status.QUEUED and message.attempts == 1
+    assert message.last_error["category"] == "host_not_allowed"
+    assert "DNS lookup of 'smtp.alice.test' timed out or failed for now" in message.last_error["message"]
+
+
 def test_a_host_name_that_resolves_still_delivers(alice, smtp_server, relay_settings, send):
     """localhost, from /etc/hosts by the real resolver (127.0.0.1 on these machines, where the
     test server listens), looked up under the delivery's deadline; TLS checked against it."""

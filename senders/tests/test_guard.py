@@ -180,6 +180,16 @@ def test_a_lookup_that_does_not_answer_ends_by_the_deadline(hanging_dns):
     assert issubclass(guard.LookupTimedOut, guard.HostNotAllowed)
 
 
+@pytest.mark.parametrize("deadline", [None, 2])
+def test_a_resolver_that_gave_up_on_its_name_servers_may_answer_later(hanging_dns, deadline):
+    """EAI_AGAIN: the resolver's own timeout (resolv.conf), often shorter than a delivery's
+    deadline, or a SERVFAIL. Not a name that does not exist: that one stays refused as not
+    resolving (test_a_name_that_does_not_resolve_is_refused)."""
+    hanging_dns.give_up = 0
+    with pytest.raises(guard.LookupTimedOut, match="timed out or failed for now"):
+        guard.check("smtp.alice.test", 587, deadline=deadline and _soon(deadline))
+
+
 @pytest.mark.parametrize("host", ["8.8.8.8", "134744072", "0x08080808", "2001:4860:4860::8888"])
 def test_a_numeric_host_takes_no_lookup_thread(host, monkeypatch):
     def no_thread(*args, **kwargs):
