@@ -25,6 +25,14 @@ def _config_error(exc: ConfigError) -> InvalidRequest:
     return InvalidRequest(exc.message, field=exc.field)
 
 
+def _verify_failed(category: str, smtp_code: int | None) -> str:
+    """What the 422's message starts with: who said no. Only a reply is the provider's refusal;
+    the guard refusing a host, or a lookup or connection that failed, is no answer of theirs."""
+    if category == "host_not_allowed":
+        return "Not connected"
+    return "The provider refused" if smtp_code else "The connection failed"
+
+
 SenderPage = inline_serializer(
     "SenderPage", {"data": SenderSerializer(many=True), "has_more": serializers.BooleanField()}
 )
@@ -78,7 +86,7 @@ class SenderVerifyView(APIView):
         if failure is not None:
             error = sender.last_verify_error
             raise SenderVerificationFailed(
-                f"The provider refused: {failure.message}",
+                f"{_verify_failed(error['category'], error['smtp_code'])}: {failure.message}",
                 extra={"category": error["category"], "smtp_code": error["smtp_code"], "hint": error["hint"]},
             )
         return Response({"verified": True})

@@ -107,5 +107,7 @@ def hint_for(provider: str, smtp_code: int | None, text: str, category: str) -> 
     if category == "connection_failed":
         return "Could not connect. Check host and port."
     if category == "host_not_allowed":
+        if "dns lookup" in lowered:
+            return "The host's name servers did not answer. Check the host name, or try again in a few minutes."
         return "Use the public host name of your provider's SMTP server."
     return "The server refused. Its reply is shown above."

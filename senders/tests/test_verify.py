@@ -78,6 +78,7 @@ def test_a_wrong_password_is_422_with_535(alice_api, trusting, ca):
     assert error["type"] == "sender_verification_failed"
     assert error["category"] == "auth_failed"
     assert error["smtp_code"] == 535
+    assert error["message"].startswith("The provider refused: ")
     assert error["hint"]
     assert "wrong" not in response.content.decode()
     assert Sender.objects.get(public_id=sender_id).verified_at is None
@@ -116,6 +117,7 @@ def test_a_closed_port_is_connection_failed(alice_api, trusting):
     response = alice_api.post(f"/v1/senders/{sender_id}/verify")
     assert response.status_code == 422
     assert response.json()["error"]["category"] == "connection_failed"
+    assert response.json()["error"]["message"].startswith("The connection failed: Could not connect")
 
 
 def test_a_silent_server_times_out_within_the_bound(alice_api, trusting):
@@ -358,7 +360,8 @@ def test_a_host_whose_name_servers_do_not_answer_is_422_by_the_deadline(alice_ap
     error = response.json()["error"]
     assert error["type"] == "sender_verification_failed"
     assert error["category"] == "host_not_allowed"  # As for a name that does not resolve.
-    assert "DNS lookup of 'smtp.alice.test' timed out" in error["message"]
+    assert error["message"].startswith("Not connected: The DNS lookup of 'smtp.alice.test' timed out")
+    assert error["hint"].startswith("The host's name servers did not answer.")
     assert hanging_dns.hung == ["smtp.alice.test"]
     sender = Sender.objects.get(public_id=sender_id)
     assert sender.verified_at is None
