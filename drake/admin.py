@@ -13,6 +13,8 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import admin
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth.forms import AuthenticationForm
 from django.db.models import Model
 from django.http import HttpRequest, HttpResponse
 from django_otp import devices_for_user
@@ -38,8 +40,16 @@ class DrakeAdminSite(admin.AdminSite):
     site_header = "3drake back office"
     site_title = "3drake back office"
     index_title = "Back office"
-    login_form = AdminLoginForm
-    login_template = "otp/admin111/login.html"
+
+    # The code is asked for only where it is required: with ADMIN_REQUIRE_2FA off (development)
+    # the login form asked for it all the same, and refused staff who had no authenticator.
+    @property
+    def login_form(self) -> type[AuthenticationForm]:  # type: ignore[override]
+        return AdminLoginForm if settings.ADMIN_REQUIRE_2FA else AdminAuthenticationForm
+
+    @property
+    def login_template(self) -> str | None:  # type: ignore[override]
+        return "otp/admin111/login.html" if settings.ADMIN_REQUIRE_2FA else None
 
     def has_permission(self, request: HttpRequest) -> bool:
         if not super().has_permission(request):

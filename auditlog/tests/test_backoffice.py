@@ -141,6 +141,16 @@ def test_staff_without_a_second_factor_cannot_reach_the_admin(client, sam, setti
     assert login.status_code == 200
 
 
+def test_without_a_second_factor_required_the_login_asks_for_the_password_alone(client, sam):
+    """In development (ADMIN_REQUIRE_2FA off, this module's default) the admin's login form asked
+    for a TOTP code all the same: staff without an authenticator could not sign in there."""
+    page = client.get("/admin/login/").content.decode()
+    assert 'name="password"' in page and "otp_token" not in page
+    login = client.post("/admin/login/?next=/admin/", {"username": sam.email, "password": STAFF_PASSWORD})
+    assert login.status_code == 302 and login["Location"] == "/admin/"
+    assert client.get("/admin/accounts/user/").status_code == 200
+
+
 def test_staff_with_a_verified_totp_code_get_in(client, sam, settings):
     from django_otp.oath import totp
 
