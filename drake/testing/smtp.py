@@ -318,3 +318,33 @@ class SilentServer:
             sock.close()
         for conn in self._held:
             conn.close()
+
+
+def main() -> None:
+    """`python -m drake.testing.smtp [--port 2525] [--username U --password P]`: a local SMTP
+    server to try 3drake against (README), plain, no TLS, on 127.0.0.1; prints each message's
+    envelope and size as it arrives, until Ctrl-C."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, default=2525)
+    parser.add_argument("--username", default="me@example.org")
+    parser.add_argument("--password", default="local-password")
+    args = parser.parse_args()
+    server = SmtpTestServer(security="none", username=args.username, password=args.password, port=args.port).start()
+    print(f"SMTP on {HOST}:{server.port}, security none, login {args.username} / {args.password}", flush=True)
+    shown = 0
+    try:
+        while True:
+            time.sleep(0.2)
+            for received in server.messages[shown:]:
+                print(f"{received.mail_from} -> {', '.join(received.rcpt_tos)} ({len(received.data)} bytes)", flush=True)
+            shown = len(server.messages)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
