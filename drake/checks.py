@@ -50,6 +50,38 @@ def check_shared_cache(app_configs: object, **kwargs: object) -> list[CheckMessa
     return []
 
 
+@checks.register(checks.Tags.database, deploy=True)
+def check_production_services(app_configs: object, **kwargs: object) -> list[CheckMessage]:
+    """What `make run`'s embedded defaults leave in place when production forgets to say
+    otherwise: it runs, on one machine's files, and the console's mail goes out as localhost."""
+    warnings: list[CheckMessage] = []
+    if settings.DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+        warnings.append(
+            checks.Warning(
+                "DATABASE_URL is SQLite, the development default.",
+                hint="Set DATABASE_URL to PostgreSQL (docs/deploy.md).",
+                id="drake.W003",
+            )
+        )
+    if settings.CELERY_BROKER_URL.startswith(("filesystem://", "memory://")):
+        warnings.append(
+            checks.Warning(
+                "CELERY_BROKER_URL is the embedded filesystem broker, the development default.",
+                hint="Set CELERY_BROKER_URL to Redis or RabbitMQ (docs/deploy.md).",
+                id="drake.W004",
+            )
+        )
+    if settings.DEFAULT_FROM_EMAIL.rstrip(">").lower().endswith("@localhost"):
+        warnings.append(
+            checks.Warning(
+                f"DEFAULT_FROM_EMAIL is {settings.DEFAULT_FROM_EMAIL!r}: sign-up confirmations would come from localhost.",
+                hint="Set DEFAULT_FROM_EMAIL (and EMAIL_URL) to your domain's address and mail server.",
+                id="drake.W005",
+            )
+        )
+    return warnings
+
+
 @checks.register()
 def check_timeout_order(app_configs: object, **kwargs: object) -> list[CheckMessage]:
     """SMTP timeouts < task time limit < lease < broker visibility: else a slow delivery could be

@@ -338,7 +338,9 @@ def main() -> None:
         while True:
             time.sleep(0.2)
             for received in server.messages[shown:]:
-                print(f"{received.mail_from} -> {', '.join(received.rcpt_tos)} ({len(received.data)} bytes)", flush=True)
+                print(
+                    f"{received.mail_from} -> {', '.join(received.rcpt_tos)} ({len(received.data)} bytes)", flush=True
+                )
             shown = len(server.messages)
     except KeyboardInterrupt:
         pass

@@ -95,3 +95,33 @@ def test_a_redis_cache_gets_socket_timeouts():
         [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
     assert "'socket_connect_timeout': 3.0, 'socket_timeout': 3.0" in result.stdout, result.stderr
+
+
+def test_check_deploy_warns_of_the_development_defaults_left_in_production():
+    """`check --deploy` was clean for a production setup on SQLite, the filesystem broker and
+    mail from no-reply@localhost: it ran, on one machine's files. Found by a newcomer review."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "DEFAULT_FROM_EMAIL", "CACHE_URL"}
+    }
+    env.update(
+        DEBUG="false",
+        SECRET_KEY="x" * 60,
+        FIELD_ENCRYPTION_KEYS="0" * 43 + "=",
+        ALLOWED_HOSTS="relay.example.com",
+        DJANGO_SETTINGS_MODULE="drake.settings",
+    )
+    command = [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    for warning in ("drake.W003", "drake.W004", "drake.W005"):
+        assert warning in result.stderr, result.stderr
+    env.update(
+        DATABASE_URL="postgres://postgres@127.0.0.1:5432/drake",
+        CELERY_BROKER_URL="redis://127.0.0.1:6379/14",
+        DEFAULT_FROM_EMAIL="3drake <no-reply@relay.example.com>",
+    )
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    for warning in ("drake.W003", "drake.W004", "drake.W005"):
+        assert warning not in result.stderr, result.stderr
