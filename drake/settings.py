@@ -65,7 +65,8 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # Outermost of ours: records usage metadata of every /v1/ request, 413s included.
     "relay.usage.UsageMiddleware",
-    # Before anything reads the body: oversized API requests are refused on Content-Length alone.
+    # Before anything reads the body: oversized API requests are refused on Content-Length alone
+    # (a chunked body's, counted by the WSGI wrapper drake.wsgi puts around all of these).
     "drake.middleware.RequestSizeLimitMiddleware",
     "drake.middleware.NulCharacterMiddleware",
     "drake.middleware.ContentSecurityPolicyMiddleware",
@@ -191,7 +192,8 @@ if not DEBUG:
     vars().update(env.email("EMAIL_URL", default="smtp://localhost:25"))
 
 # --- API --------------------------------------------------------------------------------------
-# The whole request, attachments included. Checked on Content-Length before the body is read.
+# The whole request, attachments included. Checked on Content-Length before the body is read, or,
+# sent chunked, on at most one byte more than it (drake.middleware.ChunkedBodyMiddleware).
 API_MAX_REQUEST_BYTES = env.int("API_MAX_REQUEST_BYTES", default=10 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_REQUEST_BYTES
 API_KEY_LAST_USED_RESOLUTION_SECONDS = 60
