@@ -17,9 +17,7 @@ import math
 import os
 import re
 import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlencode
@@ -29,8 +27,7 @@ import requests
 from django.conf import global_settings
 
 from conftest import PASSWORD
-from drake.testing.processes import stop
-from drake.testing.smtp import free_port
+from drake.testing.processes import gunicorn
 from drake.testing.worker import database_url
 from relay.models import ApiRequest, Message
 from senders import actions as sender_actions
@@ -44,34 +41,9 @@ LIMIT = 8192  # The server's API_MAX_REQUEST_BYTES: small, so a body over it is 
 @pytest.fixture(scope="module")
 def server(django_db_setup, tmp_path_factory) -> Iterator[int]:
     """gunicorn (with the project's gunicorn.conf.py, one worker) on a free loopback port: its port."""
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
     env = {**os.environ, "DATABASE_URL": database_url(), "API_MAX_REQUEST_BYTES": str(LIMIT)}
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "gunicorn", "drake.wsgi:application"),
-                *("-b", f"127.0.0.1:{port}", "-w", "1", "--access-logfile", "/dev/null"),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"gunicorn did not answer:\n{log_path.read_text(errors='replace')}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.1)
+    with gunicorn(env, tmp_path_factory.mktemp("gunicorn") / "gunicorn.log") as port:
         yield port
-    finally:
-        stop(proc, timeout=20)
 
 
 @pytest.fixture

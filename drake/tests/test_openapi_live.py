@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from drake.testing.processes import stop
-from drake.testing.smtp import SmtpTestServer, free_port
+from drake.testing.processes import gunicorn
+from drake.testing.smtp import SmtpTestServer
 from drake.testing.worker import database_url
 from relay import actions as relay_actions
 from relay import delivery, transport
@@ -84,12 +84,10 @@ def _log(path: Path) -> str:
     return path.read_text(errors="replace") if path.exists() else ""
 
 
-def _wait_until_healthy(proc: subprocess.Popen, base_url: str, log_path: Path, timeout: float = 30) -> None:
+def _wait_until_healthy(base_url: str, log_path: Path, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     last = "no answer"
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"gunicorn exited with {proc.returncode} before answering:\n{_log(log_path)}")
         try:
             response = requests.get(f"{base_url}/healthz", timeout=2)
         except requests.RequestException as exc:
@@ -150,27 +148,12 @@ def delivered(alice, live_sender, settings) -> dict[str, list[str]]:
 @pytest.fixture
 def gunicorn_server(live_sender, tmp_path) -> Iterator[str]:
     """gunicorn on a free loopback port, on the test database and this process's broker and cache."""
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    log_path = tmp_path / "gunicorn.log"
     env = {**os.environ, "DATABASE_URL": database_url(), **SERVER_ENV}
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "gunicorn", "drake.wsgi:application"),
-                *("-b", f"127.0.0.1:{port}", "-w", "2", "--access-logfile", "/dev/null"),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        _wait_until_healthy(proc, base_url, log_path)
+    log_path = tmp_path / "gunicorn.log"
+    with gunicorn(env, log_path, workers=2) as port:
+        base_url = f"http://127.0.0.1:{port}"
+        _wait_until_healthy(base_url, log_path)
         yield base_url
-    finally:
-        stop(proc, timeout=20)
 
 
 def test_the_live_api_keeps_to_its_schema(gunicorn_server, live_sender, delivered, alice_key, tmp_path):
