@@ -369,8 +369,9 @@ if not DEBUG:
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=60 * 60 * 24 * 365)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
-    # Behind a TLS-terminating proxy that sets X-Forwarded-Proto.
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # Behind a TLS-terminating proxy that sets X-Forwarded-Proto, gunicorn believes it from
+    # FORWARDED_ALLOW_IPS only and says so in wsgi.url_scheme, which Django reads. No
+    # SECURE_PROXY_SSL_HEADER: with it Django read the header itself, from any client.
     CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 LOG_FORMAT = env.str("LOG_FORMAT", default="plain" if DEBUG else "json")
