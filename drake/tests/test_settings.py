@@ -125,3 +125,15 @@ def test_check_deploy_warns_of_the_development_defaults_left_in_production():
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     for warning in ("drake.W003", "drake.W004", "drake.W005"):
         assert warning not in result.stderr, result.stderr
+
+
+def test_manage_py_says_what_is_missing_in_a_sentence():
+    """It printed a twenty-line traceback ending in the sentence (an operator review)."""
+    env = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "FIELD_ENCRYPTION_KEYS"}}
+    env["DEBUG"] = "false"
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("3drake cannot start: SECRET_KEY and FIELD_ENCRYPTION_KEYS must be set")
+    assert "Traceback" not in result.stderr
