@@ -31,6 +31,17 @@ class PlanAdmin(AuditedAdmin):
     search_fields = ("name", "slug", "stripe_price_id")
 
 
+# A cell starting with one of these is a formula to a spreadsheet.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _inert(value: object) -> object:
+    """The value as a CSV cell a spreadsheet shows and does not evaluate; a blank stays blank."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return f"'{value}"
+    return value
+
+
 @admin.action(description="Export the selected rows as CSV", permissions=["view"])
 def export_csv(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet) -> HttpResponse:
     fields = [f.name for f in modeladmin.model._meta.fields]
@@ -40,8 +51,7 @@ def export_csv(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: Que
     writer.writerow(fields)
     rows = 0
     for row in queryset.values_list(*fields):
-        # A leading = + - @, tab or CR makes a formula in a spreadsheet: neutralise it.
-        writer.writerow([f"'{v}" if isinstance(v, str) and v[:1] in "=+-@\t\r" else v for v in row])
+        writer.writerow([_inert(v) for v in row])
         rows += 1
     # An export is an access to each account's records: an event for the export, and one in
     # each account's trail, as a view of one of its records leaves.

@@ -1,11 +1,35 @@
-"""The console's invoice list reads as money, in the currency's own units."""
+"""Invoices read as money, in the currency's own units: on the console, and in Finance's back
+office and CSV export."""
+
+import csv
+import io
 
 import pytest
+from django.contrib.auth.models import Group
+from django.core.management import call_command
 from django.utils import timezone
 
 from billing.models import Invoice
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def fiona(settings, django_user_model):
+    """Finance staff (auditlog.roles), in the back office without a second factor."""
+    settings.ADMIN_REQUIRE_2FA = False  # force_login cannot pass a TOTP step.
+    call_command("setup_roles", stdout=io.StringIO())
+    user = django_user_model.objects.create_user("fiona@3drake.test", "a sturdy staff passphrase", is_staff=True)
+    user.groups.add(Group.objects.get(name="Finance"))
+    return user
+
+
+def _export(client, invoices) -> list[dict[str, str]]:
+    response = client.post(
+        "/admin/billing/invoice/", {"action": "export_csv", "_selected_action": [i.pk for i in invoices]}
+    )
+    assert response["Content-Type"] == "text/csv"
+    return list(csv.DictReader(io.StringIO(response.content.decode())))
 
 
 def test_invoice_amounts_read_as_money(client, alice, settings):
@@ -20,3 +44,18 @@ def test_invoice_amounts_read_as_money(client, alice, settings):
     page = client.get("/billing/").content.decode()
     assert "19.00 USD" in page and "1,234.56 EUR" in page and "1,500 JPY" in page
     assert "(cents)" not in page
+
+
+def test_the_export_leaves_blank_cells_blank_and_defuses_formulas(client, fiona, alice):
+    """The formula guard took an empty string for a formula start: every blank cell (a draft's
+    number, its customer id, its invoice URL) came out as a lone ' (a review)."""
+    draft = Invoice.objects.create(user=alice, stripe_invoice_id="in_1", amount_due=1900, status="draft")
+    forged = Invoice.objects.create(user=alice, stripe_invoice_id="in_2", number="=HYPERLINK(1)", amount_due=1900)
+    client.force_login(fiona)
+    rows = {row["stripe_invoice_id"]: row for row in _export(client, [draft, forged])}
+    assert (rows["in_1"]["number"], rows["in_1"]["stripe_customer_id"], rows["in_1"]["hosted_invoice_url"]) == (
+        "",
+        "",
+        "",
+    )
+    assert rows["in_2"]["number"] == "'=HYPERLINK(1)"
