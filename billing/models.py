@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.db import models
 from django.db.models import Q
 
@@ -94,6 +96,30 @@ class Subscription(models.Model):
 ZERO_DECIMAL_CURRENCIES = frozenset(
     ["bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf"]
 )
+# Stripe's three-decimal currencies: an amount is in thousandths (its last digit always 0).
+THREE_DECIMAL_CURRENCIES = frozenset(["bhd", "jod", "kwd", "omr", "tnd"])
+
+
+def decimals_of(currency: str) -> int:
+    """How many decimals an amount in `currency` has: Stripe counts in 10**-decimals units."""
+    currency = currency.lower()
+    if currency in ZERO_DECIMAL_CURRENCIES:
+        return 0
+    if currency in THREE_DECIMAL_CURRENCIES:
+        return 3
+    return 2
+
+
+def in_units(amount: int, currency: str) -> Decimal:
+    """An amount counted in the currency's smallest unit, as an exact decimal of whole units:
+    1900 USD cents is 19.00, 1900 JPY is 1900, 19000 KWD fils is 19.000."""
+    decimals = decimals_of(currency)
+    return Decimal(amount).scaleb(-decimals).quantize(Decimal(1).scaleb(-decimals))
+
+
+def money(amount: int, currency: str) -> str:
+    """An amount as a person reads it: "1,234.56 USD", "1,500 JPY", "19.000 KWD"."""
+    return f"{in_units(amount, currency):,} {currency.upper()}"
 
 
 class Invoice(models.Model):
@@ -122,10 +148,8 @@ class Invoice(models.Model):
     @property
     def amount_display(self) -> str:
         """The amount due as a person reads it: "19.00 USD" (Stripe counts in the currency's
-        smallest unit: cents, but whole yen)."""
-        if self.currency.lower() in ZERO_DECIMAL_CURRENCIES:
-            return f"{self.amount_due:,} {self.currency.upper()}"
-        return f"{self.amount_due / 100:,.2f} {self.currency.upper()}"
+        smallest unit: cents, but whole yen and thousandths of a dinar)."""
+        return money(self.amount_due, self.currency)
 
 
 class StripeEvent(models.Model):

@@ -59,3 +59,19 @@ def test_the_export_leaves_blank_cells_blank_and_defuses_formulas(client, fiona,
         "",
     )
     assert rows["in_2"]["number"] == "'=HYPERLINK(1)"
+
+
+def test_a_three_decimal_currency_reads_in_thousandths(client, alice, settings):
+    """Stripe counts a dinar (BHD, JOD, KWD, OMR, TND) in thousandths: 19000 read as 190.00 KWD,
+    ten times the invoice (a review)."""
+    settings.STRIPE_SECRET_KEY = ""
+    Invoice.objects.create(
+        user=alice, stripe_invoice_id="in_1", number="INV-1", amount_due=1234560, currency="kwd",
+        status="paid", created_at=timezone.now(),
+    )  # fmt: skip
+    client.force_login(alice)
+    assert "1,234.560 KWD" in client.get("/billing/").content.decode()
+    for currency in ["bhd", "jod", "kwd", "omr", "tnd"]:
+        assert Invoice(amount_due=19000, currency=currency).amount_display == f"19.000 {currency.upper()}"
+    assert Invoice(amount_due=5, currency="usd").amount_display == "0.05 USD"
+    assert Invoice(amount_due=19000, currency="JPY").amount_display == "19,000 JPY"
