@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
+from typing import Any
 
 from django.contrib import admin
 from django.db.models import QuerySet
@@ -10,7 +12,7 @@ from django.http import HttpRequest, HttpResponse
 
 from accounts.models import User
 from auditlog.events import record
-from billing.models import Invoice, Plan, StripeEvent, Subscription
+from billing.models import Invoice, Plan, StripeEvent, Subscription, in_units, money
 from drake.admin import AuditedAdmin, ReadOnlyAdmin
 
 
@@ -45,13 +47,15 @@ def _inert(value: object) -> object:
 @admin.action(description="Export the selected rows as CSV", permissions=["view"])
 def export_csv(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet) -> HttpResponse:
     fields = [f.name for f in modeladmin.model._meta.fields]
+    # After the model's own columns, so a sheet that reads the columns by position still can.
+    extra = getattr(modeladmin, "csv_extra_columns", {})
     response = HttpResponse(content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="{modeladmin.model._meta.model_name}s.csv"'
     writer = csv.writer(response)
-    writer.writerow(fields)
+    writer.writerow([*fields, *extra])
     rows = 0
-    for row in queryset.values_list(*fields):
-        writer.writerow([_inert(v) for v in row])
+    for row in queryset.values(*fields):
+        writer.writerow([_inert(v) for v in [*row.values(), *(column(row) for column in extra.values())]])
         rows += 1
     # An export is an access to each account's records: an event for the export, and one in
     # each account's trail, as a view of one of its records leaves.
@@ -68,6 +72,8 @@ def export_csv(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: Que
 
 class FinanceAdmin(ReadOnlyAdmin):
     actions = (export_csv,)
+    # Columns the CSV export adds to the model's fields: header -> value of a row (a dict).
+    csv_extra_columns: dict[str, Callable[[dict[str, Any]], object]] = {}
 
 
 @admin.register(Subscription)
@@ -81,11 +87,26 @@ class SubscriptionAdmin(FinanceAdmin):
 
 @admin.register(Invoice)
 class InvoiceAdmin(FinanceAdmin):
-    list_display = ("number", "user", "amount_due", "amount_paid", "currency", "status", "period_start", "created_at")
+    list_display = ("number", "user", "due", "paid", "status", "period_start", "created_at")
     list_filter = ("status", "currency", "created_at")
     list_select_related = ("user",)
     search_fields = ("number", "stripe_invoice_id", "stripe_customer_id", "user__email")
     date_hierarchy = "created_at"
+    # amount_due and amount_paid stay exact integers in the currency's smallest unit, as Stripe's
+    # API counts them (to reconcile with it); these are the same amounts in whole units (19.00,
+    # 1900 for yen, 19.000 for dinars), the figures a ledger takes, whatever the currency.
+    csv_extra_columns = {
+        "amount_due_decimal": lambda row: in_units(row["amount_due"], row["currency"]),
+        "amount_paid_decimal": lambda row: in_units(row["amount_paid"], row["currency"]),
+    }
+
+    @admin.display(description="Amount due", ordering="amount_due")
+    def due(self, invoice: Invoice) -> str:
+        return invoice.amount_display
+
+    @admin.display(description="Amount paid", ordering="amount_paid")
+    def paid(self, invoice: Invoice) -> str:
+        return money(invoice.amount_paid, invoice.currency)
 
 
 @admin.register(StripeEvent)

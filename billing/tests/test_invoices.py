@@ -75,3 +75,34 @@ def test_a_three_decimal_currency_reads_in_thousandths(client, alice, settings):
         assert Invoice(amount_due=19000, currency=currency).amount_display == f"19.000 {currency.upper()}"
     assert Invoice(amount_due=5, currency="usd").amount_display == "0.05 USD"
     assert Invoice(amount_due=19000, currency="JPY").amount_display == "19,000 JPY"
+
+
+def test_finance_reads_invoice_amounts_as_money_and_exports_both_counts(client, fiona, alice):
+    """Finance's invoice list showed amount_due 1900 for 19.00 USD and for 1,900 JPY alike, and
+    the export had only those counts of each currency's smallest unit (a review). The export keeps
+    them exact, and adds the amounts in whole units."""
+    invoices = [
+        Invoice.objects.create(
+            user=alice,
+            stripe_invoice_id=f"in_{currency}",
+            number=f"INV-{currency}",
+            amount_due=amount,
+            amount_paid=amount,
+            currency=currency,
+            status="paid",
+            created_at=timezone.now(),
+        )  # fmt: skip
+        for currency, amount in [("usd", 1900), ("jpy", 1900), ("kwd", 19000)]
+    ]
+    client.force_login(fiona)
+    page = client.get("/admin/billing/invoice/").content.decode()
+    for shown in ["19.00 USD", "1,900 JPY", "19.000 KWD"]:
+        assert f'<td class="field-due">{shown}</td>' in page
+        assert f'<td class="field-paid">{shown}</td>' in page
+    rows = {row["currency"]: row for row in _export(client, invoices)}
+    assert [(rows[c]["amount_due"], rows[c]["amount_due_decimal"]) for c in ["usd", "jpy", "kwd"]] == [
+        ("1900", "19.00"),
+        ("1900", "1900"),
+        ("19000", "19.000"),
+    ]
+    assert rows["kwd"]["amount_paid_decimal"] == "19.000"
