@@ -1,4 +1,6 @@
-"""Finance's view: plans (editable), subscriptions and invoices (read-only, CSV export)."""
+"""Billing in the back office. Finance (auditlog.roles) views plans, subscriptions, invoices and
+Stripe events and exports the latter three as CSV; it edits nothing. Plans are edited by staff
+holding billing.change_plan (no role grants it: a superuser); the rest mirrors Stripe, read-only."""
 
 from __future__ import annotations
 

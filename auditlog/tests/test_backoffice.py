@@ -6,7 +6,7 @@ from django.core.management import call_command
 
 from accounts.models import ApiKey, AuthenticatorDevice
 from auditlog.models import AuditEvent
-from billing.models import Invoice
+from billing.models import Invoice, Plan
 from senders import actions as sender_actions
 from senders.models import Sender
 
@@ -88,6 +88,10 @@ def test_finance_sees_billing_and_nothing_else(client, fiona, alice):
     )
     assert export["Content-Type"] == "text/csv"
     assert "INV-1" in export.content.decode()
+    # Plans too are read-only to Finance (billing/admin.py said "editable").
+    plan = Plan.objects.default()
+    assert client.post(f"/admin/billing/plan/{plan.pk}/change/", {"monthly_quota": 999_999}).status_code == 403
+    assert Plan.objects.get(pk=plan.pk).monthly_quota == plan.monthly_quota
     for url in [
         "/admin/accounts/user/",
         "/admin/senders/sender/",
@@ -216,8 +220,6 @@ def test_staff_never_see_an_authenticators_key(client, root, alice):
 
 
 def test_editing_a_plan_or_a_role_is_audited(client, root):
-    from billing.models import Plan
-
     plan = Plan.objects.default()
     client.force_login(root)
     fields = ("name", "slug", "rate_per_minute", "retention_days", "subject_policy", "price_cents")
