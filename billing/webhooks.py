@@ -19,6 +19,12 @@ logger = logging.getLogger(__name__)
 
 def _checkout_completed(session: Any) -> None:
     account_id = getattr(session, "client_reference_id", None)
+    if account_id and not (account_id.isascii() and account_id.isdigit()):
+        # Not a session we started (ours name the account by its id): a Payment Link or another
+        # app on the same Stripe account. Acknowledged and ignored: raising made it a 500 that
+        # Stripe retried for days. Its reference is theirs and may be personal: not logged.
+        logger.info("Checkout session %s names no account of ours: ignored", session.id)
+        return
     if account_id:
         # The session names the account that started it: link the customer if it is new to us.
         Subscription.objects.filter(user_id=int(account_id)).exclude(stripe_customer_id=session.customer).update(

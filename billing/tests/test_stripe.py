@@ -7,6 +7,7 @@ with the stripe library's own signing helper.
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import socket
 import subprocess
@@ -458,3 +459,24 @@ def test_a_secret_key_with_a_stray_newline_still_works(client, alice, pro_plan, 
     assert "Stripe refused" not in caplog.text
     customer = Subscription.objects.get(user=alice).stripe_customer_id
     assert _post(client, _event("customer.created", {"id": customer, "object": "customer"})).status_code == 200
+
+
+def test_a_checkout_session_started_elsewhere_is_acknowledged_and_ignored(client, alice, stripe_settings, caplog):
+    """A Payment Link (or another app on the same Stripe account) completes a session whose
+    client_reference_id is no account id of ours: int() raised, a 500 that Stripe retried for
+    days (a review)."""
+    Subscription.objects.create(user=alice, stripe_customer_id="cus_alice")
+    session = {
+        "id": "cs_test_elsewhere",
+        "object": "checkout.session",
+        "customer": "cus_elsewhere",
+        "subscription": "sub_elsewhere",
+        "client_reference_id": "order 17 for dana@example.com",
+    }
+    with caplog.at_level(logging.INFO, logger="billing.webhooks"):
+        response = _post(client, _event("checkout.session.completed", session, event_id="evt_elsewhere"))
+    assert response.status_code == 200
+    assert StripeEvent.objects.filter(event_id="evt_elsewhere").exists()  # Acknowledged once.
+    assert Subscription.objects.get().stripe_customer_id == "cus_alice"
+    assert "Checkout session cs_test_elsewhere names no account of ours: ignored" in caplog.text
+    assert "dana@example.com" not in caplog.text
