@@ -25,7 +25,15 @@ def configured() -> bool:
 def client() -> stripe.StripeClient:
     if not configured():
         raise NotConfigured()
-    kwargs: dict[str, Any] = {"max_network_retries": 2}
+    kwargs: dict[str, Any] = {
+        # The library's defaults (80 s a try, two retries) held a checkout about four minutes when
+        # Stripe hung: past gunicorn's 30 s kill, with customer_for's row lock held meanwhile.
+        # STRIPE_TIMEOUT_SECONDS bounds each network wait and one retry (idempotent: the library
+        # sends a POST's retry with an Idempotency-Key) covers a blip, so a Stripe that does not
+        # answer is "Billing is unavailable" after about twice that.
+        "max_network_retries": 1,
+        "http_client": stripe.RequestsClient(timeout=settings.STRIPE_TIMEOUT_SECONDS),
+    }
     if settings.STRIPE_API_BASE:
         kwargs["base_addresses"] = {"api": settings.STRIPE_API_BASE}
     return stripe.StripeClient(_secret_key(), **kwargs)

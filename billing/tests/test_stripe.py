@@ -22,6 +22,7 @@ from django.core.management import CommandError, call_command
 from auditlog.models import AuditEvent
 from billing.models import Invoice, Plan, StripeEvent, Subscription
 from conftest import PASSWORD
+from drake.testing.loopback import silent_server
 
 ROOT = Path(__file__).resolve().parents[2]
 WEBHOOK_SECRET = "whsec_test_" + "x" * 24
@@ -261,6 +262,27 @@ def test_the_console_says_so_when_stripe_cannot_be_reached(client, alice, settin
     client.force_login(alice)
     response = client.post(path, {"plan": "pro"}, follow=True)
     assert response.status_code == 200
+    assert "Billing is unavailable right now" in response.content.decode()
+    assert not AuditEvent.objects.filter(action="billing.checkout_started").exists()
+
+
+@pytest.mark.parametrize("path", ["/billing/portal/", "/billing/checkout/"])
+def test_a_stripe_that_never_answers_is_given_up_on_in_two_short_tries(client, alice, settings, path):
+    """Stripe takes the connection and says nothing: the library's defaults (80 s a try, two
+    retries) held the request some four minutes, long after gunicorn killed it at 30 s, with
+    the account's row locked by customer_for all along (a review). Each try now waits at most
+    STRIPE_TIMEOUT_SECONDS and there is one retry, then the console says billing is unavailable."""
+    Plan.objects.create(name="Pro", slug="pro", monthly_quota=50000, rate_per_minute=600, stripe_price_id="price_x")
+    settings.STRIPE_SECRET_KEY = "sk_test_" + "1" * 24
+    settings.STRIPE_TIMEOUT_SECONDS = 0.5
+    client.force_login(alice)
+    with silent_server() as (port, tries):
+        settings.STRIPE_API_BASE = f"http://127.0.0.1:{port}"
+        started = time.monotonic()
+        response = client.post(path, {"plan": "pro"}, follow=True)
+        elapsed = time.monotonic() - started
+        assert len(tries) == 2
+    assert elapsed < 5  # Two tries of 0.5 s and the library's 0.5 s pause between them.
     assert "Billing is unavailable right now" in response.content.decode()
     assert not AuditEvent.objects.filter(action="billing.checkout_started").exists()
 
