@@ -117,8 +117,8 @@ def sync_subscription(stripe_subscription: Any) -> Subscription | None:
     subscription.stripe_subscription_id = stripe_subscription.id
     subscription.status = status
     subscription.plan = plan
-    subscription.current_period_start = _ts(getattr(stripe_subscription, "current_period_start", None))
-    subscription.current_period_end = _ts(getattr(stripe_subscription, "current_period_end", None))
+    start, end = stripe_api.period_of(stripe_subscription)
+    subscription.current_period_start, subscription.current_period_end = _ts(start), _ts(end)
     subscription.cancel_at_period_end = bool(getattr(stripe_subscription, "cancel_at_period_end", False))
     if status in ACTIVE:
         subscription.past_due_since = None

@@ -92,3 +92,24 @@ def price_of(subscription: Any) -> str:
     if price:
         return price.id
     return item.plan.id
+
+
+# Since API 2025-03-31 ("basil"; stripe 16 pins 2026-10-28.endive) a subscription's period is
+# on each of its items and an invoice names its subscription under parent.subscription_details.
+# The helpers read that shape first, then the older one (localstripe's, and Stripe's before).
+
+
+def period_of(subscription: Any) -> tuple[int | None, int | None]:
+    """The start and end (Unix seconds) of a subscription's current period, as its first item
+    has them, else as the subscription has them (older API shapes)."""
+    item = subscription["items"]["data"][0]
+    start = getattr(item, "current_period_start", None) or getattr(subscription, "current_period_start", None)
+    end = getattr(item, "current_period_end", None) or getattr(subscription, "current_period_end", None)
+    return start, end
+
+
+def subscription_of(invoice: Any) -> str | None:
+    """The id of the subscription an invoice bills, if it bills one."""
+    details = getattr(getattr(invoice, "parent", None), "subscription_details", None)
+    subscription = getattr(details, "subscription", None) or getattr(invoice, "subscription", None)
+    return getattr(subscription, "id", subscription) or None  # An id, or the object when expanded.

@@ -41,8 +41,9 @@ def _subscription_changed(subscription: Any) -> None:
 
 def _invoice_paid(invoice: Any) -> None:
     actions.sync_invoice(stripe_api.retrieve_invoice(invoice.id))
-    if getattr(invoice, "subscription", None):
-        actions.sync_subscription(stripe_api.retrieve_subscription(invoice.subscription))
+    subscription = stripe_api.subscription_of(invoice)
+    if subscription:
+        actions.sync_subscription(stripe_api.retrieve_subscription(subscription))
 
 
 def _invoice_failed(invoice: Any) -> None:

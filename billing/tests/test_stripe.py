@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -142,7 +143,10 @@ def test_alice_upgrades_through_checkout(client, alice, pro_plan, stripe_client)
     alice.refresh_from_db()
     assert alice.plan == pro_plan
     subscription.refresh_from_db()
-    assert subscription.status == "active" and subscription.current_period_end is not None
+    assert subscription.status == "active"
+    # localstripe answers in the older API shape: the period on the subscription itself.
+    period = (stripe_sub.current_period_start, stripe_sub.current_period_end)
+    assert (subscription.current_period_start.timestamp(), subscription.current_period_end.timestamp()) == period
     assert AuditEvent.objects.filter(action="plan.changed", account_id=alice.pk, detail__to="pro").count() == 1
     page = client.get("/billing/").content.decode()
     assert "Your plan: Pro" in page
@@ -502,3 +506,50 @@ def test_a_checkout_session_started_elsewhere_is_acknowledged_and_ignored(client
     assert Subscription.objects.get().stripe_customer_id == "cus_alice"
     assert "Checkout session cs_test_elsewhere names no account of ours: ignored" in caplog.text
     assert "dana@example.com" not in caplog.text
+
+
+def test_the_paid_period_is_read_from_the_subscription_item_in_stripes_current_api(alice_api, alice, pro_plan):
+    """Since API 2025-03-31 (stripe 16 pins 2026-10-28.endive) the period is on each item, not
+    on the subscription: it was mirrored as None, and the account's usage counted by calendar
+    month instead of the period it paid for (a review)."""
+    from billing import actions
+
+    start, end = int(time.time()) - 3 * 86400, int(time.time()) + 27 * 86400
+    Subscription.objects.create(user=alice, stripe_customer_id="cus_alice")
+    item = {"id": "si_1", "object": "subscription_item", "price": {"id": pro_plan.stripe_price_id, "object": "price"},
+            "current_period_start": start, "current_period_end": end}  # fmt: skip
+    stripe_subscription = stripe.Subscription.construct_from(
+        {"id": "sub_1", "object": "subscription", "customer": "cus_alice", "status": "active", "created": start,
+         "items": {"object": "list", "data": [item]}},
+        "sk_test",
+    )  # fmt: skip
+    actions.sync_subscription(stripe_subscription)
+    subscription = Subscription.objects.get()
+    assert (subscription.current_period_start.timestamp(), subscription.current_period_end.timestamp()) == (start, end)
+    usage = alice_api.get("/v1/usage").json()
+    assert (usage["period_start"][:19], usage["quota"]) == (_iso(start), 50000)
+
+
+def _iso(timestamp: int) -> str:
+    return datetime.fromtimestamp(timestamp, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+@pytest.mark.parametrize("shape", ["parent.subscription_details", "subscription"])
+def test_a_paid_invoice_syncs_its_subscription_in_either_api_shape(client, alice, pro_plan, stripe_client, shape):
+    """Since API 2025-03-31 an invoice names its subscription under
+    parent.subscription_details, and invoice.subscription is gone: invoice.paid no longer synced
+    the subscription it paid for (a review). The older shape is localstripe's."""
+    client.force_login(alice)
+    client.post("/billing/checkout/", {"plan": "pro"})
+    customer = Subscription.objects.get(user=alice).stripe_customer_id
+    stripe_sub = _pay(stripe_client, customer, pro_plan.stripe_price_id)
+    invoice = stripe_client.v1.invoices.list(params={"customer": customer}).data[0]
+    if shape == "subscription":
+        paid = {"id": invoice.id, "object": "invoice", "subscription": stripe_sub.id}
+    else:
+        paid = {"id": invoice.id, "object": "invoice", "parent": {"type": "subscription_details",
+                "subscription_details": {"subscription": stripe_sub.id}}}  # fmt: skip
+    assert _post(client, _event("invoice.paid", paid)).status_code == 200
+    alice.refresh_from_db()
+    assert alice.plan == pro_plan
+    assert Subscription.objects.get(user=alice).stripe_subscription_id == stripe_sub.id
