@@ -15,7 +15,11 @@ from billing import stripe_api
 from billing.models import Invoice, Plan, Subscription
 
 ACTIVE = {"active", "trialing"}
-ENDED = {"canceled", "unpaid", "incomplete_expired"}
+# A subscription in one of these pays for no plan: it ended, or Stripe keeps it billing nothing
+# (unpaid once the retries ran out; paused, as when a trial ends without a payment method, until
+# it is resumed). The account is on the free plan, and the subscription does not stand in the
+# way of a new one.
+NOT_PAYING = {"canceled", "unpaid", "incomplete_expired", "paused"}
 
 
 def _ts(value: Any) -> datetime | None:
@@ -44,7 +48,7 @@ def has_running_subscription(user: Any) -> bool:
     return (
         Subscription.objects.filter(user=user)
         .exclude(stripe_subscription_id="")
-        .exclude(status__in=[*ENDED, "incomplete", ""])
+        .exclude(status__in=[*NOT_PAYING, "incomplete", ""])
         .exists()
     )
 
@@ -87,13 +91,13 @@ def _set_plan(user: Any, plan: Plan, reason: str) -> None:
 
 def _older_than_the_mirrored_one(subscription: Subscription, stripe_subscription: Any) -> bool:
     """Whether `stripe_subscription` is another subscription than the running one mirrored
-    here, and an older one (or an ended one): then it does not replace the mirror."""
-    if subscription.stripe_subscription_id in ("", stripe_subscription.id) or subscription.status in ENDED:
+    here, and an older one (or one that pays for nothing): then it does not replace the mirror."""
+    if subscription.stripe_subscription_id in ("", stripe_subscription.id) or subscription.status in NOT_PAYING:
         return False
-    if stripe_subscription.status in ENDED:
+    if stripe_subscription.status in NOT_PAYING:
         return True
     mirrored = stripe_api.retrieve_subscription(subscription.stripe_subscription_id)
-    if mirrored.status in ENDED:
+    if mirrored.status in NOT_PAYING:
         return False
     return int(getattr(mirrored, "created", 0) or 0) > int(getattr(stripe_subscription, "created", 0) or 0)
 
@@ -128,7 +132,7 @@ def sync_subscription(stripe_subscription: Any) -> Subscription | None:
     user = subscription.user
     if status in ACTIVE and plan is not None:
         _set_plan(user, plan, f"subscription {status}")
-    elif status in ENDED:
+    elif status in NOT_PAYING:
         _set_plan(user, Plan.objects.default(), f"subscription {status}")
     elif status == "past_due":
         enforce_grace(subscription)

@@ -55,6 +55,8 @@ HANDLERS = {
     "customer.subscription.created": _subscription_changed,
     "customer.subscription.updated": _subscription_changed,
     "customer.subscription.deleted": _subscription_changed,
+    "customer.subscription.paused": _subscription_changed,
+    "customer.subscription.resumed": _subscription_changed,
     "invoice.paid": _invoice_paid,
     "invoice.payment_failed": _invoice_failed,
 }

@@ -553,3 +553,38 @@ def test_a_paid_invoice_syncs_its_subscription_in_either_api_shape(client, alice
     alice.refresh_from_db()
     assert alice.plan == pro_plan
     assert Subscription.objects.get(user=alice).stripe_subscription_id == stripe_sub.id
+
+
+def _subscription(status: str, price: str, customer: str = "cus_alice") -> stripe.Subscription:
+    """A subscription as Stripe's current API shapes it (the period on its item)."""
+    now = int(time.time())
+    item = {"id": "si_1", "object": "subscription_item", "price": {"id": price, "object": "price"},
+            "current_period_start": now - 86400, "current_period_end": now + 29 * 86400}  # fmt: skip
+    return stripe.Subscription.construct_from(
+        {"id": "sub_1", "object": "subscription", "customer": customer, "status": status, "created": now,
+         "items": {"object": "list", "data": [item]}},
+        "sk_test",
+    )  # fmt: skip
+
+
+def test_a_paused_subscription_pays_for_no_plan_until_it_is_resumed(alice, pro_plan):
+    """Stripe pauses a subscription whose trial ended without a payment method: it bills nothing,
+    and the account kept Pro for good (no grace period starts either, it is not past due) (a
+    review). Paused, the account is on the free plan and may check out again; resumed, Pro."""
+    from billing import actions
+    from billing.webhooks import HANDLERS
+
+    Subscription.objects.create(user=alice, stripe_customer_id="cus_alice")
+    actions.sync_subscription(_subscription("active", pro_plan.stripe_price_id))
+    alice.refresh_from_db()
+    assert alice.plan == pro_plan
+    actions.sync_subscription(_subscription("paused", pro_plan.stripe_price_id))
+    alice.refresh_from_db()
+    assert alice.plan.slug == "free"
+    assert AuditEvent.objects.filter(action="plan.changed", detail__reason="subscription paused").count() == 1
+    assert not actions.has_running_subscription(alice)
+    actions.sync_subscription(_subscription("active", pro_plan.stripe_price_id))
+    alice.refresh_from_db()
+    assert alice.plan == pro_plan
+    # Stripe's own events for it are among those the webhook applies.
+    assert {"customer.subscription.paused", "customer.subscription.resumed"} <= set(HANDLERS)
