@@ -8,6 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from auditlog.events import record
@@ -102,11 +103,32 @@ def _older_than_the_mirrored_one(subscription: Subscription, stripe_subscription
     return int(getattr(mirrored, "created", 0) or 0) > int(getattr(stripe_subscription, "created", 0) or 0)
 
 
+def refresh_subscription(subscription_id: str, customer: str = "") -> Subscription | None:
+    """Fetch a subscription from Stripe and mirror it (sync_subscription), one sync of it at a
+    time: its billing row (the one mirroring it, or the customer's) is locked before the fetch,
+    so of two events handled at once (an update and a deletion), the one that fetched last
+    saves last. Unlocked, the slower one saved its older answer over the newer: canceled at
+    Stripe, active here. Callers in a transaction hold the lock until they commit."""
+    with transaction.atomic():
+        mirrors = Q(stripe_subscription_id=subscription_id)
+        if customer:
+            mirrors |= Q(stripe_customer_id=customer)
+        list(Subscription.objects.select_for_update().filter(mirrors).values_list("pk", flat=True))
+        return sync_subscription(stripe_api.retrieve_subscription(subscription_id))
+
+
 def sync_subscription(stripe_subscription: Any) -> Subscription | None:
     """Mirror a subscription as Stripe has it *now* (callers fetch it fresh: events may arrive
-    out of order), and give the account the plan it pays for."""
+    out of order; refresh_subscription fetches it under the row's lock), and give the account
+    the plan it pays for."""
+    with transaction.atomic():
+        return _sync_subscription(stripe_subscription)
+
+
+def _sync_subscription(stripe_subscription: Any) -> Subscription | None:
     subscription = (
-        Subscription.objects.select_related("user", "user__plan")
+        Subscription.objects.select_for_update(of=("self",))
+        .select_related("user", "user__plan")
         .filter(stripe_customer_id=stripe_subscription.customer)
         .first()
     )

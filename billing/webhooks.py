@@ -17,6 +17,12 @@ from billing.models import StripeEvent, Subscription
 logger = logging.getLogger(__name__)
 
 
+def _customer_of(obj: Any) -> str:
+    """The id of the customer an event's object names, or "" (its id, or its object if expanded)."""
+    customer = getattr(obj, "customer", None) or ""
+    return getattr(customer, "id", customer)
+
+
 def _checkout_completed(session: Any) -> None:
     account_id = getattr(session, "client_reference_id", None)
     if account_id and not (account_id.isascii() and account_id.isdigit()):
@@ -31,19 +37,19 @@ def _checkout_completed(session: Any) -> None:
             stripe_customer_id=session.customer
         )
     if getattr(session, "subscription", None):
-        actions.sync_subscription(stripe_api.retrieve_subscription(session.subscription))
+        actions.refresh_subscription(session.subscription, _customer_of(session))
 
 
 def _subscription_changed(subscription: Any) -> None:
     # Events can arrive out of order: apply what Stripe says now, not what the event said then.
-    actions.sync_subscription(stripe_api.retrieve_subscription(subscription.id))
+    actions.refresh_subscription(subscription.id, _customer_of(subscription))
 
 
 def _invoice_paid(invoice: Any) -> None:
     actions.sync_invoice(stripe_api.retrieve_invoice(invoice.id))
     subscription = stripe_api.subscription_of(invoice)
     if subscription:
-        actions.sync_subscription(stripe_api.retrieve_subscription(subscription))
+        actions.refresh_subscription(subscription, _customer_of(invoice))
 
 
 def _invoice_failed(invoice: Any) -> None:

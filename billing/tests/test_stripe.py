@@ -12,6 +12,7 @@ import secrets
 import socket
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 import stripe
 from django.core.management import CommandError, call_command
+from django.db import connection
 
 from auditlog.models import AuditEvent
 from billing.models import Invoice, Plan, StripeEvent, Subscription
@@ -588,3 +590,49 @@ def test_a_paused_subscription_pays_for_no_plan_until_it_is_resumed(alice, pro_p
     assert alice.plan == pro_plan
     # Stripe's own events for it are among those the webhook applies.
     assert {"customer.subscription.paused", "customer.subscription.resumed"} <= set(HANDLERS)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_events_of_one_subscription_at_once_end_in_stripes_latest_state(
+    alice, pro_plan, stripe_client, monkeypatch
+):
+    """An update and the deletion of one subscription, handled at once: each fetched it from
+    Stripe and saved it unlocked, so the slower one saved its older answer last: canceled at
+    Stripe, active here, Pro kept (a review). The billing row is now locked before the fetch."""
+    from django.test import Client
+
+    from billing import actions, stripe_api
+
+    if connection.vendor != "postgresql":
+        pytest.skip("two syncs at once need row locks (PostgreSQL; CI runs on it)")
+    stripe_sub = _pay(stripe_client, actions.customer_for(alice).stripe_customer_id, pro_plan.stripe_price_id)
+    actions.sync_subscription(stripe_client.v1.subscriptions.retrieve(stripe_sub.id))
+    fetch = stripe_api.retrieve_subscription
+    slow_one_fetched = threading.Event()
+
+    def retrieve_subscription(subscription_id: str):
+        answer = fetch(subscription_id)
+        if threading.current_thread().name == "slow":
+            slow_one_fetched.set()
+            time.sleep(1)  # Its answer in transit, or a slow handler: the other event arrives.
+        return answer
+
+    monkeypatch.setattr(stripe_api, "retrieve_subscription", retrieve_subscription)
+
+    def post(event_type: str) -> None:
+        try:
+            response = _post(Client(), _event(event_type, {"id": stripe_sub.id, "object": "subscription"}))
+            codes.append(response.status_code)
+        finally:
+            connection.close()
+
+    codes: list[int] = []
+    slow = threading.Thread(name="slow", target=post, args=("customer.subscription.updated",))
+    slow.start()
+    assert slow_one_fetched.wait(10)
+    stripe_client.v1.subscriptions.cancel(stripe_sub.id)  # The customer cancels meanwhile.
+    post("customer.subscription.deleted")
+    slow.join()
+    assert codes == [200, 200]
+    alice.refresh_from_db()
+    assert (Subscription.objects.get(user=alice).status, alice.plan.slug) == ("canceled", "free")
