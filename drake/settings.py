@@ -330,7 +330,7 @@ STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
 # Longest wait on Stripe's network answer, per try (two tries at most, billing/stripe_api.py):
 # the console's checkout and portal must answer well before gunicorn's 30 s timeout.
-STRIPE_TIMEOUT_SECONDS = env.float("STRIPE_TIMEOUT_SECONDS", default=10)
+STRIPE_TIMEOUT_SECONDS = env.float("STRIPE_TIMEOUT_SECONDS", default=5)
 # After a failed payment the account keeps its paid plan this long, then falls back to free.
 BILLING_GRACE_DAYS = env.int("BILLING_GRACE_DAYS", default=7)
 
