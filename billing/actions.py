@@ -201,12 +201,18 @@ def sync_invoice(stripe_invoice: Any) -> Invoice:
 
 
 def payment_failed(stripe_invoice: Any) -> None:
-    """An invoice's payment failed (callers fetch it fresh): its account's grace period starts,
-    unless the invoice has been paid or voided since (the event arrived late)."""
+    """An invoice's payment failed (callers fetch it fresh): if it bills the subscription the
+    account's plan rests on, its grace period starts, unless the invoice has been paid or
+    voided since (the event arrived late). Another invoice of the customer (a one-off charge)
+    is recorded and changes nothing: it started the grace period of a subscription still paid
+    for, and a week later the account was on the free plan."""
     sync_invoice(stripe_invoice)
     if getattr(stripe_invoice, "status", None) in ("paid", "void"):
         return
+    billed = stripe_api.subscription_of(stripe_invoice)
+    if not billed:
+        return
     with transaction.atomic():
-        Subscription.objects.filter(stripe_customer_id=stripe_invoice.customer, past_due_since__isnull=True).update(
-            past_due_since=timezone.now()
-        )
+        Subscription.objects.filter(
+            stripe_customer_id=stripe_invoice.customer, stripe_subscription_id=billed, past_due_since__isnull=True
+        ).update(past_due_since=timezone.now())

@@ -244,6 +244,45 @@ def test_a_failed_payment_keeps_the_plan_through_the_grace_period(client, alice,
     assert alice.plan.slug == "free"
 
 
+def test_a_failed_one_off_invoice_starts_no_grace_period_of_the_subscription(
+    client, alice, pro_plan, stripe_client, settings
+):
+    """Only a failed invoice of the subscription the plan rests on starts its grace period: a
+    one-off charge's did too, and a week later the paying account was on the free plan.
+    localstripe bills every invoice of a customer to its subscription, so the one-off invoice
+    is built as Stripe's current API has it (no parent subscription)."""
+    from datetime import timedelta
+
+    import time_machine
+    from django.utils import timezone
+
+    from billing import actions
+
+    client.force_login(alice)
+    client.post("/billing/checkout/", {"plan": "pro"})
+    subscription = Subscription.objects.get(user=alice)
+    customer = subscription.stripe_customer_id
+    stripe_sub = _pay(stripe_client, customer, pro_plan.stripe_price_id)
+    actions.sync_subscription(stripe_client.v1.subscriptions.retrieve(stripe_sub.id))
+    one_off = {"id": "in_one_off", "object": "invoice", "customer": customer, "status": "open", "parent": None}
+    one_off |= {"number": "INV-1", "amount_due": 500, "amount_paid": 0, "currency": "usd", "created": 1}
+
+    actions.payment_failed(stripe.Invoice.construct_from(one_off, "sk_test"))
+    assert Invoice.objects.filter(stripe_invoice_id="in_one_off").exists()  # Recorded all the same.
+    subscription.refresh_from_db()
+    assert subscription.past_due_since is None
+    with time_machine.travel(timezone.now() + timedelta(days=settings.BILLING_GRACE_DAYS, hours=1)):
+        assert actions.enforce_all_grace_periods() == 0
+    alice.refresh_from_db()
+    assert alice.plan == pro_plan
+
+    # The subscription's own invoice failing still starts it.
+    renewal = _failed_renewal(stripe_client, customer, stripe_sub.id)
+    actions.payment_failed(stripe_client.v1.invoices.retrieve(renewal.id))
+    subscription.refresh_from_db()
+    assert subscription.past_due_since is not None
+
+
 def test_without_stripe_keys_billing_shows_as_not_configured(client, alice, settings):
     settings.STRIPE_SECRET_KEY = ""
     client.force_login(alice)
