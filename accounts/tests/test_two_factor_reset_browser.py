@@ -20,7 +20,7 @@ from django_otp.oath import totp
 from accounts.actions import create_account
 from accounts.models import AuthenticatorDevice
 from auditlog.models import AuditEvent
-from drake.testing.browser import watch
+from drake.testing.browser import sign_in, watch
 
 PASSWORD = "a long browser passphrase"
 
@@ -73,11 +73,7 @@ def test_support_resets_a_lost_authenticator_and_alice_sets_up_a_new_one(page, l
     assert AuditEvent.objects.get(action="2fa.reset").actor == sam
     page.context.clear_cookies()
 
-    page.goto(f"{base}/login/")
-    page.fill("#id_username", alice.email)
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    assert page.url.endswith("/dashboard/")
+    sign_in(page, base, alice.email, PASSWORD)
     page.goto(f"{base}/account/two-factor/")
     shown = re.search(r"Key:\s*([A-Z2-7]+)", page.inner_text("main")).group(1)
     key = base64.b32decode(shown + "=" * (-len(shown) % 8))

@@ -1,7 +1,8 @@
 """The real browser of the console's tests: Debian's Chromium, driven by Playwright.
 
 `launched()` starts it (a missing Chromium fails the test, never skips it); the `browser`
-fixture in the project's conftest.py holds one per test module. `watch` collects what a page
+fixture in the project's conftest.py holds one per test module. `sign_in` signs a customer in.
+`watch` collects what a page
 logs as an error, and `shot` saves a screenshot into artifacts/screenshots/ (not committed) and
 checks that every visible form control has a label.
 """
@@ -57,6 +58,15 @@ def watch(page: Any, *, ignore: tuple[str, ...] = ()) -> Any:
     page.on("console", on_console)
     page.on("pageerror", lambda error: page.problems.append(str(error)))
     return page
+
+
+def sign_in(page: Any, base: str, email: str, password: str) -> None:
+    """Sign in on the console's login page as a customer without two-factor: on the dashboard after."""
+    page.goto(f"{base}/login/")
+    page.fill("#id_username", email)
+    page.fill("#id_password", password)
+    page.click("button:has-text('Sign in')")
+    assert page.url.endswith("/dashboard/"), page.url
 
 
 def shot(page: Any, name: str) -> None:

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from billing.models import Invoice
 from conftest import PASSWORD
-from drake.testing.browser import shot, watch
+from drake.testing.browser import shot, sign_in, watch
 from drake.testing.smtp import SilentServer
 from relay.models import DeliveryAttempt, Message
 from senders import actions as sender_actions
@@ -41,11 +41,7 @@ def open_page(browser):
 
 
 def _sign_in(page, base: str) -> None:
-    page.goto(f"{base}/login/")
-    page.fill("#id_username", "alice@example.org")
-    page.fill("#id_password", PASSWORD)
-    page.click("button:has-text('Sign in')")
-    assert page.url.endswith("/dashboard/")
+    sign_in(page, base, "alice@example.org", PASSWORD)
 
 
 def _sideways(page) -> int:

@@ -12,7 +12,7 @@ import pytest
 import trustme
 
 from conftest import PASSWORD
-from drake.testing.browser import shot, watch
+from drake.testing.browser import shot, sign_in, watch
 from drake.testing.smtp import SmtpTestServer
 from senders import actions
 from senders.models import Sender
@@ -62,11 +62,7 @@ def test_alice_moves_her_sender_to_a_new_port_and_security(page, live_server, al
     assert actions.verify_sender(sender, actor=alice) is None
     base = live_server.url
 
-    page.goto(f"{base}/login/")
-    page.fill("#id_username", alice.email)
-    page.fill("#id_password", PASSWORD)
-    page.click("button:has-text('Sign in')")
-    assert page.url.endswith("/dashboard/")
+    sign_in(page, base, alice.email, PASSWORD)
 
     page.goto(f"{base}/senders/{sender.public_id}/")
     assert page.inner_text("h1 .badge") == "verified"
