@@ -25,7 +25,7 @@ from django.db import connection
 from auditlog.models import AuditEvent
 from billing.models import Invoice, Plan, StripeEvent, Subscription
 from conftest import PASSWORD
-from drake.testing.loopback import silent_server
+from drake.testing.smtp import SilentServer
 
 ROOT = Path(__file__).resolve().parents[2]
 WEBHOOK_SECRET = "whsec_test_" + "x" * 24
@@ -321,12 +321,12 @@ def test_a_stripe_that_never_answers_is_given_up_on_in_two_short_tries(client, a
     settings.STRIPE_SECRET_KEY = "sk_test_" + "1" * 24
     settings.STRIPE_TIMEOUT_SECONDS = 0.5
     client.force_login(alice)
-    with silent_server() as (port, tries):
-        settings.STRIPE_API_BASE = f"http://127.0.0.1:{port}"
+    with SilentServer() as silent:
+        settings.STRIPE_API_BASE = f"http://127.0.0.1:{silent.port}"
         started = time.monotonic()
         response = client.post(path, {"plan": "pro"}, follow=True)
         elapsed = time.monotonic() - started
-        assert len(tries) == 2
+        assert silent.accepted == 2
     assert elapsed < 5  # Two tries of 0.5 s and the library's 0.5 s pause between them.
     assert "Billing is unavailable right now" in response.content.decode()
     assert not AuditEvent.objects.filter(action="billing.checkout_started").exists()

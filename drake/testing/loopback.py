@@ -31,35 +31,3 @@ def one_connection(serve: Callable[[socket.socket, BinaryIO], None]) -> Iterator
         yield listener.getsockname()[1]
     finally:
         listener.close()
-
-
-@contextlib.contextmanager
-def silent_server() -> Iterator[tuple[int, list[socket.socket]]]:
-    """A hung peer on 127.0.0.1: it accepts every connection and never answers. Yields its port
-    and the list of connections accepted so far (how many tries a client made)."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
-    listener.settimeout(0.1)
-    accepted: list[socket.socket] = []
-    done = threading.Event()
-
-    def accept() -> None:
-        while not done.is_set():
-            try:
-                accepted.append(listener.accept()[0])
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1], accepted
-    finally:
-        done.set()
-        thread.join()
-        listener.close()
-        for conn in accepted:
-            conn.close()

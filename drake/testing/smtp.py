@@ -312,12 +312,23 @@ class SilentServer:
                 return
             self._held.append(conn)
 
+    @property
+    def accepted(self) -> int:
+        """Connections taken so far (how many tries a client made)."""
+        return len(self._held)
+
     def stop(self) -> None:
         sock, self._sock = self._sock, None
         if sock is not None:
             sock.close()
         for conn in self._held:
             conn.close()
+
+    def __enter__(self) -> SilentServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 def main() -> None:
