@@ -20,7 +20,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 from django_ratelimit.decorators import ratelimit
 
-from accounts import actions, privacy, twofactor
+from accounts import actions, privacy, throttles, twofactor
 from accounts.forms import (
     ApiKeyForm,
     ConfirmPasswordForm,
@@ -42,21 +42,10 @@ def ratelimited(request: HttpRequest, exception: Exception) -> HttpResponse:
     return render(request, "accounts/throttled.html", {"message": THROTTLED_MESSAGE}, status=429)
 
 
-def _login_account_key(group: str, request: HttpRequest) -> str:
-    # Per account, whatever casing the attacker types.
-    return (request.POST.get("username") or "").strip().lower()
-
-
 @method_decorator(sensitive_post_parameters("password"), name="dispatch")
-@method_decorator(
-    ratelimit(key="ip", rate=lambda g, r: settings.LOGIN_RATE_PER_IP, method="POST", block=False), name="post"
-)
-@method_decorator(
-    ratelimit(key=_login_account_key, rate=lambda g, r: settings.LOGIN_RATE_PER_ACCOUNT, method="POST", block=False),
-    name="post",
-)
 class LoginView(auth_views.LoginView):
-    """Login, throttled per IP and per account against credential stuffing.
+    """Login, throttled per IP and per account against credential stuffing (accounts.throttles,
+    shared with the back office's login).
 
     Over the limit, the form is not even checked, so a right password during the lock-out does
     not tell an attacker that it was right.
@@ -67,12 +56,12 @@ class LoginView(auth_views.LoginView):
     redirect_authenticated_user = True
 
     def post(self, request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
-        if getattr(request, "limited", False):
+        if throttles.login_limited(request):
             form = self.get_form()
             # Not cleaned: reading form.errors would clean it, and cleaning checks the password.
             form._errors, form.cleaned_data = ErrorDict(), {}
             form.add_error(None, THROTTLED_MESSAGE)
-            record("login.throttled", request=request, detail={"email_domain": _domain(request)})
+            record("login.throttled", request=request, detail={"email_domain": throttles.email_domain(request)})
             return self.render_to_response(self.get_context_data(form=form), status=429)
         return super().post(request, *args, **kwargs)
 
@@ -223,13 +212,6 @@ def delete_account(request: HttpRequest) -> HttpResponse:
             logout(request)
             return render(request, "accounts/deleted.html")
     return render(request, "accounts/delete.html", {"form": form})
-
-
-def _domain(request: HttpRequest) -> str:
-    # Unvalidated input (the form is not checked when throttled): printable characters only,
-    # as PostgreSQL's JSON refuses a NUL.
-    domain = (request.POST.get("username") or "").rpartition("@")[2]
-    return "".join(c for c in domain if c.isprintable())[:100]
 
 
 @sensitive_post_parameters("password")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.forms import AdminAuthenticationForm
@@ -26,6 +27,20 @@ from auditlog.events import record
 class AdminLoginForm(OTPAdminAuthenticationForm):
     """django-otp's admin login shows its device menu only after a failed try, then refuses a code
     without a device ("Please select a device."): with one device, the code alone is enough."""
+
+    error_messages = {
+        **OTPAdminAuthenticationForm.error_messages,
+        "invalid_login": "Please enter the correct email address, password and code for a staff account.",
+    }
+
+    def clean(self) -> dict[str, Any]:
+        """One refusal for every way of being wrong: a right password without its code read
+        "Please enter your OTP token." and a wrong one the usual error, which told a guesser
+        which password was right."""
+        try:
+            return super().clean()
+        except forms.ValidationError as exc:
+            raise forms.ValidationError(self.error_messages["invalid_login"], code="invalid_login") from exc
 
     def _chosen_device(self, user: Any) -> Any:
         device = super()._chosen_device(user)
@@ -50,6 +65,30 @@ class DrakeAdminSite(admin.AdminSite):
     @property
     def login_template(self) -> str | None:  # type: ignore[override]
         return "otp/admin111/login.html" if settings.ADMIN_REQUIRE_2FA else None
+
+    def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        """Django's admin login, throttled and audited as the console's is (the same buckets:
+        accounts.throttles): it was neither, so staff passwords could be guessed here as fast as
+        a client could post, and nobody would see it."""
+        from accounts.models import User
+        from accounts.throttles import email_domain, login_limited
+        from accounts.views import ratelimited
+
+        if request.method != "POST":
+            return super().login(request, extra_context)
+        if login_limited(request):
+            record("login.throttled", request=request, detail={"email_domain": email_domain(request), "via": "admin"})
+            return ratelimited(request, None)
+        response = super().login(request, extra_context)
+        if request.user.is_authenticated and response.status_code == 302:
+            record(
+                "login.succeeded", actor=request.user, account=request.user, request=request, detail={"via": "admin"}
+            )
+        else:
+            typed = (request.POST.get("username") or "").strip()
+            user = User.objects.filter(email__iexact=typed).first() if typed and "\x00" not in typed else None
+            record("login.failed", account=user, request=request, detail={"via": "admin"})
+        return response
 
     def has_permission(self, request: HttpRequest) -> bool:
         if not super().has_permission(request):

@@ -140,3 +140,40 @@ def test_behind_a_proxy_that_writes_ports_each_client_has_its_own_login_budget(c
     assert _login_via(client, "user9@example.org", "192.0.2.50:41000").status_code == 429
     assert _login_via(client, "alice@example.org", "[2001:db8::5]:41000").status_code == 200
     assert AuditEvent.objects.filter(action="login.throttled", actor_ip="192.0.2.50").exists()
+
+
+@override_settings(LOGIN_RATE_PER_ACCOUNT="3/m", LOGIN_RATE_PER_IP="100/m")
+def test_the_per_account_throttle_holds_for_every_spelling_the_database_matches(client, alice):
+    """Keyed on the typed address's lower(), `alıce@` (a dotless i, which PostgreSQL's UPPER
+    folds into I, as `email__iexact` compares) was a bucket of its own for alice's account:
+    each i or s of an address doubled the guesses. Found by a security review."""
+    with time_machine.travel("2026-11-24 10:00:05Z", tick=False):
+        for n in range(3):
+            _login(client, "alice@example.org", "guess", ip=f"198.51.100.{n}")
+        assert _login(client, "alice@example.org", PASSWORD, ip="198.51.100.8").status_code == 429
+        for variant in ("al\u0131ce@example.org", "ALICE@EXAMPLE.ORG", "al\u0131ce@example.org "):
+            assert _login(client, variant, PASSWORD, ip="198.51.100.9").status_code == 429, variant
+        assert "_auth_user_id" not in client.session
+
+
+@override_settings(LOGIN_RATE_PER_ACCOUNT="3/m", LOGIN_RATE_PER_IP="100/m", ADMIN_REQUIRE_2FA=False)
+def test_the_back_office_login_counts_in_the_same_buckets_and_is_audited(client, alice, django_user_model):
+    """/admin/login/ checks passwords too, and was neither throttled nor audited: staff passwords
+    could be guessed there as fast as one could post, unseen. Found by a security review."""
+    staff = django_user_model.objects.create_user("staffer@3drake.test", "a sturdy staff passphrase", is_staff=True)
+    with time_machine.travel("2026-11-24 10:00:05Z", tick=False):
+        for n in range(2):
+            form = {"username": staff.email, "password": f"guess{n}"}
+            assert client.post("/admin/login/", form, REMOTE_ADDR="192.0.2.7").status_code == 200
+        assert _login(client, staff.email, "guess", ip="192.0.2.8").status_code == 200  # The console's: same bucket.
+        right = {"username": staff.email, "password": "a sturdy staff passphrase"}
+        throttled = client.post("/admin/login/?next=/admin/", right, REMOTE_ADDR="192.0.2.9")
+        assert throttled.status_code == 429 and "Too many attempts" in throttled.content.decode()
+        assert "_auth_user_id" not in client.session
+    failed = AuditEvent.objects.filter(action="login.failed", account_id=staff.pk)
+    assert sorted(e.detail.get("via", "console") for e in failed) == ["admin", "admin", "console"]
+    assert AuditEvent.objects.get(action="login.throttled").detail["via"] == "admin"
+    with time_machine.travel("2026-11-24 10:01:10Z", tick=False):
+        signed_in = client.post("/admin/login/?next=/admin/", right, REMOTE_ADDR="192.0.2.9")
+    assert signed_in.status_code == 302
+    assert AuditEvent.objects.get(action="login.succeeded", account_id=staff.pk).detail == {"via": "admin"}

@@ -350,6 +350,27 @@ def test_opening_one_of_an_accounts_audit_events_is_in_that_accounts_trail(clien
     assert (viewed.account_id, viewed.target_type, viewed.target_id) == (alice.pk, "auditlog.auditevent", str(event.pk))
 
 
+def test_the_back_office_login_tells_no_right_password_from_a_wrong_one(client, sam, settings):
+    """With a second factor required, a right password without its code read "Please enter
+    your OTP token." and a wrong one the usual error: a guesser learnt which password was
+    right (and could use it on the console's login). Found by a security review."""
+    import re
+
+    settings.ADMIN_REQUIRE_2FA = True
+    AuthenticatorDevice.objects.create(user=sam, name="phone", confirmed=True)
+
+    def refusal(password: str) -> list[str]:
+        page = client.post("/admin/login/", {"username": sam.email, "password": password}).content.decode()
+        return re.findall(r'<p class="errornote">\s*(.*?)\s*</p>', page, re.S)
+
+    wrong, right_without_code = refusal("a guess"), refusal(STAFF_PASSWORD)
+    assert (
+        wrong
+        == right_without_code
+        == ["Please enter the correct email address, password and code for a staff account."]
+    )
+
+
 def test_staff_get_in_with_the_code_on_the_first_login_page(client, sam, settings):
     """The first login page has no device menu (django-otp shows it only after a failed try), so
     a browser posts the code alone: with one device, that must be enough."""

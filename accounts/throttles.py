@@ -1,0 +1,48 @@
+"""The login throttle, one for every way in (the console's login, the back office's): per IP and
+per account, against credential stuffing. Both count in the same buckets, so a second login
+page is not a second allowance."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import HttpRequest
+from django_ratelimit.core import is_ratelimited
+
+from accounts.models import User
+
+
+def _account_key(group: str, request: HttpRequest) -> str:
+    """The account the typed address signs in to (its id), else the address as the database
+    compares it (upper case: PostgreSQL's UPPER, which `email__iexact` runs, folds "ı" and "ſ"
+    into "I" and "S": keyed on Python's lower(), `alıce@` was a bucket of its own for alice's
+    account)."""
+    typed = (request.POST.get("username") or "").strip()
+    if typed and "\x00" not in typed:
+        pk = User.objects.filter(email__iexact=typed).values_list("pk", flat=True).first()
+        if pk is not None:
+            return f"account:{pk}"
+    return f"address:{typed.upper()}"
+
+
+def login_limited(request: HttpRequest) -> bool:
+    """Count this login attempt (a POST); whether its IP or its account is over the limit."""
+    by_ip = is_ratelimited(
+        request, group="login.ip", key="ip", rate=settings.LOGIN_RATE_PER_IP, method="POST", increment=True
+    )
+    by_account = is_ratelimited(
+        request,
+        group="login.account",
+        key=_account_key,
+        rate=settings.LOGIN_RATE_PER_ACCOUNT,
+        method="POST",
+        increment=True,
+    )
+    return by_ip or by_account
+
+
+def email_domain(request: HttpRequest) -> str:
+    """The domain of the typed address, for a throttled attempt's audit event. Unvalidated input
+    (the form is not checked when throttled): printable characters only, as PostgreSQL's JSON
+    refuses a NUL."""
+    domain = (request.POST.get("username") or "").rpartition("@")[2]
+    return "".join(c for c in domain if c.isprintable())[:100]
