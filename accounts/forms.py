@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 from django import forms
+from django.contrib.auth import forms as auth_forms
 from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm
 
@@ -90,3 +94,14 @@ class DeleteAccountForm(ConfirmPasswordForm):
 
 class EmailChangeForm(ConfirmPasswordForm):
     new_email = forms.EmailField(label="New email address", max_length=254)
+
+
+class PasswordResetForm(auth_forms.PasswordResetForm):
+    """Django's, for accounts never activated too: their owner (who missed the activation link,
+    or whose address someone else signed up) sets a password of their own, which activates the
+    account (accounts.views.PasswordResetConfirmView). Django's mails active accounts only, so
+    after the link's two hours nothing could ever make that address an account."""
+
+    def get_users(self, email: str) -> Iterator[Any]:
+        users = User.objects.filter(email__iexact=email)
+        return (u for u in users if u.has_usable_password() and u.email.casefold() == email.casefold())

@@ -27,6 +27,7 @@ from accounts.forms import (
     DeleteAccountForm,
     EmailChangeForm,
     LoginForm,
+    PasswordResetForm,
     ProfileForm,
     SignupForm,
     TokenForm,
@@ -177,6 +178,9 @@ class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
     def form_valid(self, form: Any) -> HttpResponse:
         response = super().form_valid(form)
         record("password.reset", actor_label=form.user.email, account=form.user, target=form.user, request=self.request)
+        if not form.user.is_active:
+            # Never activated: the link proved the mailbox, and the password is the owner's own.
+            actions.activate_account(form.user, request=self.request)
         return response
 
 
@@ -325,6 +329,7 @@ def revoke_api_key(request: HttpRequest, prefix: str) -> HttpResponse:
     ratelimit(key="ip", rate=lambda g, r: settings.SIGNUP_RATE_PER_IP, method="POST", block=True), name="post"
 )
 class PasswordResetView(auth_views.PasswordResetView):
+    form_class = PasswordResetForm
     template_name = "accounts/password_reset.html"
     email_template_name = "accounts/email/password_reset.txt"
     subject_template_name = "accounts/email/password_reset_subject.txt"

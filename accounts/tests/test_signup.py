@@ -67,3 +67,34 @@ def test_an_address_too_long_to_keep_is_refused_in_place(client, db):
     assert response.status_code == 200
     assert 'id="id_email_error"' in response.content.decode()
     assert not User.objects.exists()
+
+
+def test_an_address_signed_up_but_never_activated_is_taken_by_its_mailbox_owner(client, db):
+    """Signed up (by its owner who then missed the link, or by someone squatting the address)
+    and never activated: after the link's two hours a new sign-up only mailed "already has
+    one", the reset form mailed nothing to an inactive account and the login refused it, so
+    the address could never become anyone's account. A reset now works for it: the link goes to
+    the mailbox, the password is the owner's own, and setting it activates the account. Found
+    by a security review."""
+    import time_machine
+
+    with time_machine.travel("2026-11-24 10:00:00Z", tick=False):
+        _signup(client, "victim@example.org", password="the squatter's own passphrase")
+    mail.outbox.clear()
+    with time_machine.travel("2026-11-24 13:00:00Z", tick=False):
+        _signup(client, "victim@example.org")
+        assert "It was never activated" in mail.outbox[-1].body
+        client.post("/password-reset/", {"email": "Victim@example.org"})
+        link = re.search(r"http://testserver(/password-reset/\S+/)", mail.outbox[-1].body).group(1)
+        form = client.get(link, follow=True)  # Django moves the token out of the URL first.
+        new = "the owner's brand new passphrase"
+        done = client.post(form.redirect_chain[-1][0], {"new_password1": new, "new_password2": new})
+        assert done.status_code == 302
+        victim = User.objects.get(email="victim@example.org")
+        assert victim.is_active
+        assert client.post("/login/", {"username": "victim@example.org", "password": new}).status_code == 302
+        client.logout()
+        squatter = client.post(
+            "/login/", {"username": "victim@example.org", "password": "the squatter's own passphrase"}
+        )
+        assert squatter.status_code == 200
