@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -34,6 +37,8 @@ from accounts.forms import (
 )
 from accounts.models import ApiKey, User
 from auditlog.events import record
+
+logger = logging.getLogger(__name__)
 
 THROTTLED_MESSAGE = "Too many attempts. Wait a minute, then try again."
 
@@ -334,3 +339,17 @@ class PasswordResetView(auth_views.PasswordResetView):
     email_template_name = "accounts/email/password_reset.txt"
     subject_template_name = "accounts/email/password_reset_subject.txt"
     success_url = reverse_lazy("accounts:password_reset_done")
+
+    def form_valid(self, form: PasswordResetForm) -> HttpResponse:
+        response = super().form_valid(form)
+        # The mail goes once the answer has: the same time to answer for every address.
+        for send in form.unsent:
+            response._resource_closers.append(partial(_send_logged, send))
+        return response
+
+
+def _send_logged(send: Callable[[], None]) -> None:
+    try:
+        send()
+    except Exception:
+        logger.warning("A password reset mail could not be sent.", exc_info=True)

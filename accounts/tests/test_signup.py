@@ -98,3 +98,26 @@ def test_an_address_signed_up_but_never_activated_is_taken_by_its_mailbox_owner(
             "/login/", {"username": "victim@example.org", "password": "the squatter's own passphrase"}
         )
         assert squatter.status_code == 200
+
+
+def test_a_password_reset_mail_goes_after_the_answer(rf, alice):
+    """The page reads the same for every address, but the mail went inside the request, only
+    for a known one: with a real mail server's few hundred milliseconds, the time to answer
+    told which addresses have an account. Found by a security review. The mail now goes when
+    the server closes the response (as the test client and gunicorn do, after the body)."""
+    from django.contrib.sessions.middleware import SessionMiddleware
+
+    from accounts.views import PasswordResetView
+
+    def answer(email):
+        request = rf.post("/password-reset/", {"email": email})
+        SessionMiddleware(lambda r: None).process_request(request)
+        request._dont_enforce_csrf_checks = True
+        return PasswordResetView.as_view()(request)
+
+    unknown, known = answer("nobody@example.org"), answer("alice@example.org")
+    assert unknown.status_code == known.status_code == 302
+    assert mail.outbox == []  # Both answered, nothing sent yet.
+    unknown.close()
+    known.close()
+    assert [m.to for m in mail.outbox] == [["alice@example.org"]]
