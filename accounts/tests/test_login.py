@@ -1,6 +1,7 @@
 """Console login: throttled per IP and per account, and silent about which emails exist."""
 
 import time_machine
+from django.db import connection
 from django.test import override_settings
 
 from auditlog.models import AuditEvent
@@ -151,8 +152,11 @@ def test_the_per_account_throttle_holds_for_every_spelling_the_database_matches(
         for n in range(3):
             _login(client, "alice@example.org", "guess", ip=f"198.51.100.{n}")
         assert _login(client, "alice@example.org", PASSWORD, ip="198.51.100.8").status_code == 429
-        for variant in ("al\u0131ce@example.org", "ALICE@EXAMPLE.ORG", "al\u0131ce@example.org "):
-            assert _login(client, variant, PASSWORD, ip="198.51.100.9").status_code == 429, variant
+        assert _login(client, "ALICE@EXAMPLE.ORG", PASSWORD, ip="198.51.100.9").status_code == 429
+        # SQLite's iexact folds ASCII only: there alıce@ is no account at all (a 200, refused).
+        folded = 429 if connection.vendor == "postgresql" else 200
+        for variant in ("al\u0131ce@example.org", "al\u0131ce@example.org "):
+            assert _login(client, variant, PASSWORD, ip="198.51.100.9").status_code == folded, variant
         assert "_auth_user_id" not in client.session
 
 
