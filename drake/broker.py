@@ -13,7 +13,8 @@ instead of a transaction (below); those scripts and the LPUSH of a publish go ou
 drake.cache sends its own (`run_script`, `run_command`: without redis-py's machinery around
 each command, on a connection borrowed from the channel's pool, which many threads share).
 
-Used when CELERY_BROKER_URL is a Redis URL (settings.CELERY_BROKER_TRANSPORT).
+Used when CELERY_BROKER_URL is a Redis URL (settings.CELERY_BROKER_TRANSPORT). The filesystem
+broker of development (`filesystem://`) gets FilesystemTransport: kombu's, publishing atomically.
 
 `send_task` publishes a task as `Task.apply_async` does, for any broker, with less of its CPU.
 """
@@ -25,13 +26,14 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from time import time
+from time import monotonic, time
 from typing import Any
 
 from celery import Task
 from celery.local import Proxy
 from kombu import Producer
-from kombu.transport import redis, virtual
+from kombu.exceptions import ChannelError
+from kombu.transport import filesystem, redis, virtual
 from kombu.utils.json import dumps
 from kombu.utils.uuid import uuid
 from redis.commands.core import Script
@@ -100,6 +102,31 @@ class Channel(redis.Channel):
 
 class Transport(redis.Transport):
     Channel = Channel
+
+
+class FilesystemChannel(filesystem.Channel):
+    """kombu's filesystem channel (the broker `make run` embeds), publishing atomically.
+
+    kombu creates a message's file under its final name, then writes it: a worker listing the
+    queue in between took the empty file, failed to parse it and stopped consuming for good
+    ("Unrecoverable error: JSONDecodeError"), while the web went on queueing. Seen in the test
+    suite's worker on SQLite, every message after it waiting out its test. The file is written
+    under a name the queue does not list (`.tmp`), then renamed into place, which is atomic.
+    """
+
+    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
+        name = f"{int(round(monotonic() * 1000))}_{uuid()}.{queue}.msg"
+        path = os.path.join(self.data_folder_out, name)
+        try:
+            with open(path + ".tmp", "wb") as f:
+                f.write(dumps(payload).encode())
+            os.replace(path + ".tmp", path)
+        except OSError as exc:
+            raise ChannelError(f"Cannot add file {path!r} to directory") from exc
+
+
+class FilesystemTransport(filesystem.Transport):
+    Channel = FilesystemChannel
 
 
 def send_task(task: Task, args: list[str], *, queue: str | None = None) -> str:

@@ -245,6 +245,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         # The default polls once a second; a tenth keeps local delivery snappy.
         "polling_interval": 0.1,
     }
+    # kombu's, with a message's file written whole before the queue lists it (drake.broker).
+    CELERY_BROKER_TRANSPORT = "drake.broker:FilesystemTransport"
 elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # kombu's Redis transport with one client per pool instead of one per publish and ack.
     CELERY_BROKER_TRANSPORT = "drake.broker:Transport"
