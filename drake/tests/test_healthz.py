@@ -14,12 +14,14 @@ def test_it_is_ok_when_database_and_broker_answer(client, db):
 def broken_broker(monkeypatch):
     # Nothing listens on port 1 of loopback. Celery reads CELERY_BROKER_URL from the environment
     # before its own configuration, so both are pointed there.
+    # The transport goes with it: the embedded broker's (drake.broker.FilesystemTransport, set
+    # by the settings) would take any URL for its own.
     bad = "redis://127.0.0.1:1/0"
-    original = celery_app.conf.broker_url
+    original = celery_app.conf.broker_url, celery_app.conf.broker_transport
     monkeypatch.setenv("CELERY_BROKER_URL", bad)
-    celery_app.conf.broker_url = bad
+    celery_app.conf.broker_url, celery_app.conf.broker_transport = bad, "drake.broker:Transport"
     yield
-    celery_app.conf.broker_url = original
+    celery_app.conf.broker_url, celery_app.conf.broker_transport = original
 
 
 def test_it_is_503_when_the_broker_is_down(client, db, broken_broker):

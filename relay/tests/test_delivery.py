@@ -263,14 +263,16 @@ def test_a_worker_stopped_while_sending_finishes_the_delivery_before_it_exits(wo
 def test_the_broker_down_at_accept_time_loses_nothing(worker, smtp_server, smtp_sender, send, monkeypatch):
     from drake.celery import app
 
-    good = app.conf.broker_url
+    good = app.conf.broker_url, app.conf.broker_transport
     monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:1/0")
-    app.conf.broker_url = "redis://127.0.0.1:1/0"
+    # A Redis nobody listens on, whatever the broker is (the embedded one's transport would take
+    # the URL for its own).
+    app.conf.broker_url, app.conf.broker_transport = "redis://127.0.0.1:1/0", "drake.broker:Transport"
     try:
         response = send(via=smtp_sender)
     finally:
         monkeypatch.undo()
-        app.conf.broker_url = good
+        app.conf.broker_url, app.conf.broker_transport = good
     assert response.status_code == 202
     message = wait_for_status(response.json()["id"], {Status.SENT, Status.FAILED})
     assert message.status == Status.SENT
