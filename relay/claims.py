@@ -220,6 +220,13 @@ def still_held(sender: Sender, messages: list[Message]) -> bool:
         return cursor.fetchone()[0] == len(messages)
 
 
+@cache
+def _still_claimed() -> str:
+    """record_sent's condition on an attempt row: its message is one the statement updated."""
+    column = connection.ops.quote_name(DeliveryAttempt._meta.get_field("message").column)
+    return f"row.{column} IN (SELECT id FROM updated)"  # noqa: S608 (our names)
+
+
 @dataclass
 class Sent:
     """A message the provider accepted: when the attempt started and ended, and its reply."""
@@ -261,12 +268,7 @@ def record_sent(sent: list[Sent]) -> None:
             (item.message.pk, _when(item.done), item.provider_message_id, adapt_json(item.refused, DjangoJSONEncoder))
             for item in sent
         ]
-        message_column = connection.ops.quote_name(DeliveryAttempt._meta.get_field("message").column)
-        insert_attempts, attempt_params = sql.insert_rows(
-            attempts,
-            connection,
-            where=f"row.{message_column} IN (SELECT id FROM updated)",  # noqa: S608 (our names)
-        )
+        insert_attempts, attempt_params = sql.insert_rows(attempts, connection, where=_still_claimed())
         rows = ", ".join(["(%s::bigint, %s::timestamptz, %s::varchar, %s::jsonb)"] * len(values))
         with connection.cursor() as cursor:
             cursor.execute(
