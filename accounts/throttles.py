@@ -11,17 +11,24 @@ from django_ratelimit.core import is_ratelimited
 from accounts.models import User
 
 
+def account_typed(request: HttpRequest) -> User | None:
+    """The account a login form's typed address signs in to, if any (also what a failed login
+    is audited against). Raw input: an address with a NUL (which PostgreSQL refuses) is none."""
+    typed = (request.POST.get("username") or "").strip()
+    if not typed or "\x00" in typed:
+        return None
+    return User.objects.filter(email__iexact=typed).first()
+
+
 def _account_key(group: str, request: HttpRequest) -> str:
     """The account the typed address signs in to (its id), else the address as the database
     compares it (upper case: PostgreSQL's UPPER, which `email__iexact` runs, folds "ı" and "ſ"
     into "I" and "S": keyed on Python's lower(), `alıce@` was a bucket of its own for alice's
     account)."""
-    typed = (request.POST.get("username") or "").strip()
-    if typed and "\x00" not in typed:
-        pk = User.objects.filter(email__iexact=typed).values_list("pk", flat=True).first()
-        if pk is not None:
-            return f"account:{pk}"
-    return f"address:{typed.upper()}"
+    account = account_typed(request)
+    if account is not None:
+        return f"account:{account.pk}"
+    return f"address:{(request.POST.get('username') or '').strip().upper()}"
 
 
 def login_limited(request: HttpRequest) -> bool:

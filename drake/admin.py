@@ -70,8 +70,7 @@ class DrakeAdminSite(admin.AdminSite):
         """Django's admin login, throttled and audited as the console's is (the same buckets:
         accounts.throttles): it was neither, so staff passwords could be guessed here as fast as
         a client could post, and nobody would see it."""
-        from accounts.models import User
-        from accounts.throttles import email_domain, login_limited
+        from accounts.throttles import account_typed, email_domain, login_limited
         from accounts.views import ratelimited
 
         if request.method != "POST":
@@ -85,9 +84,7 @@ class DrakeAdminSite(admin.AdminSite):
                 "login.succeeded", actor=request.user, account=request.user, request=request, detail={"via": "admin"}
             )
         else:
-            typed = (request.POST.get("username") or "").strip()
-            user = User.objects.filter(email__iexact=typed).first() if typed and "\x00" not in typed else None
-            record("login.failed", account=user, request=request, detail={"via": "admin"})
+            record("login.failed", account=account_typed(request), request=request, detail={"via": "admin"})
         return response
 
     def has_permission(self, request: HttpRequest) -> bool:
