@@ -84,6 +84,23 @@ class ConfirmPasswordForm(forms.Form):
         return password
 
 
+class ActivationForm(ConfirmPasswordForm):
+    """The activation link's second half: the password chosen at sign-up. The link alone proves
+    the mailbox, not who chose the password (anyone can sign up someone else's address)."""
+
+    password = forms.CharField(
+        label="The password you chose when you signed up",
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password", "autofocus": True}),
+    )
+
+    def clean_password(self) -> str:
+        password = self.cleaned_data["password"]
+        if not self.user.check_password(password):
+            raise forms.ValidationError("That is not the password this account was signed up with.")
+        return password
+
+
 class DeleteAccountForm(ConfirmPasswordForm):
     confirm = forms.CharField(label='Type "delete my account" to confirm', max_length=40)
 

@@ -4,6 +4,8 @@ page is not a second allowance."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.conf import settings
 from django.http import HttpRequest
 from django_ratelimit.core import is_ratelimited
@@ -33,13 +35,23 @@ def _account_key(group: str, request: HttpRequest) -> str:
 
 def login_limited(request: HttpRequest) -> bool:
     """Count this login attempt (a POST); whether its IP or its account is over the limit."""
+    return _limited(request, _account_key)
+
+
+def password_check_limited(request: HttpRequest, account: User) -> bool:
+    """Count a check of `account`'s password outside the login (the activation link asks for
+    it); in the login's buckets, so no page is a second allowance of guesses."""
+    return _limited(request, lambda group, request: f"account:{account.pk}")
+
+
+def _limited(request: HttpRequest, account_key: Callable[[str, HttpRequest], str]) -> bool:
     by_ip = is_ratelimited(
         request, group="login.ip", key="ip", rate=settings.LOGIN_RATE_PER_IP, method="POST", increment=True
     )
     by_account = is_ratelimited(
         request,
         group="login.account",
-        key=_account_key,
+        key=account_key,
         rate=settings.LOGIN_RATE_PER_ACCOUNT,
         method="POST",
         increment=True,

@@ -25,6 +25,7 @@ from django_ratelimit.decorators import ratelimit
 
 from accounts import actions, privacy, throttles, twofactor
 from accounts.forms import (
+    ActivationForm,
     ApiKeyForm,
     ConfirmPasswordForm,
     DeleteAccountForm,
@@ -244,7 +245,18 @@ def signup(request: HttpRequest) -> HttpResponse:
 
 
 @never_cache
+@sensitive_post_parameters("password")
+@require_http_methods(["GET", "POST"])
 def activate(request: HttpRequest, uidb64: str, token: str) -> HttpResponse:
+    """The activation link asks for the password chosen at sign-up before it activates.
+
+    A click alone activated and signed in: anyone could sign up someone else's address with a
+    password of their own, and the owner's click on the mail then turned on an account whose
+    password the squatter knew (a pre-account hijack). And mail scanners that open every link
+    in a message (Outlook's Safe Links, for one) activated accounts nobody confirmed. The
+    owner who did not sign up, or forgot the password, sets one of their own by a password
+    reset, which activates the account too.
+    """
     try:
         user = User.objects.get(pk=int(urlsafe_base64_decode(uidb64)))
     except (ValueError, TypeError, OverflowError, User.DoesNotExist):
@@ -253,10 +265,20 @@ def activate(request: HttpRequest, uidb64: str, token: str) -> HttpResponse:
     # would sign in without the second factor (or reactivate an account staff deactivated).
     if user is None or user.is_active or not actions.activation_tokens.check_token(user, token):
         return render(request, "accounts/activation_invalid.html", status=400)
-    actions.activate_account(user, request=request)
-    login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-    messages.success(request, "Your email is confirmed. Welcome to 3drake.")
-    return redirect("accounts:dashboard")
+    form = ActivationForm(user, request.POST or None)
+    if request.method == "POST":
+        if throttles.password_check_limited(request, user):
+            form._errors, form.cleaned_data = ErrorDict(), {}  # Not cleaned: no password check.
+            form.add_error(None, THROTTLED_MESSAGE)
+            record("login.throttled", account=user, request=request, detail={"via": "activation"})
+            return render(request, "accounts/activate.html", {"form": form, "email": user.email}, status=429)
+        if form.is_valid():
+            actions.activate_account(user, request=request)
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            messages.success(request, "Your email is confirmed. Welcome to 3drake.")
+            return redirect("accounts:dashboard")
+        record("login.failed", account=user, request=request, detail={"via": "activation"})
+    return render(request, "accounts/activate.html", {"form": form, "email": user.email})
 
 
 @login_required

@@ -2,9 +2,12 @@
 
 import re
 
+import time_machine
 from django.core import mail
+from django.test import Client, override_settings
 
 from accounts.models import User
+from auditlog.models import AuditEvent
 from conftest import PASSWORD
 
 
@@ -22,7 +25,11 @@ def test_a_new_user_signs_up_and_confirms(client, db):
     assert len(mail.outbox) == 1
     link = re.search(r"http://testserver(/activate/\S+/)", mail.outbox[0].body).group(1)
 
-    response = client.get(link)
+    page = client.get(link)  # Opening the link changes nothing: it asks for the password.
+    assert page.status_code == 200 and "dana@example.org" in page.content.decode()
+    dana.refresh_from_db()
+    assert not dana.is_active
+    response = client.post(link, {"password": PASSWORD})
     assert response.status_code == 302
     dana.refresh_from_db()
     assert dana.is_active
@@ -30,6 +37,57 @@ def test_a_new_user_signs_up_and_confirms(client, db):
     # The link works once: after login the token no longer validates.
     client.logout()
     assert client.get(link).status_code == 400
+    assert client.post(link, {"password": PASSWORD}).status_code == 400
+
+
+def test_the_activation_link_alone_activates_nothing(client, db):
+    """A click on the link activated the account and signed in. Someone who signed up another
+    person's address, with a password of their own, had the owner's click turn on an account
+    whose password they knew (a pre-account hijack); and mail scanners that open every link
+    activated accounts no one confirmed. The link now asks for the sign-up's password; the
+    owner who never chose one sets their own by a reset, which shuts the squatter out."""
+    squatters = "the squatter's own passphrase"
+    _signup(client, "victim@example.org", password=squatters)
+    link = re.search(r"http://testserver(/activate/\S+/)", mail.outbox[-1].body).group(1)
+    assert "enter the password you chose" in mail.outbox[-1].body
+
+    victim = Client()  # The owner of the mailbox, who never signed up.
+    for _ in range(2):
+        assert victim.get(link).status_code == 200  # Their click, and their mail scanner's.
+    refused = victim.post(link, {"password": "a guess at what was chosen"})
+    assert refused.status_code == 200
+    assert "not the password this account was signed up with" in refused.content.decode()
+    assert not User.objects.get(email="victim@example.org").is_active
+    assert "_auth_user_id" not in victim.session
+    assert AuditEvent.objects.filter(action="login.failed", detail__via="activation").count() == 1
+
+    # What the page offers them instead: a reset, to a password of their own.
+    victim.post("/password-reset/", {"email": "victim@example.org"})
+    reset = re.search(r"http://testserver(/password-reset/\S+/)", mail.outbox[-1].body).group(1)
+    form = victim.get(reset, follow=True)
+    own = "the owner's brand new passphrase"
+    assert victim.post(form.redirect_chain[-1][0], {"new_password1": own, "new_password2": own}).status_code == 302
+    assert User.objects.get(email="victim@example.org").is_active
+    assert client.post("/login/", {"username": "victim@example.org", "password": squatters}).status_code == 200
+    assert client.post(link, {"password": squatters}).status_code == 400  # The old link is void.
+
+
+@override_settings(LOGIN_RATE_PER_ACCOUNT="3/m", LOGIN_RATE_PER_IP="100/m")
+def test_the_activation_page_counts_password_guesses_with_the_login(client, db):
+    """The page checks a password, so it is a password oracle: its guesses count in the login's
+    per-account bucket, and over the limit even the right password is not checked."""
+    _signup(client, "dana@example.org")
+    link = re.search(r"http://testserver(/activate/\S+/)", mail.outbox[-1].body).group(1)
+    with time_machine.travel("2026-11-24 10:00:05Z", tick=False):
+        for n in range(2):
+            assert client.post(link, {"password": f"guess {n}"}).status_code == 200
+        client.post("/login/", {"username": "dana@example.org", "password": "guess 3"})  # Same bucket.
+        throttled = client.post(link, {"password": PASSWORD})
+        assert throttled.status_code == 429 and "Too many attempts" in throttled.content.decode()
+        assert not User.objects.get(email="dana@example.org").is_active
+        assert AuditEvent.objects.filter(action="login.throttled", detail__via="activation").exists()
+    with time_machine.travel("2026-11-24 10:01:05Z", tick=False):
+        assert client.post(link, {"password": PASSWORD}).status_code == 302
 
 
 def test_signing_up_with_an_existing_email_leaks_nothing(client, alice):
@@ -76,8 +134,6 @@ def test_an_address_signed_up_but_never_activated_is_taken_by_its_mailbox_owner(
     the address could never become anyone's account. A reset now works for it: the link goes to
     the mailbox, the password is the owner's own, and setting it activates the account. Found
     by a security review."""
-    import time_machine
-
     with time_machine.travel("2026-11-24 10:00:00Z", tick=False):
         _signup(client, "victim@example.org", password="the squatter's own passphrase")
     mail.outbox.clear()

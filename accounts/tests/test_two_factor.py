@@ -145,7 +145,7 @@ def test_a_password_reset_link_does_not_sign_in_past_two_factor(client, alice):
     uid, token = re.search(r"/password-reset/([^/\s]+)/([^/\s]+)/", mail.outbox[-1].body).groups()
     # Whoever reads the reset mail must still pass the second factor: the activation URL took
     # the very same token (one generator for both) and signed in at once.
-    client.get(f"/activate/{uid}/{token}/")
+    client.post(f"/activate/{uid}/{token}/", {"password": PASSWORD})
     assert client.get("/dashboard/").status_code == 302
 
 

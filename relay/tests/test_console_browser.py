@@ -44,6 +44,8 @@ def test_a_new_customer_goes_from_sign_up_to_deletion(page, live_server, worker,
     assert "Check your inbox" in page.content()
     link = re.search(r"https?://[^/]+(/activate/\S+/)", mail.outbox[-1].body).group(1)
     page.goto(f"{base}{link}")
+    page.fill("#id_password", PASSWORD)
+    page.click("button:has-text('Confirm and sign in')")
     assert page.url.endswith("/dashboard/")
     shot(page, "dashboard-empty")
 
