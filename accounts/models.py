@@ -12,7 +12,7 @@ from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
 from django.db import connection, models
-from django.db.models.functions import Lower
+from django.db.models.functions import Lower, Upper
 from django.utils import timezone
 from django_otp.models import Device, ThrottlingMixin, TimestampMixin
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -23,6 +23,8 @@ from billing.plans import unchanged as plan_unchanged
 from drake import snapshots, sql
 from senders import crypto
 from senders.fields import EncryptedField
+
+EMAIL_TAKEN = "An account with this email address exists already."
 
 
 class UserManager(BaseUserManager["User"]):
@@ -69,7 +71,15 @@ class User(AbstractBaseUser, PermissionsMixin):
     REQUIRED_FIELDS: list[str] = []
 
     class Meta:
-        constraints = [models.UniqueConstraint(Lower("email"), name="user_email_ci_unique")]
+        constraints = [
+            models.UniqueConstraint(Lower("email"), name="user_email_ci_unique", violation_error_message=EMAIL_TAKEN),
+            # What `email__iexact` compares, on PostgreSQL: UPPER folds "ı" into "I", lower()
+            # keeps it, so lower() alone let alıce@ be a second account that alice's lookups
+            # found too. With both, one typed address signs in to one account at most.
+            models.UniqueConstraint(
+                Upper("email"), name="user_email_upper_unique", violation_error_message=EMAIL_TAKEN
+            ),
+        ]
         permissions = [
             ("suspend_account", "Can suspend or unsuspend an account's API access"),
             ("reset_two_factor", "Can reset an account's two-factor authentication"),

@@ -1,9 +1,14 @@
 """Console login: throttled per IP and per account, and silent about which emails exist."""
 
+import contextlib
+
+import pytest
 import time_machine
 from django.db import connection
 from django.test import override_settings
 
+from accounts.actions import EmailTaken, create_account
+from accounts.models import User
 from auditlog.models import AuditEvent
 from conftest import PASSWORD
 
@@ -181,3 +186,20 @@ def test_the_back_office_login_counts_in_the_same_buckets_and_is_audited(client,
         signed_in = client.post("/admin/login/?next=/admin/", right, REMOTE_ADDR="192.0.2.9")
     assert signed_in.status_code == 302
     assert AuditEvent.objects.get(action="login.succeeded", account_id=staff.pk).detail == {"via": "admin"}
+
+
+@pytest.mark.parametrize("spelling", ["al\u0131ce@example.org", "ALICE@EXAMPLE.ORG"])
+def test_no_two_accounts_answer_to_one_typed_address(client, alice, spelling):
+    """Unique on lower(email), looked up by UPPER (`email__iexact`): "alıce@" (a dotless i)
+    lower-cases to itself, so it could be a second account (createaccount, the admin, an email
+    change racing a check), yet UPPER folds it into ALICE@, and then both addresses' logins
+    found two accounts: a 500 for alice. Unique on UPPER too, the spellings one lookup matches
+    are one account (SQLite folds ASCII only: there alıce@ is an address of its own)."""
+    with contextlib.suppress(EmailTaken):
+        create_account(spelling, "a sturdy second passphrase")
+    for typed in ("alice@example.org", spelling):
+        assert User.objects.filter(email__iexact=typed).count() <= 1, typed
+        assert _login(client, typed, PASSWORD).status_code in (200, 302), typed
+        client.logout()
+    if connection.vendor == "postgresql":
+        assert User.objects.count() == 1
