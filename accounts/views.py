@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -76,7 +77,12 @@ class LoginView(auth_views.LoginView):
         user = form.get_user()
         if twofactor.confirmed_device(user) is not None:
             # The password was right; the session is not logged in until the code is too.
-            self.request.session[PENDING_2FA] = {"user": user.pk, "next": self.get_success_url()}
+            self.request.session[PENDING_2FA] = {
+                "user": user.pk,
+                "next": self.get_success_url(),
+                "at": time.time(),
+                "auth": user.get_session_auth_hash(),
+            }
             return redirect("accounts:login_verify")
         response = super().form_valid(form)
         record("login.succeeded", actor=self.request.user, account=self.request.user, request=self.request)
@@ -92,6 +98,24 @@ class LoginView(auth_views.LoginView):
 
 
 PENDING_2FA = "drake_pending_2fa"
+# How long a right password waits for its code. The code is the second factor only while the
+# password step is recent and still true: without a bound, a session that once passed the
+# password (a shared computer's, a stolen cookie) needed only a code, days later, after the
+# password was changed.
+PENDING_2FA_SECONDS = 10 * 60
+
+
+def _pending_sign_in(request: HttpRequest) -> User | None:
+    """The account whose password this session gave, if recent and not changed since."""
+    pending = request.session.get(PENDING_2FA)
+    if not pending:
+        return None
+    user = User.objects.filter(pk=pending["user"], is_active=True).first()
+    fresh = time.time() - pending.get("at", 0) < PENDING_2FA_SECONDS
+    if user is None or not fresh or pending.get("auth") != user.get_session_auth_hash():
+        del request.session[PENDING_2FA]
+        return None
+    return user
 
 
 @never_cache
@@ -100,9 +124,11 @@ PENDING_2FA = "drake_pending_2fa"
 def login_verify(request: HttpRequest) -> HttpResponse:
     """The second step of a login with two-factor authentication on."""
     pending = request.session.get(PENDING_2FA)
-    user = User.objects.filter(pk=pending["user"], is_active=True).first() if pending else None
+    user = _pending_sign_in(request)
     device = twofactor.confirmed_device(user) if user else None
     if device is None:
+        if pending:
+            messages.info(request, "Your sign-in timed out. Enter your password again.")
         return redirect("accounts:login")
     form = TokenForm(request.POST or None)
     if request.method == "POST":

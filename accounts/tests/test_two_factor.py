@@ -213,3 +213,37 @@ def test_rolling_migration_0006_back_gives_authenticators_back_to_django_otp(ali
     assert (old.name, old.confirmed, old.last_t, old.created_at) == ("phone", True, 7, device.created_at)
     assert old.bin_key == device.bin_key
     assert not AuthenticatorDevice.objects.exists()
+
+
+def _password_step(client):
+    response = client.post("/login/", {"username": "alice@example.org", "password": PASSWORD})
+    assert response["Location"] == "/login/verify/"
+
+
+def test_a_password_step_waits_for_its_code_ten_minutes_at_most(client, alice):
+    """A session that passed the password step stayed pending for good: days later, a code
+    alone signed it in. Now the code must follow the password within ten minutes."""
+    device = AuthenticatorDevice.objects.create(user=alice, name="app", confirmed=True)
+    start = timezone.now()
+    with time_machine.travel(start, tick=False):
+        _password_step(client)
+    with time_machine.travel(start + timedelta(minutes=10, seconds=1), tick=False):
+        response = client.post("/login/verify/", {"code": _code(device)})
+        assert response.status_code == 302 and response["Location"] == "/login/"
+        assert "timed out" in client.get("/login/").content.decode()
+        assert client.get("/dashboard/").status_code == 302
+        assert client.get("/login/verify/")["Location"] == "/login/"  # Gone, not just refused.
+        _password_step(client)
+    with time_machine.travel(start + timedelta(minutes=19, seconds=50), tick=False):
+        assert client.post("/login/verify/", {"code": _code(device)})["Location"] == "/dashboard/"
+
+
+def test_a_password_change_voids_a_pending_password_step(client, alice):
+    """The pending step outlived a password change: whoever had the old password (and the
+    code) still signed in with it."""
+    device = AuthenticatorDevice.objects.create(user=alice, name="app", confirmed=True)
+    _password_step(client)
+    alice.set_password("the new passphrase after a leak")
+    alice.save()
+    assert client.post("/login/verify/", {"code": _code(device)})["Location"] == "/login/"
+    assert client.get("/dashboard/").status_code == 302
