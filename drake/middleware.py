@@ -10,12 +10,15 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
+from gunicorn.http.errors import ParseException
 
 from drake.errors import CACHE_ERRORS, InvalidRequest, PayloadTooLarge, cache_unavailable, error_response
 
 API_PREFIX = "/v1/"
 # Set in the environ (request.META) of a request whose body ChunkedBodyMiddleware read.
 CHUNKED_BODY = "drake.chunked_body"
+MALFORMED_BODY = "drake.malformed_body"
+MALFORMED_BODY_MESSAGE = "The request body's chunked encoding is malformed."
 _READ_STEP = 64 * 1024
 
 
@@ -99,7 +102,14 @@ class ChunkedBodyMiddleware:
             and not environ.get("CONTENT_LENGTH")
             and environ.get("wsgi.input_terminated")
         ):
-            self._read_body(environ)
+            try:
+                self._read_body(environ)
+            except ParseException:
+                # A chunk's framing is broken (a bad size line, a missing CRLF): gunicorn's own
+                # answer was an HTML page. The request goes on with no body, marked, for
+                # RequestSizeLimitMiddleware to answer in our format; gunicorn will not reuse
+                # the connection (its body reader remembers the failure).
+                environ.update({"CONTENT_LENGTH": "0", "wsgi.input": io.BytesIO(), MALFORMED_BODY: True})
         return self.app(environ, start_response)
 
     @staticmethod
@@ -128,6 +138,10 @@ class RequestSizeLimitMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.META.get(MALFORMED_BODY):
+            if is_api_request(request):
+                return error_response(InvalidRequest(MALFORMED_BODY_MESSAGE))
+            return HttpResponseBadRequest(MALFORMED_BODY_MESSAGE, content_type="text/plain")
         if is_api_request(request):
             raw = request.META.get("CONTENT_LENGTH") or "0"
             try:

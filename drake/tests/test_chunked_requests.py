@@ -190,3 +190,24 @@ def test_a_server_that_does_not_terminate_its_input_keeps_it_unread(alice_key):
     response.close()
     assert statuses == ["400 Bad Request"], body
     assert stream.tell() == 0
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [b"zz\r\n{}\r\n0\r\n\r\n", b"2\r\n{}XX0\r\n\r\n", b"2\r\n{}\r\n0\r\n\r\n".replace(b"\r\n", b"\n", 1)],
+    ids=["size-not-hex", "chunk-missing-crlf", "bare-lf"],
+)
+def test_a_malformed_chunk_is_a_400_in_the_api_format(server, alice_key, chunks):
+    """A broken chunk's framing got gunicorn's HTML error page; an API client reads JSON."""
+    head = (
+        f"POST /v1/send HTTP/1.1\nHost: 127.0.0.1:{server}\nAuthorization: Bearer {alice_key}\n"
+        "Content-Type: application/json\nTransfer-Encoding: chunked\n"
+    )
+    status, body = raw_request(server, head, chunks)
+    assert status == 400, body
+    assert json.loads(body)["error"] == {
+        "type": "invalid_request",
+        "message": "The request body's chunked encoding is malformed.",
+    }
+    assert not Message.objects.exists()
+    assert ApiRequest.objects.get().error_type == "invalid_request"
