@@ -31,13 +31,45 @@ def _checkout_completed(session: Any) -> None:
         # Stripe retried for days. Its reference is theirs and may be personal: not logged.
         logger.info("Checkout session %s names no account of ours: ignored", session.id)
         return
-    if account_id:
-        # The session names the account that started it: link the customer if it is new to us.
-        Subscription.objects.filter(user_id=int(account_id)).exclude(stripe_customer_id=session.customer).update(
-            stripe_customer_id=session.customer
-        )
+    if account_id and not _link_customer(int(account_id), session):
+        return
     if getattr(session, "subscription", None):
         actions.refresh_subscription(session.subscription, _customer_of(session))
+
+
+def _link_customer(account_id: int, session: Any) -> bool:
+    """Link the session's customer to the account it names (the one that started it), if the
+    customer is new to us. False, and nothing changed, if another billing row holds it: a
+    webhook's word does not move a customer from one account to another (trying broke the
+    unique customer id: a 500 that Stripe retried for days). The caller then applies the
+    session's subscription to neither: refresh_subscription mirrors by customer, and would put
+    a checkout the session calls this account's on the other one. Staff sort it out from the
+    log, which names ids only."""
+    customer = _customer_of(session)
+    if not customer:
+        return True  # Nothing to link: the account keeps its customer id (set to None, it was a 500).
+    subscription = getattr(session, "subscription", None)
+    holder = (
+        Subscription.objects.filter(stripe_customer_id=customer)
+        .exclude(user_id=account_id)
+        .values_list("pk", "user_id")
+        .first()
+    )
+    if holder is not None:
+        logger.warning(
+            "Checkout session %s names account %s, but its customer %s is linked to billing row %s (account %s):"
+            " not linked, subscription %s not applied",
+            session.id,
+            account_id,
+            customer,
+            *holder,
+            getattr(subscription, "id", subscription) or "-",  # An id, or the object when expanded.
+        )
+        return False
+    Subscription.objects.filter(user_id=account_id).exclude(stripe_customer_id=customer).update(
+        stripe_customer_id=customer
+    )
+    return True
 
 
 def _subscription_changed(subscription: Any) -> None:

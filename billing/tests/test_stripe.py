@@ -549,6 +549,40 @@ def test_a_checkout_session_started_elsewhere_is_acknowledged_and_ignored(client
     assert "dana@example.com" not in caplog.text
 
 
+def test_a_checkout_session_naming_alice_with_charlies_customer_moves_nothing(
+    client, alice, charlie, pro_plan, stripe_client, caplog
+):
+    """A session names alice's account but a customer already linked to charlie's billing row (a
+    session made by hand in Stripe's dashboard, say): linking it to alice broke the unique
+    customer id, an IntegrityError, a 500 that Stripe retried for days. It is
+    acknowledged, the customer stays charlie's, and the session's subscription is mirrored on
+    neither account: staff sort it out from the log, which names ids only."""
+    from billing import actions
+
+    alices = actions.customer_for(alice).stripe_customer_id
+    charlies = actions.customer_for(charlie).stripe_customer_id
+    stripe_sub = _pay(stripe_client, charlies, pro_plan.stripe_price_id)
+    session = {"id": "cs_test_crossed", "object": "checkout.session", "customer": charlies,
+               "subscription": stripe_sub.id, "client_reference_id": str(alice.pk)}  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="billing.webhooks"):
+        response = _post(client, _event("checkout.session.completed", session, event_id="evt_crossed"))
+    assert response.json() == {"received": True, "handled": True}
+    assert StripeEvent.objects.filter(event_id="evt_crossed").exists()  # Acknowledged once.
+    rows = {row.user_id: row for row in Subscription.objects.all()}
+    assert (rows[alice.pk].stripe_customer_id, rows[charlie.pk].stripe_customer_id) == (alices, charlies)
+    # refresh_subscription mirrors by customer: it would have put alice's checkout on charlie's row.
+    assert (rows[alice.pk].stripe_subscription_id, rows[charlie.pk].stripe_subscription_id) == ("", "")
+    alice.refresh_from_db()
+    charlie.refresh_from_db()
+    assert (alice.plan.slug, charlie.plan.slug) == ("free", "free")
+    assert (
+        f"Checkout session cs_test_crossed names account {alice.pk}, but its customer {charlies} is linked to"
+        f" billing row {rows[charlie.pk].pk} (account {charlie.pk}): not linked, subscription {stripe_sub.id}"
+        " not applied" in caplog.text
+    )
+    assert "alice@example.org" not in caplog.text and "charlie@example.net" not in caplog.text
+
+
 def test_the_paid_period_is_read_from_the_subscription_item_in_stripes_current_api(alice_api, alice, pro_plan):
     """Since API 2025-03-31 (stripe 16 pins 2026-10-28.endive) the period is on each item, not
     on the subscription: it was mirrored as None, and the account's usage counted by calendar
