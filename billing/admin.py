@@ -94,6 +94,24 @@ class InvoiceAdmin(FinanceAdmin):
     list_select_related = ("user",)
     search_fields = ("number", "stripe_invoice_id", "stripe_customer_id", "user__email")
     date_hierarchy = "created_at"
+    # The invoice's own page reads as the list does: its amounts as money, not the counts of the
+    # currency's smallest unit (1900 for 19.00 USD and for 1,900 JPY alike; those are in the
+    # export). Every field is read-only: the invoice mirrors Stripe's.
+    fields = (
+        "user",
+        "stripe_invoice_id",
+        "stripe_customer_id",
+        "number",
+        "due",
+        "paid",
+        "currency",
+        "status",
+        "period_start",
+        "period_end",
+        "hosted_invoice_url",
+        "created_at",
+    )
+    readonly_fields = fields
     # amount_due and amount_paid stay exact integers in the currency's smallest unit, as Stripe's
     # API counts them (to reconcile with it); these are the same amounts in whole units (19.00,
     # 1900 for yen, 19.000 for dinars), the figures a ledger takes, whatever the currency.

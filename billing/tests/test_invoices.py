@@ -106,3 +106,29 @@ def test_finance_reads_invoice_amounts_as_money_and_exports_both_counts(client, 
         ("19000", "19.000"),
     ]
     assert rows["kwd"]["amount_paid_decimal"] == "19.000"
+
+
+def test_finance_reads_an_invoices_amounts_as_money_on_its_page(client, fiona, alice):
+    """The list read "19.00 USD", the invoice's own page 1900 for the same invoice, and 1900
+    for 1,900 JPY alike. Its page reads as the list does, and stays read-only."""
+    invoices = [
+        Invoice.objects.create(
+            user=alice,
+            stripe_invoice_id=f"in_{currency}",
+            number=f"INV-{currency}",
+            amount_due=amount,
+            amount_paid=paid,
+            currency=currency,
+            status="open",
+            created_at=timezone.now(),
+        )
+        for currency, amount, paid in [("usd", 1900, 500), ("jpy", 1900, 0), ("kwd", 19000, 19000)]
+    ]
+    client.force_login(fiona)
+    pages = {i.currency: client.get(f"/admin/billing/invoice/{i.pk}/change/").content.decode() for i in invoices}
+    for currency, due, paid in [("usd", "19.00 USD", "5.00 USD"), ("jpy", "1,900 JPY", "0 JPY"),
+                                ("kwd", "19.000 KWD", "19.000 KWD")]:  # fmt: skip
+        page = pages[currency]
+        assert f'<div class="readonly">{due}</div>' in page and f'<div class="readonly">{paid}</div>' in page
+        assert '<div class="readonly">1900</div>' not in page and '<div class="readonly">19000</div>' not in page
+        assert 'name="_save"' not in page  # A page to read, as before.
