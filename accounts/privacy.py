@@ -63,7 +63,7 @@ def export_chunks(user: User) -> Iterator[str]:
     """The account's data as one JSON document, in pieces."""
     from billing.models import Invoice, Subscription, UsageCounter
     from relay.models import ApiRequest, DailyUsage, DeliveryAttempt, IdempotencyKey, Message
-    from senders.models import Sender
+    from senders.models import AddressBlock, Sender
 
     header = {
         "format": "3drake-export-1",
@@ -107,6 +107,8 @@ def export_chunks(user: User) -> Iterator[str]:
         "created_at", "updated_at",
     ]  # fmt: skip
     yield from _section("senders", _rows(Sender.objects.for_account(user).order_by("pk"), sender_fields))
+    blocks = AddressBlock.objects.filter(user=user).order_by("pk")
+    yield from _section("address_blocks", _rows(blocks, ["from_email", "reason", "disabled_at", "created_at"]))
     key_fields = ["prefix", "name", "created_at", "last_used_at", "revoked_at"]
     yield from _section("api_keys", _rows(ApiKey.objects.for_account(user).order_by("pk"), key_fields))
     # The authenticator's name and use, never its key.

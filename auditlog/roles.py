@@ -4,7 +4,7 @@ from __future__ import annotations
 
 ROLES: dict[str, list[str]] = {
     # Support sees accounts, sender metadata, message logs and usage; suspends accounts, resets a
-    # customer's two-factor, revokes keys, pauses senders and disables them (each through an
+    # customer's two-factor, revokes keys, pauses senders and disables them, and lifts a disabled sender's address block (each through an
     # admin action that asks for a reason). No billing.
     "Support": [
         "accounts.view_user",
@@ -15,6 +15,7 @@ ROLES: dict[str, list[str]] = {
         "senders.view_sender",
         "senders.pause_sender",
         "senders.disable_sender",
+        "senders.view_addressblock",
         "relay.view_message",
         "relay.view_deliveryattempt",
         "relay.view_apirequest",

@@ -15,7 +15,7 @@ from django.utils import timezone
 from auditlog.events import record
 from drake.errors import PermissionDenied
 from senders import crypto, smtp
-from senders.models import Sender
+from senders.models import AddressBlock, Sender, disabled_notice
 from senders.presets import PRESETS, hint_for
 from senders.validation import resolve_config
 
@@ -33,6 +33,7 @@ UNREADABLE_PASSWORD = "The stored password cannot be decrypted; enter it again."
 def create_sender(user: Any, data: dict[str, Any], *, request: HttpRequest | None = None, via: str = "api") -> Sender:
     """Connect a sender. `data` is validated input with a `password`; raises ConfigError."""
     config = resolve_config(data)
+    _refuse_disabled_address(user, config["from_email"])
     with transaction.atomic():
         sender = Sender(user=user, **config)
         sender.set_password(data["password"])
@@ -58,6 +59,8 @@ def update_sender(
         changed.add("password")
     if not changed:
         return sender
+    if "from_email" in changed:
+        _refuse_disabled_address(sender.user, sender.from_email, exclude=sender)
     if changed & (_CONNECTION_FIELDS | {"password"}):
         # Unverified, and what the last verify said (of the old settings) no longer stands.
         sender.verified_at, sender.last_verify_error = None, {}
@@ -84,9 +87,32 @@ def update_sender(
     return sender
 
 
+def _refuse_disabled_address(user: Any, from_email: str, *, exclude: Sender | None = None) -> None:
+    """Staff's disable holds for the From address, not only for the sender it was put on: a
+    second sender of the address, or one connected again after the disabled one was deleted,
+    would undo it. Raises PermissionDenied."""
+    disabled = Sender.objects.filter(user=user, from_email__iexact=from_email, disabled_at__isnull=False)
+    if exclude is not None:
+        disabled = disabled.exclude(pk=exclude.pk)
+    if (sender := disabled.first()) is not None:
+        raise PermissionDenied(disabled_notice(f"The From address {from_email}", sender.disabled_reason))
+    if (block := AddressBlock.objects.filter(user=user, from_email__iexact=from_email).first()) is not None:
+        raise PermissionDenied(block.notice)
+
+
 def delete_sender(sender: Sender, *, actor: Any, request: HttpRequest | None = None, via: str = "api") -> None:
-    """Delete a sender and destroy its stored secret."""
+    """Delete a sender and destroy its stored secret. A disabled one leaves its From address
+    blocked on the account (AddressBlock) until staff lift it: the disable is not undone by
+    deleting and connecting again, and the secret still goes, as the privacy policy says."""
     with transaction.atomic():
+        if sender.is_disabled:
+            block = AddressBlock(
+                user_id=sender.user_id,
+                from_email=sender.from_email,
+                reason=sender.disabled_reason,
+                disabled_at=sender.disabled_at,
+            )
+            AddressBlock.objects.bulk_create([block], ignore_conflicts=True)  # One block an address.
         # Overwritten, then deleted. Neither reaches the ciphertext's earlier copies: PostgreSQL
         # keeps old row versions until VACUUM reclaims them, and the WAL and backups keep theirs
         # for their own retention. Those copies are Fernet tokens that only FIELD_ENCRYPTION_KEYS
@@ -228,3 +254,19 @@ def _set_disabled(sender: Sender, *, disabled: bool, reason: str, actor: Any, re
             )
     sender.refresh_from_db(fields=["disabled_at", "disabled_reason", "updated_at"])
     return bool(updated)
+
+
+def lift_address_block(block: AddressBlock, reason: str, *, actor: Any, request: HttpRequest | None = None) -> bool:
+    """Let the owner connect a blocked From address again (staff). Returns False if it was
+    lifted already."""
+    with transaction.atomic():
+        deleted, _ = AddressBlock.objects.filter(pk=block.pk).delete()
+        if deleted:
+            record(
+                "sender.address_unblocked",
+                actor=actor,
+                account=block.user,
+                request=request,
+                detail={"from_email": block.from_email, "reason": reason},
+            )
+    return bool(deleted)

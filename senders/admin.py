@@ -8,7 +8,7 @@ from django.http import HttpRequest
 from drake.admin import AuditedAdmin
 from drake.admin_actions import reason_action
 from senders import actions
-from senders.models import Sender
+from senders.models import AddressBlock, Sender
 
 
 @admin.register(Sender)
@@ -100,3 +100,36 @@ class SenderAdmin(AuditedAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         # Deletion destroys a customer's credentials: only the customer does that.
         return False
+
+
+@admin.register(AddressBlock)
+class AddressBlockAdmin(AuditedAdmin):
+    """From addresses whose disabled sender its owner deleted: they may not be connected again
+    on that account until support lifts the block (with a reason, audited)."""
+
+    list_display = ("from_email", "user", "reason", "disabled_at", "created_at")
+    list_select_related = ("user",)
+    search_fields = ("from_email", "user__email")
+    readonly_fields = ("user", "from_email", "reason", "disabled_at", "created_at")
+    actions = (
+        reason_action(
+            "lift",
+            "Lift the selected blocks (the customer may connect the address again)",
+            lambda block, reason, request: actions.lift_address_block(
+                block, reason, actor=request.user, request=request
+            ),
+            permission="disable",
+        ),
+    )
+
+    def has_disable_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("senders.disable_sender")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False  # Lifted by the action, which asks for a reason and audits it.

@@ -9,6 +9,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from drake import snapshots, sql
@@ -130,8 +131,7 @@ class Sender(models.Model):
     @property
     def disabled_notice(self) -> str:
         """What the owner is told when a disabled sender is refused (send, verify, delivery)."""
-        reason = self.disabled_reason.strip().rstrip(".")
-        return f"This sender is disabled by support{': ' + reason if reason else ''}. Please contact support."
+        return disabled_notice("This sender", self.disabled_reason)
 
     def is_paused(self, now: datetime | None = None) -> bool:
         if self.paused_at is None:
@@ -156,3 +156,32 @@ class Sender(models.Model):
             "username": self.username,
             "password": self.get_password(),
         }
+
+
+class AddressBlock(models.Model):
+    """A staff disable that outlives its sender: the owner deleted a disabled sender, and its
+    From address may not be connected again on that account until staff lift this (the
+    admin's "lift" action). Without it, deleting and connecting again undid the disable."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="address_blocks")
+    from_email = models.EmailField(max_length=254)
+    reason = models.CharField(max_length=300, blank=True)
+    disabled_at = models.DateTimeField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ("-created_at",)
+        constraints = [models.UniqueConstraint("user", Lower("from_email"), name="sender_address_block_unique")]
+
+    def __str__(self) -> str:
+        return self.from_email
+
+    @property
+    def notice(self) -> str:
+        return disabled_notice(f"The From address {self.from_email}", self.reason)
+
+
+def disabled_notice(subject: str, reason: str) -> str:
+    """What the owner is told when staff's disable refuses something (send, verify, connect)."""
+    reason = reason.strip().rstrip(".")
+    return f"{subject} is disabled by support{': ' + reason if reason else ''}. Please contact support."

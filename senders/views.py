@@ -37,6 +37,8 @@ def sender_new(request: HttpRequest) -> HttpResponse:
             sender = actions.create_sender(request.user, data, request=request, via="console")
         except ConfigError as exc:
             form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+        except PermissionDenied as exc:
+            form.add_error("from_email", exc.message)
         else:
             messages.success(request, "Sender connected. Verify it to check the credentials work.")
             return redirect("senders:detail", sender_id=sender.public_id)
@@ -54,6 +56,8 @@ def sender_detail(request: HttpRequest, sender_id: str) -> HttpResponse:
             actions.update_sender(sender, form.cleaned_data, actor=request.user, request=request, via="console")
         except ConfigError as exc:
             form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+        except PermissionDenied as exc:
+            form.add_error("from_email" if "from_email" in form.fields else None, exc.message)
         else:
             messages.success(request, _saved(sender))
             return redirect("senders:detail", sender_id=sender.public_id)

@@ -341,6 +341,7 @@ EXPORT_SECTION = {
     "accounts.apikey": "api_keys",
     "accounts.authenticatordevice": "two_factor_devices",
     "senders.sender": "senders",
+    "senders.addressblock": "address_blocks",
     "relay.message": "messages",
     "relay.idempotencykey": "idempotency_keys",
     "relay.apirequest": "api_requests",

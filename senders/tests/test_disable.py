@@ -138,3 +138,84 @@ def test_enabled_again_it_verifies(alice_api, disabled, sam, smtp_server):
     response = alice_api.post(f"/v1/senders/{disabled.public_id}/verify")
     assert response.status_code == 200
     assert smtp_server.logins == 1
+
+
+def _connect_again(alice_api, from_email=USER):
+    return alice_api.post(
+        "/v1/senders",
+        {"provider": "gmail", "from_email": from_email, "password": "another app password"},
+        format="json",
+    )
+
+
+DISABLED_ADDRESS = (
+    f"The From address {USER} is disabled by support: Phishing reported by recipients. Please contact support."
+)
+
+
+def test_deleting_a_disabled_sender_does_not_undo_the_disable(alice_api, alice, disabled):
+    """Deleting the disabled sender and connecting its address again was a sender like any
+    other: the customer undid staff's stop in two requests. The secret still goes with the
+    sender (privacy policy: removed when you delete the configuration); the address stays
+    blocked on the account until staff lift it."""
+    assert alice_api.delete(f"/v1/senders/{disabled.public_id}").status_code == 204
+    assert not Sender.objects.filter(pk=disabled.pk).exists()
+    for spelling in (USER, USER.upper()):
+        refused = _connect_again(alice_api, spelling)
+        assert refused.status_code == 403, refused.content
+        assert refused.json()["error"]["type"] == "permission_denied"
+    assert refused.json()["error"]["message"] == DISABLED_ADDRESS  # The address as it was blocked.
+    assert not Sender.objects.filter(user=alice).exists()
+    # Another address of hers is not blocked, and may not be moved onto the blocked one.
+    other = _connect_again(alice_api, "news@example.org")
+    assert other.status_code == 201
+    moved = alice_api.patch(f"/v1/senders/{other.json()['id']}", {"from_email": USER}, format="json")
+    assert (moved.status_code, moved.json()["error"]["message"]) == (403, DISABLED_ADDRESS)
+    assert Sender.objects.get(public_id=other.json()["id"]).from_email == "news@example.org"
+
+
+def test_a_second_sender_of_a_disabled_address_is_refused(alice_api, disabled):
+    """The disabled sender still there, a second one of its From address went around it."""
+    refused = _connect_again(alice_api)
+    assert (refused.status_code, refused.json()["error"]["message"]) == (403, DISABLED_ADDRESS)
+    assert Sender.objects.filter(from_email=USER).count() == 1
+
+
+def test_the_console_says_why_the_address_cannot_be_connected(client, alice, disabled):
+    client.force_login(alice)
+    assert client.post(f"/senders/{disabled.public_id}/delete/").status_code == 302
+    form = {"provider": "gmail", "from_email": USER, "password": "another app password"}
+    page = client.post("/senders/new/", form)
+    assert page.status_code == 200
+    assert DISABLED_ADDRESS in page.content.decode()
+    assert not Sender.objects.exists()
+
+
+def test_support_lifts_the_block_with_a_reason_and_the_address_connects_again(
+    client, alice_api, alice, disabled, django_user_model, settings
+):
+    from django.contrib.auth.models import Group
+    from django.core.management import call_command
+
+    from senders.models import AddressBlock
+
+    settings.ADMIN_REQUIRE_2FA = False
+    alice_api.delete(f"/v1/senders/{disabled.public_id}")
+    block = AddressBlock.objects.get()
+    assert (block.user, block.from_email, block.reason) == (alice, USER, "Phishing reported by recipients")
+    call_command("setup_roles", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    support = django_user_model.objects.create_user("sue@3drake.test", "a sturdy staff passphrase", is_staff=True)
+    support.groups.add(Group.objects.get(name="Support"))
+    client.force_login(support)
+    listing = client.get("/admin/senders/addressblock/").content.decode()
+    assert USER in listing and 'value="lift"' in listing
+    lift = {"action": "lift", "_selected_action": [block.pk], "apply": "1", "reason": "the customer secured it"}
+    assert client.post("/admin/senders/addressblock/", lift).status_code == 302
+    assert not AddressBlock.objects.exists()
+    event = AuditEvent.objects.get(action="sender.address_unblocked")
+    assert (event.actor, event.account_id, event.detail) == (
+        support,
+        alice.pk,
+        {"from_email": USER, "reason": "the customer secured it"},
+    )
+    assert _connect_again(alice_api).status_code == 201
