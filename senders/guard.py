@@ -50,11 +50,13 @@ class LookupTimedOut(HostNotAllowed):
 
 @dataclass(frozen=True)
 class Target:
-    """A checked destination: connect to `address`, verify TLS against `hostname`."""
+    """A checked destination: connect to `address` (or, if it does not answer, to each of
+    `others` in turn: every one checked as it is), verify TLS against `hostname`."""
 
     hostname: str
     address: str
     port: int
+    others: tuple[str, ...] = ()
 
 
 def allowed_ports() -> set[int] | None:
@@ -249,4 +251,4 @@ def check(host: str, port: int, *, deadline: float | None = None) -> Target:
                     f"The host {host!r} resolves to a private, loopback or reserved address; "
                     "3drake only connects to public SMTP servers."
                 )
-    return Target(hostname=host, address=addresses[0], port=port)
+    return Target(hostname=host, address=addresses[0], port=port, others=tuple(addresses[1:]))

@@ -118,6 +118,8 @@ class _Bounded:
     request) is bounded as a whole as well: connect, every reply and the TLS handshake end by it."""
 
     session_deadline: float | None = None
+    target: guard.Target
+    dialed = ""  # The target's address the connection went to.
 
     def wait_left(self, timeout: float) -> float:
         """`timeout`, or less so as to end by the session's deadline; TimeoutError past it."""
@@ -127,6 +129,26 @@ class _Bounded:
         if left <= 0:
             raise TimeoutError("timed out")
         return min(timeout, left)
+
+    def dial(self, port: int, timeout: float) -> socket.socket:
+        """A TCP connection to the first of the target's checked addresses that takes one, in
+        the resolver's order, as socket.create_connection does for a name (which would look it
+        up again: no pinning). Dialing only the first, a host whose first address does not
+        answer from here (an IPv6 address without a route, one server of several down) was
+        unreachable although the next would have answered. Each try ends by the session's
+        deadline; the last error is raised if none answers."""
+        error: OSError = OSError("The host has no address to connect to.")
+        for address in (self.target.address, *self.target.others):
+            try:
+                sock = socket.create_connection((address, port), self.wait_left(timeout))
+            except OSError as exc:  # Refused, unreachable, timed out (TimeoutError is an OSError).
+                error = exc
+                if self.session_deadline is not None and self.session_deadline <= time.monotonic():
+                    break
+                continue
+            self.dialed = address
+            return sock
+        raise error
 
     def getreply(self) -> tuple[int, bytes]:
         # smtplib drops its reader at STARTTLS and on close; a new one reads the new socket.
@@ -158,7 +180,7 @@ class PinnedSMTP(_Bounded, smtplib.SMTP):
         self._host = target.hostname
 
     def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
-        return socket.create_connection((self.target.address, port), self.wait_left(timeout))
+        return self.dial(port, timeout)
 
 
 class PinnedSMTP_SSL(_Bounded, smtplib.SMTP_SSL):  # noqa: N801  (mirrors smtplib's name)
@@ -171,7 +193,7 @@ class PinnedSMTP_SSL(_Bounded, smtplib.SMTP_SSL):  # noqa: N801  (mirrors smtpli
         self._host = target.hostname
 
     def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
-        raw = socket.create_connection((self.target.address, port), self.wait_left(timeout))
+        raw = self.dial(port, timeout)
         try:
             raw.settimeout(self.wait_left(timeout))  # The handshake is bounded as a whole by it.
             sock = self.context.wrap_socket(raw, server_hostname=self.target.hostname)
@@ -258,7 +280,7 @@ def open_connection(
             client.ehlo()
         if password:
             encrypted = security in (Security.STARTTLS, Security.TLS)
-            if not encrypted and guard.is_public(_ip(target.address)):
+            if not encrypted and guard.is_public(_ip(client.dialed)):
                 raise SmtpFailure("tls_failed", "Refusing to send a password over an unencrypted connection.")
             try:
                 client.login(username, password)

@@ -382,3 +382,35 @@ def test_a_host_name_still_resolves_and_verifies(alice_api, trusting, ca):
         server.stop()
     assert response.status_code == 200, response.content
     assert server.logins == 1
+
+
+@pytest.mark.parametrize("security", ["starttls", "tls"])
+def test_a_host_whose_first_address_does_not_answer_is_reached_at_the_next(
+    alice_api, alice, trusting, ca, security, monkeypatch
+):
+    """Only the first address the name resolved to was dialed: a provider's host with one
+    server down, or an IPv6 address first on a machine without an IPv6 route, failed to
+    connect although its next address answered. Each address is checked by the guard and
+    dialed in turn, from the one lookup (no second lookup: still pinned)."""
+    import socket
+
+    server = _server(ca, security)
+    real, lookups = socket.getaddrinfo, []
+
+    def resolver(host, port, *args, **kwargs):
+        if host != "localhost":
+            return real(host, port, *args, **kwargs)
+        lookups.append(host)
+        # 127.0.0.2 refuses: the server listens on 127.0.0.1 only.
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in ("127.0.0.2", "127.0.0.1")]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    try:
+        body = {"provider": "smtp", "from_email": USER, "host": "localhost", "port": server.port, "security": security}
+        created = alice_api.post("/v1/senders", {**body, "password": PASSWORD}, format="json")
+        assert created.status_code == 201, created.content
+        response = alice_api.post(f"/v1/senders/{created.json()['id']}/verify")
+        assert response.status_code == 200, response.content
+        assert server.logins == 1 and lookups == ["localhost"]
+    finally:
+        server.stop()
