@@ -158,8 +158,10 @@ class RequestSizeLimitMiddleware:
 
 class NulCharacterMiddleware:
     """Refuse a URL whose path or query holds a NUL character (`%00`): no id, filter or page of
-    ours has one, and PostgreSQL cannot compare text with one (a 500 before this). Bodies are
-    checked where they are read (forms, serializers and send validation refuse NUL)."""
+    ours has one, and PostgreSQL cannot compare text with one (a 500 before this). So is a
+    console form posting one: Django's form fields refuse NUL, but a view that reads a raw
+    value (the billing page's plan was one) handed it to a lookup, a 500. API bodies are
+    checked where they are read (serializers and send validation refuse NUL)."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -170,6 +172,13 @@ class NulCharacterMiddleware:
             if is_api_request(request):
                 return error_response(InvalidRequest("The URL holds a NUL character (%00)."))
             return HttpResponseBadRequest("The URL holds a NUL character (%00).", content_type="text/plain")
+        if (
+            request.method == "POST"
+            and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data")
+            and not is_api_request(request)
+            and any("\x00" in name or any("\x00" in v for v in values) for name, values in request.POST.lists())
+        ):
+            return HttpResponseBadRequest("The form holds a NUL character.", content_type="text/plain")
         return self.get_response(request)
 
 
