@@ -62,18 +62,20 @@ def test_throttling_per_ip_kicks_in_and_lifts(client, alice):
         assert _login(client, "alice@example.org", PASSWORD, ip="192.0.2.50").status_code == 302
 
 
-def test_a_nul_in_the_login_email_is_a_form_error_not_a_500(client, alice):
+def test_a_nul_in_the_login_email_is_a_400_not_a_500(client, alice):
+    """Refused before the login (drake.middleware.NulCharacterMiddleware: any console form)."""
     client.raise_request_exception = False
     response = client.post("/login/", {"username": "alice\x00@example.org", "password": "wrong"})
-    assert response.status_code == 200
+    assert (response.status_code, response.content) == (400, b"The form holds a NUL character.")
 
 
-def test_a_nul_in_the_login_email_while_throttled_is_a_429_not_a_500(client, alice, settings):
+def test_a_nul_in_the_login_email_while_throttled_is_not_a_500(client, alice, settings):
     settings.LOGIN_RATE_PER_IP = "1/m"
     client.raise_request_exception = False
     client.post("/login/", {"username": "alice@example.org", "password": "wrong"})
     response = client.post("/login/", {"username": "mallory@example\x00.org", "password": "wrong"})
-    assert response.status_code == 429
+    assert response.status_code == 400
+    assert client.post("/login/", {"username": "mallory@example.org", "password": "wrong"}).status_code == 429
 
 
 def test_a_throttled_login_does_not_check_the_password(client, alice, settings):
