@@ -395,7 +395,7 @@ def send(
                 "Pooled connection to sender %s was closed by the server%s; reconnecting.", sender.public_id, said
             )
             continue
-        except (smtplib.SMTPException, OSError) as exc:
+        except (smtplib.SMTPException, OSError, UnicodeEncodeError) as exc:
             raise smtp.classify(exc) from exc
     raise AssertionError("unreachable")
 

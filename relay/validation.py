@@ -187,9 +187,12 @@ def _address(value: Any, field_name: str) -> str:
         raise InvalidRequest("This is not a valid email address.", field=field_name)
     try:
         validate_email(addr)  # Internationalized domains are accepted (checked as IDNA).
-        addr = with_ascii_domain(addr)
-    except (ValidationError, UnicodeError) as exc:
+    except ValidationError as exc:
         raise InvalidRequest("This is not a valid email address.", field=field_name) from exc
+    try:
+        addr = wire_address(addr)
+    except UnwritableAddress as exc:
+        raise InvalidRequest(str(exc), field=field_name) from exc
     return f"{name} <{addr}>" if name else addr
 
 
@@ -205,6 +208,36 @@ def with_ascii_domain(address: str) -> str:
     SMTPUTF8 needed from the provider) and into the log. Raises UnicodeError if it cannot be."""
     local, _, domain = address.rpartition("@")
     return f"{local}@{domain.encode('idna').decode('ascii')}"
+
+
+# RFC 5321's longest path (256 octets with its angle brackets), and the log's column.
+MAX_ADDRESS = 254
+
+
+class UnwritableAddress(ValueError):
+    """An address valid as typed that cannot go on the wire as 3drake sends (no SMTPUTF8)."""
+
+
+def wire_address(address: str) -> str:
+    """`local@domain` as it goes on the wire and into the log: the domain in IDNA, the local part
+    ASCII (as a provider not asked for SMTPUTF8 takes it), MAX_ADDRESS characters at most.
+
+    Django's validate_email matches its letters case-insensitively, so ſ, ı and the Kelvin
+    sign (which fold into s, i and k) passed in a local part: accepted with a 202, the message
+    then broke its delivery (smtplib writes RCPT TO in ASCII). And an address of 254
+    characters as typed may be longer with its domain in IDNA. Raises UnwritableAddress."""
+    local, _, domain = address.rpartition("@")
+    if not local.isascii():
+        raise UnwritableAddress(
+            "The part before the @ must be ASCII letters, digits and punctuation (3drake sends without SMTPUTF8)."
+        )
+    try:
+        wired = with_ascii_domain(address)
+    except UnicodeError as exc:
+        raise UnwritableAddress("This is not a valid email address.") from exc
+    if len(wired) > MAX_ADDRESS:
+        raise UnwritableAddress(f"This address is over {MAX_ADDRESS} characters with its domain in IDNA.")
+    return wired
 
 
 def _address_list(value: Any, field_name: str, *, required: bool) -> list[str]:

@@ -210,6 +210,13 @@ def _classify(exc: BaseException) -> SmtpFailure:
     if isinstance(exc, guard.HostNotAllowed):
         # A lookup that did not answer in time may answer later; a refused host stays refused.
         return SmtpFailure("host_not_allowed", str(exc), transient=isinstance(exc, guard.LookupTimedOut))
+    if isinstance(exc, UnicodeEncodeError):
+        # smtplib writes commands in ASCII. Validation refuses such addresses now (a non-ASCII
+        # local part, which Django's validate_email let through); one accepted before went
+        # out of the task as this error, and its message was taken again every lease.
+        return SmtpFailure(
+            "message_rejected", "An address of the message is not ASCII, which 3drake cannot send (no SMTPUTF8)."
+        )
     if isinstance(exc, smtplib.SMTPAuthenticationError):
         return SmtpFailure("auth_failed", clean_reply(exc.smtp_error), exc.smtp_code, transient=exc.smtp_code < 500)
     if isinstance(exc, smtplib.SMTPNotSupportedError):

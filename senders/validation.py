@@ -31,13 +31,14 @@ def _no_newlines(field: str, value: str) -> None:
 
 def _ascii_domain(address: str) -> str:
     """`local@domain` with the domain in IDNA (punycode), as it must go into MAIL FROM and the
-    From header: no provider is asked for SMTPUTF8 (relay.validation's rule for recipients)."""
-    from relay.validation import with_ascii_domain
+    From header: no provider is asked for SMTPUTF8 (relay.validation's rule for recipients, an
+    ASCII local part and 254 characters at most included)."""
+    from relay.validation import UnwritableAddress, wire_address
 
     try:
-        return with_ascii_domain(address)
-    except UnicodeError as exc:
-        raise ConfigError("from_email", "This is not a valid email address.") from exc
+        return wire_address(address)
+    except UnwritableAddress as exc:
+        raise ConfigError("from_email", str(exc)) from exc
 
 
 def _host(value: str) -> str:

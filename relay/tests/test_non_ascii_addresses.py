@@ -1,15 +1,12 @@
-"""An address whose local part is not ASCII slips through validation and poisons its delivery.
+"""Addresses whose local part is not ASCII: refused at the door, and failed with a reason at
+delivery if one was accepted before.
 
 Django's validate_email checks the local part with `[A-Z]` under re.IGNORECASE, which in a
-Unicode pattern also matches "ſ" (U+017F), "ı" (U+0131) and the Kelvin sign "K" (U+212A).
-relay.validation converts only the domain to ASCII, so "boſ@example.com" is accepted with a
-202. At delivery smtplib encodes each command as ASCII (no SMTPUTF8): the UnicodeEncodeError
-is neither an SMTPException nor an OSError, so it flies out of transport.send and
-relay.delivery, the message stays `sending` until its lease runs out, and the sweep hands it
-to a worker again and again (every RELAY_LEASE_SECONDS) until its lifetime ends, when it is
-failed as merely `expired`. (The To header meanwhile carries an encoded word as a local
-part, "=?utf-8?q?bo=C5=BF?=@example.com", which RFC 2047 forbids.) A 202 should be for an
-address the relay can send to, or the delivery should fail it with a reason.
+Unicode pattern also matches "ſ" (U+017F), "ı" (U+0131) and the Kelvin sign "K" (U+212A), and
+relay.validation converted only the domain to ASCII: "boſ@example.com" got a 202. At delivery
+smtplib writes each command in ASCII (no SMTPUTF8): the UnicodeEncodeError flew out of the
+task, the message stayed `sending`, and each lease handed it to a worker again until its
+lifetime ended. Found by a delivery review helper.
 """
 
 import pytest
@@ -19,21 +16,41 @@ from relay.models import Message, Status
 
 pytestmark = pytest.mark.django_db
 
+FOLDING = ["bo\u017f@example.com", "b\u0131ll@example.com", "\u212aim@example.com"]
+NOT_ASCII = "The part before the @ must be ASCII letters, digits and punctuation (3drake sends without SMTPUTF8)."
 
-@pytest.mark.parametrize("address", ["bo\u017f@example.com", "b\u0131ll@example.com", "\u212aim@example.com"])
-def test_a_non_ascii_local_part_is_refused_or_fails_with_a_reason(delivering_here, send, smtp_server, smtp_sender, address):
-    response = send(via=smtp_sender, to=address)
-    if response.status_code == 400:
-        return  # refused at the door: fine
+
+@pytest.mark.parametrize("address", FOLDING)
+def test_a_non_ascii_local_part_is_a_400_naming_the_field(send, smtp_sender, address):
+    for field in ("to", "cc", "bcc"):
+        response = send(via=smtp_sender, **{field: [address] if field != "to" else address})
+        assert response.status_code == 400, response.content
+        assert response.json()["error"]["field"] == (f"{field}[0]" if field != "to" else "to[0]")
+        assert response.json()["error"]["message"] == NOT_ASCII
+    assert not Message.objects.exists()
+
+
+@pytest.mark.parametrize("address", FOLDING)
+def test_a_sender_with_a_non_ascii_local_part_is_refused(alice_api, address):
+    body = {"provider": "gmail", "from_email": address, "password": "app-pw"}
+    response = alice_api.post("/v1/senders", body, format="json")
+    assert response.status_code == 400
+    assert response.json()["error"] == {"type": "invalid_request", "message": NOT_ASCII, "field": "from_email"}
+
+
+def test_one_accepted_before_fails_with_a_reason_instead_of_breaking_its_task(
+    delivering_here, send, smtp_server, smtp_sender, monkeypatch
+):
+    from relay import validation
+
+    with monkeypatch.context() as before_the_fix:  # Validation as it was: the domain alone.
+        before_the_fix.setattr(validation, "wire_address", validation.with_ascii_domain)
+        response = send(via=smtp_sender, to="bo\u017f@example.com")
     assert response.status_code == 202
-    message_id = response.json()["id"]
-    try:
-        delivery.deliver(message_id)
-    except Exception as exc:  # noqa: BLE001
-        message = Message.objects.get(public_id=message_id)
-        pytest.fail(
-            f"accepted with 202, then delivery raised {type(exc).__name__}: {exc}; "
-            f"the message is left {message.status!r} until its lease runs out"
-        )
-    message = Message.objects.get(public_id=message_id)
-    assert message.status != Status.SENDING
+    message = Message.objects.get(public_id=response.json()["id"])
+    assert delivery.deliver(message.public_id) == "failed"
+    message.refresh_from_db()
+    assert message.status == Status.FAILED
+    assert message.last_error["category"] == "message_rejected"
+    assert "not ASCII" in message.last_error["message"]
+    assert smtp_server.messages == []
