@@ -58,7 +58,9 @@ class Message(models.Model):
     bcc_count = models.PositiveIntegerField(default=0)
     subject = models.JSONField(default=dict, help_text="The subject in the plan's minimized form only.")
     size_approx = models.PositiveIntegerField(default=0, help_text="Request size rounded up to 1 KiB.")
-    message_id_header = models.CharField(max_length=200, help_text="Our Message-ID, reused on every attempt.")
+    # <32 hex digits@the From domain>: 288 characters with the longest domain (253). At 200 a
+    # sender with a long domain got a 503 on every send (the row refused).
+    message_id_header = models.CharField(max_length=300, help_text="Our Message-ID, reused on every attempt.")
 
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     attempts = models.PositiveIntegerField(default=0)
