@@ -12,10 +12,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from drake.errors import ApiError
+from drake.errors import ApiError, PermissionDenied
 from relay import actions
 from relay.models import ApiRequest, Message, Status
-from relay.validation import SendRequest, with_ascii_domain
+from relay.validation import parse_send_request, with_ascii_domain
 
 PAGE_SIZE = 50
 
@@ -103,13 +103,22 @@ def send_test(request: HttpRequest, sender_id: str) -> HttpResponse:
     from senders.models import Sender
 
     sender = get_object_or_404(Sender.objects.for_account(request.user), public_id=sender_id)
-    test = SendRequest(
-        sender=sender.public_id,
-        to=[request.user.email],
-        subject="3drake test message",
-        text="This is a test message sent through 3drake. If you can read it, your sender works.",
-    )
     try:
+        if request.user.suspended_at is not None:
+            # Suspension stops the account's sending (its API keys get 403, its queue waits):
+            # the console's button is a send too. It queued, charged the quota, then waited.
+            raise PermissionDenied("This account is suspended. Contact support.")
+        # Through the API's own validation: the account's address as the wire and the log
+        # take it (an internationalized domain in IDNA; built past it, the message could not
+        # be delivered, and the log's search could not find it).
+        test = parse_send_request(
+            {
+                "sender": sender.public_id,
+                "to": request.user.email,
+                "subject": "3drake test message",
+                "text": "This is a test message sent through 3drake. If you can read it, your sender works.",
+            }
+        )
         message, _ = actions.accept_message(request.user, test, size=len(test.text or ""))
     except ApiError as error:
         messages.error(request, f"Not sent: {error.message}")

@@ -1,7 +1,10 @@
-"""The console's "Send a test email" for an account whose address has an internationalized
-domain (the sign-up form takes jorg@bücher.example). The test message is built past
-relay.validation, so its recipient keeps the Unicode domain that the API's sends are given in
-IDNA: delivery cannot write it as RCPT TO (no SMTPUTF8) and the log's search cannot find it."""
+"""The console's "Send a test email" goes through the API's validation and its rules.
+
+For an account whose address has an internationalized domain (the sign-up form takes
+jorg@bücher.example) the message was built past relay.validation, so its recipient kept the
+Unicode domain that the API's sends are given in IDNA: delivery could not write it as RCPT TO
+(no SMTPUTF8) and the log's search could not find it. And a suspended account's button
+queued a message, charged to its quota, that then waited. Found by a review helper."""
 
 import pytest
 
@@ -45,3 +48,13 @@ def test_the_test_email_is_logged_as_the_api_logs_a_recipient(client, jorg, smtp
     message = Message.objects.get(user=jorg)
     assert message.to == ["jorg@xn--bcher-kva.example"]
     assert message.public_id in client.get("/messages/", {"recipient": "jorg@bücher.example"}).content.decode()
+
+
+def test_a_suspended_account_cannot_send_a_test_email(client, alice, alice_sender):
+    from accounts.actions import suspend_account
+
+    suspend_account(alice, reason="Abuse reports", actor=None)
+    client.force_login(alice)
+    response = client.post(f"/messages/test/{alice_sender.public_id}/", follow=True)
+    assert "Not sent: This account is suspended. Contact support." in response.content.decode()
+    assert not Message.objects.exists()
