@@ -289,8 +289,28 @@ def open_connection(
             encrypted = security in (Security.STARTTLS, Security.TLS)
             if not encrypted and guard.is_public(_ip(client.dialed)):
                 raise SmtpFailure("tls_failed", "Refusing to send a password over an unencrypted connection.")
+            if not client.has_extn("auth"):
+                raise SmtpFailure(
+                    "auth_failed",
+                    "The server offers no login (AUTH) here: check the host, port and security, or"
+                    " connect it without a password.",
+                )
             try:
                 client.login(username, password)
+            except smtplib.SMTPAuthenticationError:
+                raise
+            except smtplib.SMTPException as exc:
+                if type(exc) is not smtplib.SMTPException:  # Its subclasses: a reply, a disconnect.
+                    raise
+                # "No suitable authentication method found.": the server logs in only by NTLM,
+                # GSSAPI or OAuth, none of which smtplib speaks. SMTPException is an OSError,
+                # so this was "Could not connect", retried for a message's whole lifetime.
+                raise SmtpFailure(
+                    "auth_failed",
+                    "The server offers no login method 3drake can use (it offers "
+                    f"{clean_reply(client.esmtp_features.get('auth', '').strip()) or 'none'}; 3drake logs in"
+                    " with PLAIN, LOGIN or CRAM-MD5).",
+                ) from exc
             except UnicodeEncodeError as exc:  # smtplib's AUTH carries ASCII only
                 raise SmtpFailure(
                     "auth_failed", "The username or password holds a character SMTP login cannot carry (ASCII only)."
