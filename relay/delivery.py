@@ -252,6 +252,12 @@ def _send_one(sender: Sender, message: Message, sent: list[claims.Sent], deadlin
     except transport.RecipientsAllRefused as refused:
         codes = [code for code, _ in refused.refused.values()]
         code, reply = next(iter(refused.refused.values()))
+        quota = next(((c, r) for c, r in refused.refused.values() if _is_provider_quota(c, r)), None)
+        if quota is not None:
+            # The daily limit said to RCPT (a quota counted per recipient): as at MAIL, the
+            # sender waits for tomorrow; read as "every recipient rejected", each of its
+            # messages failed for good, one by one.
+            return _refused(message, started, "rcpt", *quota)
         if any(400 <= c < 500 for c in codes):
             return _retry(message, started, ("recipient_deferred", code, reply))
         outcome = _finish(message, started, error=("recipient_rejected", code, reply))
@@ -295,8 +301,7 @@ def _smtp_failure(message: Message, started: datetime, failure: smtp.SmtpFailure
 
 
 def _refused(message: Message, started: datetime, stage: str, code: int, reply: str) -> str:
-    lowered = reply.lower()
-    if any(marker in lowered for marker in _PROVIDER_QUOTA_MARKERS) and code in (550, 554, 452, 451, 421):
+    if _is_provider_quota(code, reply):
         # The provider's daily sending limit: wait for tomorrow instead of failing the message.
         tomorrow = (timezone.now() + timedelta(days=1)).replace(hour=0, minute=5, second=0, microsecond=0)
         pause_sender(
@@ -310,6 +315,12 @@ def _refused(message: Message, started: datetime, stage: str, code: int, reply: 
     outcome = _finish(message, started, error=("message_rejected", code, reply))
     _check_abuse(message.sender)
     return outcome
+
+
+def _is_provider_quota(code: int, reply: str) -> bool:
+    """The provider's daily sending limit (Gmail's 550 5.4.5, Microsoft's SubmissionQuotaExceeded)."""
+    lowered = reply.lower()
+    return code in (550, 554, 452, 451, 421) and any(marker in lowered for marker in _PROVIDER_QUOTA_MARKERS)
 
 
 _THROTTLE_CODES = {421: "4.7.0", 432: "4.3.2", 450: "4.2.1", 454: "4.7.0"}
