@@ -12,11 +12,13 @@ PREVIEW_CHARS = 4
 def minimize_subject(subject: str, *, policy: str, account_id: int) -> dict[str, object]:
     """`length`: just the length. `sha256`: a keyed hash (HMAC under SECRET_KEY, per account, so
     hashes cannot be matched across accounts or brute-forced without the key). `preview`: the
-    first few characters and an ellipsis."""
+    first few characters (never more than half) and an ellipsis."""
     if policy == SubjectPolicy.LENGTH:
         return {"policy": "length", "length": len(subject)}
     if policy == SubjectPolicy.PREVIEW:
-        preview = subject[:PREVIEW_CHARS] + ("…" if len(subject) > PREVIEW_CHARS else "")
+        # At most half of it: a subject of PREVIEW_CHARS or fewer ("Hi", "Oops") was kept whole.
+        shown = min(PREVIEW_CHARS, len(subject) // 2)
+        preview = subject[:shown] + ("…" if len(subject) > shown else "")
         return {"policy": "preview", "preview": preview, "length": len(subject)}
     digest = salted_hmac("drake.relay.subject", f"{account_id}:{subject}", algorithm="sha256").hexdigest()
     return {"policy": "sha256", "sha256": digest}

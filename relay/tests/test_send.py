@@ -131,3 +131,15 @@ def test_psycopg_converts_the_send_path_from_its_cache(send, monkeypatch):
     monkeypatch.setattr(_queries, "_query2pg_nocache", lambda *args: uncached.append(args) or original(*args))
     assert send().status_code == 202
     assert uncached == []
+
+
+@pytest.mark.parametrize(
+    ("subject", "preview"),
+    [("", ""), ("A", "…"), ("Hi", "H…"), ("Oops", "Oo…"), ("Hello", "He…"), ("Invoice!", "Invo…")],
+)
+def test_a_preview_never_keeps_a_short_subject_whole(subject, preview):
+    """The first four characters of "Hi" or "Oops" were the whole subject, kept as it was."""
+    from relay.minimize import minimize_subject
+
+    kept = minimize_subject(subject, policy="preview", account_id=1)
+    assert kept == {"policy": "preview", "preview": preview, "length": len(subject)}
