@@ -244,6 +244,11 @@ def record_sent(sent: list[Sent]) -> None:
     """Record messages the provider accepted, atomically: the attempt rows, the messages'
     terminal state, and the deletion of their content (nothing of it remains). One statement
     on PostgreSQL (one round trip, no BEGIN and COMMIT); a transaction of three elsewhere.
+    A message some recipients took in an earlier attempt (relay.refusals) keeps that
+    attempt's `sent_at`.
+
+    Delivery is at least once: a worker that dies after the provider's 250 and before this
+    commits leaves the message claimed; once its lease runs out it is sent again.
 
     Only messages still claimed get their attempt: an account deleted while its batch was
     going out took its messages with it, and an attempt row for one of them would break the
@@ -273,8 +278,9 @@ def record_sent(sent: list[Sent]) -> None:
         with connection.cursor() as cursor:
             cursor.execute(
                 f"WITH sent (id, done, provider_message_id, refused) AS (VALUES {rows}), "  # noqa: S608 (our names)
-                f"updated AS (UPDATE {_TABLE} AS m SET status = %s, sent_at = sent.done, finished_at = sent.done, "
-                "lease_until = NULL, last_error = NULL, provider_message_id = sent.provider_message_id, "
+                f"updated AS (UPDATE {_TABLE} AS m SET status = %s, sent_at = COALESCE(m.sent_at, sent.done), "
+                "finished_at = sent.done, lease_until = NULL, last_error = NULL, "
+                "provider_message_id = sent.provider_message_id, "
                 "refused_recipients = sent.refused FROM sent WHERE m.id = sent.id AND m.status = %s RETURNING m.id), "
                 f"attempts AS ({insert_attempts}), "
                 f"deleted AS (DELETE FROM {_CONTENT} WHERE message_id IN (SELECT id FROM sent)) "
@@ -305,7 +311,7 @@ def record_sent(sent: list[Sent]) -> None:
             sql.insert_many([attempt for attempt in attempts if attempt.message_id in held])
         # psycopg sends these as one pipeline: one round trip for the batch.
         cursor.executemany(
-            f"UPDATE {_TABLE} SET status = %s, sent_at = %s, finished_at = %s, lease_until = NULL, "  # noqa: S608
+            f"UPDATE {_TABLE} SET status = %s, sent_at = COALESCE(sent_at, %s), finished_at = %s, lease_until = NULL, "  # noqa: S608
             "last_error = NULL, provider_message_id = %s, refused_recipients = %s WHERE id = %s AND status = %s",
             rows,
         )

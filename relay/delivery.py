@@ -3,7 +3,8 @@
 A message is claimed by one conditional UPDATE (queued and due, or sending with an expired
 lease → sending with a new lease). Whoever updates the row owns the attempt; anyone else does
 nothing. The outcome is written in one transaction with the attempt record, and at a terminal
-state (sent or failed) the encrypted content is deleted in that same transaction.
+state (sent or failed) the encrypted content is deleted in that same transaction. Recipients
+the server deferred while it accepted others are tried again on their own (relay.refusals).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 import random
 import re
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,7 +23,7 @@ from django.db import transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
-from relay import claims, mime, outbox, pacing, transport
+from relay import claims, mime, outbox, pacing, refusals, transport
 from relay.actions import content_binding
 from relay.models import DeliveryAttempt, Message, OutboxContent, Status
 from senders import crypto, smtp
@@ -39,6 +41,8 @@ class Outcome:
     RETRY = "retry"
     FAILED = "failed"
     DEFERRED = "deferred"
+    # Accepted for some recipients, others deferred (relay.refusals): the message waits for them.
+    PARTIAL = "partial"
 
 
 def backoff(attempt: int) -> timedelta:
@@ -186,7 +190,8 @@ def _send_batch(sender: Sender, messages: list[Message], now: datetime) -> str:
             trying = None
             if outcome is not None:
                 outcomes[message.pk] = outcome
-                break
+                if outcome != Outcome.PARTIAL:  # The sender's server took the message: go on.
+                    break
     finally:
         # Whatever happens next, what the provider accepted is recorded as sent, and the
         # messages not tried go back. One whose sending raised keeps its claim: it is taken
@@ -226,7 +231,9 @@ def _send_one(sender: Sender, message: Message, sent: list[claims.Sent], deadlin
             date=message.created_at,
         )
         data = mime.to_wire(msg)
-        recipients = mime.envelope_recipients(content)
+        # Once some recipients have it, only those the server deferred (relay.refusals): the
+        # same message (Message-ID, Date, headers; Bcc in no header) to the rest of its envelope.
+        recipients = content.get("pending") or mime.envelope_recipients(content)
     except Exception as exc:  # noqa: BLE001 (whatever the email package raises: it would raise again)
         # Validation refuses what the email package cannot write; this is a message accepted
         # before a rule came in, or a case no rule knows yet. The exception's text may quote
@@ -250,20 +257,17 @@ def _send_one(sender: Sender, message: Message, sent: list[claims.Sent], deadlin
     except transport.StageRefused as refused:
         return _refused(message, started, refused.stage, refused.code, refused.reply)
     except transport.RecipientsAllRefused as refused:
-        codes = [code for code, _ in refused.refused.values()]
-        code, reply = next(iter(refused.refused.values()))
         quota = next(((c, r) for c, r in refused.refused.values() if _is_provider_quota(c, r)), None)
         if quota is not None:
             # The daily limit said to RCPT (a quota counted per recipient): as at MAIL, the
             # sender waits for tomorrow; read as "every recipient rejected", each of its
             # messages failed for good, one by one.
             return _refused(message, started, "rcpt", *quota)
-        if any(400 <= c < 500 for c in codes):
-            return _retry(message, started, ("recipient_deferred", code, reply))
-        outcome = _finish(message, started, error=("recipient_rejected", code, reply))
-        _check_abuse(sender)
-        return outcome
+        return _all_refused(message, started, content, refused.refused)
     reply = smtp.clean_reply(result.reply)
+    deferred, refused_for_good = refusals.split(result.refused)
+    if deferred:
+        return _partly_sent(message, started, content, reply, deferred, refused_for_good)
     sent.append(
         claims.Sent(
             message=message,
@@ -271,11 +275,77 @@ def _send_one(sender: Sender, message: Message, sent: list[claims.Sent], deadlin
             done=timezone.now(),
             code=result.code,
             reply=reply,
-            provider_message_id=provider_message_id(reply),
-            refused=_refusals(result.refused),
+            # The first part's, where the server deferred some recipients before (relay.refusals).
+            provider_message_id=message.provider_message_id or provider_message_id(reply),
+            refused=refusals.tally(message.refused_recipients, refused_for_good),
         )
     )
     return None
+
+
+@dataclass
+class _Progress:
+    """What an attempt that leaves some recipients waiting writes besides its outcome: the
+    content with only them left in `pending`, and the message's record of the others."""
+
+    content: dict[str, Any]
+    pending: list[str]
+    refused: dict[str, Any]  # refused_recipients after the attempt (relay.refusals)
+    sent_at: datetime | None  # When some recipient first accepted the message
+    provider_message_id: str
+
+
+def _partly_sent(
+    message: Message,
+    started: datetime,
+    content: dict[str, Any],
+    reply: str,
+    deferred: refusals.Refused,
+    refused_for_good: refusals.Refused,
+) -> str:
+    """The server accepted the message for some recipients and deferred others (a 4xx at RCPT,
+    relay.refusals): it waits for those as after a transient failure of the whole message
+    (backoff, lifetime), with only them left in its content's `pending`.
+
+    The guarantee is the one every message has (claims.record_sent): the accepted recipients
+    leave `pending` in the transaction that records this attempt, so once it commits no retry
+    sends to them again. A worker that dies between the server's 250 and that commit leaves
+    the message claimed for all of this attempt's recipients: once its lease runs out it is
+    sent to all of them again (at least once, nothing lost). Written at once, not with the
+    batch's sent messages, to keep that window as short as it is."""
+    progress = _Progress(
+        content=content,
+        pending=list(deferred),
+        refused=refusals.tally(message.refused_recipients, refused_for_good, deferred),
+        sent_at=message.sent_at or timezone.now(),
+        provider_message_id=message.provider_message_id or provider_message_id(reply),
+    )
+    code, text = next(iter(deferred.values()))
+    return _retry(message, started, ("recipient_deferred", code, text), progress=progress, outcome=Outcome.PARTIAL)
+
+
+def _all_refused(message: Message, started: datetime, content: dict[str, Any], refused: refusals.Refused) -> str:
+    """Every recipient of the attempt refused at RCPT: tried again if any was only deferred."""
+    deferred, refused_for_good = refusals.split(refused)
+    progress = None
+    code, reply = next(iter((deferred or refused).values()))
+    if message.sent_at is not None:
+        # The recipients deferred before, and some recipient has the message: those refused for
+        # good now are counted, those deferred again wait on, and the message ends `sent`.
+        progress = _Progress(
+            content=content,
+            pending=list(deferred),
+            refused=refusals.tally(message.refused_recipients, refused_for_good, deferred),
+            sent_at=message.sent_at,
+            provider_message_id=message.provider_message_id,
+        )
+        if deferred:
+            return _retry(message, started, ("recipient_deferred", code, reply), progress=progress)
+    elif deferred:
+        return _retry(message, started, ("recipient_deferred", code, reply))
+    outcome = _finish(message, started, error=("recipient_rejected", code, reply), progress=progress)
+    _check_abuse(message.sender)
+    return outcome
 
 
 def _content(message: Message) -> dict[str, Any]:
@@ -357,20 +427,56 @@ def _check_abuse(sender: Sender | None) -> None:
         )
 
 
-def _retry(message: Message, started: datetime, error: tuple[str, int | None, str]) -> str:
+def _retry(
+    message: Message,
+    started: datetime,
+    error: tuple[str, int | None, str],
+    *,
+    progress: _Progress | None = None,
+    outcome: str = Outcome.RETRY,
+) -> str:
     next_at = timezone.now() + backoff(message.attempts + 1)
     if next_at >= message.expires_at:
         return _finish(
             message,
             started,
             error=("expired", error[1], f"Gave up after {message.attempts} attempts: {error[2]}"),
+            progress=progress,
+            # A partial attempt still delivered to some: its record says so.
+            outcome=Outcome.PARTIAL if outcome == Outcome.PARTIAL else Outcome.FAILED,
         )
+    fields = {
+        "status": Status.QUEUED,
+        "next_attempt_at": next_at,
+        "lease_until": None,
+        "last_error": _error_dict(error),
+    }
+    if progress is not None:
+        fields.update(_progress_fields(progress))
     with transaction.atomic():
-        if Message.objects.filter(pk=message.pk, status=Status.SENDING).update(
-            status=Status.QUEUED, next_attempt_at=next_at, lease_until=None, last_error=_error_dict(error)
-        ):
-            _record_attempt(message, started, Outcome.RETRY, error)
-    return Outcome.RETRY
+        if Message.objects.filter(pk=message.pk, status=Status.SENDING).update(**fields):
+            if progress is not None:
+                _keep_pending(message, progress)
+            _record_attempt(message, started, outcome, error)
+    return outcome
+
+
+def _progress_fields(progress: _Progress) -> dict[str, Any]:
+    return {
+        "sent_at": progress.sent_at,
+        "provider_message_id": progress.provider_message_id,
+        "refused_recipients": progress.refused,
+    }
+
+
+def _keep_pending(message: Message, progress: _Progress) -> None:
+    """The content again, with only the recipients still to be tried in `pending`; encrypted
+    and bound to the message as when it was accepted (relay.actions)."""
+    if progress.pending == progress.content.get("pending"):
+        return  # Deferred again, all of them: nothing changed.
+    plaintext = json.dumps({**progress.content, "pending": progress.pending}, separators=(",", ":")).encode("utf-8")
+    token = crypto.encrypt(plaintext, binding=content_binding(message.public_id))
+    OutboxContent.objects.filter(message_id=message.pk).update(content_encrypted=token)
 
 
 def _defer(
@@ -396,20 +502,36 @@ def _defer(
     return Outcome.DEFERRED
 
 
-def _finish(message: Message, started: datetime, *, error: tuple[str, int | None, str]) -> str:
-    """Fail a message for good: one transaction with its attempt record; the content goes.
+def _finish(
+    message: Message,
+    started: datetime,
+    *,
+    error: tuple[str, int | None, str],
+    progress: _Progress | None = None,
+    outcome: str = Outcome.FAILED,
+) -> str:
+    """End a message for good: one transaction with its attempt record; the content goes.
     Only while it is still `sending`: a message another worker took over after this one's
-    lease ran out, and sent, stays sent."""
+    lease ran out, and sent, stays sent.
+
+    `failed`, unless some recipient already has it (the others were deferred: relay.refusals):
+    then `sent`, the recipients still waiting counted as refused, and `error` why they were
+    given up."""
     now = timezone.now()
+    fields = {"status": Status.FAILED, "lease_until": None, "finished_at": now, "last_error": _error_dict(error)}
+    if progress is not None:
+        fields.update(_progress_fields(progress))
+    if fields.get("sent_at", message.sent_at) is not None:
+        refused = progress.refused if progress is not None else message.refused_recipients
+        fields["status"] = Status.SENT
+        fields["refused_recipients"] = refusals.give_up(refused, code=error[1], expired=error[0] == "expired")
     with transaction.atomic():
-        failed = Message.objects.filter(pk=message.pk, status=Status.SENDING).update(
-            status=Status.FAILED, lease_until=None, finished_at=now, last_error=_error_dict(error)
-        )
-        if failed:
-            _record_attempt(message, started, Outcome.FAILED, error)
+        ended = Message.objects.filter(pk=message.pk, status=Status.SENDING).update(**fields)
+        if ended:
+            _record_attempt(message, started, outcome, error)
             # Terminal: nothing of the content remains.
             OutboxContent.objects.filter(message_id=message.pk).delete()
-    return Outcome.FAILED
+    return outcome
 
 
 def expire_overdue(now: datetime) -> int:
@@ -417,15 +539,38 @@ def expire_overdue(now: datetime) -> int:
     while claimed by a worker that is gone (its lease ran out: a worker killed again and again
     on one message, or one whose delivery raised)."""
     overdue_now = Q(expires_at__lte=now) & (Q(status=Status.QUEUED) | Q(status=Status.SENDING, lease_until__lte=now))
-    overdue = list(Message.objects.filter(overdue_now).values_list("pk", flat=True)[:1000])
-    for pk in overdue:
+    overdue = list(Message.objects.filter(overdue_now).values_list("pk", "sent_at")[:1000])
+    for pk, sent_at in overdue:
         with transaction.atomic():
-            updated = Message.objects.filter(overdue_now, pk=pk).update(
-                status=Status.FAILED,
-                lease_until=None,
-                finished_at=now,
-                last_error={"category": "expired", "smtp_code": None, "message": "Not delivered within its lifetime."},
-            )
+            fields = {
+                "status": Status.FAILED,
+                "lease_until": None,
+                "finished_at": now,
+                "last_error": {
+                    "category": "expired",
+                    "smtp_code": None,
+                    "message": "Not delivered within its lifetime.",
+                },
+            }
+            if sent_at is not None:
+                # Some recipients have it; the others the server deferred ran out of time
+                # (relay.refusals). Read under lock: a worker may be recording an attempt.
+                refused = (
+                    Message.objects.select_for_update()
+                    .filter(overdue_now, pk=pk)
+                    .values_list("refused_recipients", flat=True)
+                    .first()
+                )
+                if refused is None:
+                    continue
+                fields["status"] = Status.SENT
+                fields["refused_recipients"] = refusals.give_up(refused, code=None, expired=True)
+                fields["last_error"] = {
+                    "category": "expired",
+                    "smtp_code": None,
+                    "message": "The recipients the server deferred were not delivered within the message's lifetime.",
+                }
+            updated = Message.objects.filter(overdue_now, pk=pk).update(**fields)
             if updated:
                 OutboxContent.objects.filter(message_id=pk).delete()
     return len(overdue)
@@ -447,15 +592,6 @@ def provider_message_id(reply: str) -> str:
         if match:
             return match.group(1)[:200]
     return ""
-
-
-def _refusals(refused: dict[str, tuple[int, str]]) -> dict[str, Any]:
-    if not refused:
-        return {}
-    codes: dict[str, int] = {}
-    for code, _ in refused.values():
-        codes[str(code)] = codes.get(str(code), 0) + 1
-    return {"count": len(refused), "codes": codes}
 
 
 def _error_dict(error: tuple[str, int | None, str] | None) -> dict[str, Any] | None:

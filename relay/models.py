@@ -1,7 +1,8 @@
 """The relay's data: minimized message metadata, the encrypted outbox, and delivery attempts.
 
-A message's content (recipients list, subject, body, attachments) lives only in OutboxContent,
-encrypted, and only until the message reaches a terminal state. What stays is the metadata the
+A message's content (recipients list, subject, body, attachments, and once some recipients have
+it, those the server deferred: relay.refusals) lives only in OutboxContent, encrypted, and only
+until the message reaches a terminal state. What stays is the metadata the
 privacy policy lists: from and to addresses, a minimized subject, size, status, provider codes
 and identifiers, timestamps.
 """
@@ -72,9 +73,13 @@ class Message(models.Model):
     last_error = models.JSONField(null=True, blank=True)
     provider_message_id = models.CharField(max_length=200, blank=True)
     refused_recipients = models.JSONField(
-        default=dict, blank=True, help_text='{"count": n, "codes": {"550": n}} of recipients refused on a sent message.'
+        default=dict,
+        blank=True,
+        help_text='{"count": n, "codes": {"550": n}} of recipients refused for good ("expired": those deferred '
+        'until the lifetime ended); "deferred": {"count", "codes"} of those still to be tried (relay.refusals).',
     )
     created_at = models.DateTimeField(default=timezone.now)
+    # When the server first accepted the message, for some recipients if it deferred others.
     sent_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -124,7 +129,7 @@ class DeliveryAttempt(models.Model):
     number = models.PositiveIntegerField()
     started_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)
-    outcome = models.CharField(max_length=20, help_text="sent, retry, failed, deferred")
+    outcome = models.CharField(max_length=20, help_text="sent, retry, failed, deferred, partial")
     category = models.CharField(max_length=30, blank=True)
     smtp_code = models.PositiveIntegerField(null=True, blank=True)
     reply = models.CharField(max_length=320, blank=True, help_text="The server's reply, sanitised and truncated.")

@@ -3,9 +3,10 @@
 RFC 5321 says a 4xx to RCPT is a temporary failure for that recipient (greylisting, a full
 mailbox, "too many recipients" 452), and 4.5.3.1.10 asks clients to treat a 552 "too many
 recipients" as a 452 too: the client sends the message to the accepted ones and tries the
-others again later. 3drake marks the message `sent`, deletes its content, and records the
-deferred recipient only as a count: that recipient never gets the message, though the
-server only said "later". A 202 promised delivery or a failure with a reason; this is neither.
+others again later. 3drake did mark the message `sent`, delete its content, and record the
+deferred recipient only as a count: that recipient never got the message, though the server
+only said "later" (a review's finding, the first test). Now the message waits for them, with
+its content, and each recipient gets it once (relay.refusals).
 """
 
 import pytest
