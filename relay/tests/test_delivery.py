@@ -180,6 +180,19 @@ def test_one_refused_recipient_of_two(worker, smtp_server, smtp_sender, send):
     assert smtp_server.messages[0].rcpt_tos == ["bob@example.com"]
 
 
+def test_one_deferred_recipient_of_two_gets_it_on_a_retry(worker, smtp_server, smtp_sender, send):
+    smtp_server.fail_next("rcpt", 450, "4.2.0 Greylisted, please try again later")  # carol's, the first RCPT.
+    message = wait_for_status(
+        send(via=smtp_sender, to=["carol@example.com", "bob@example.com"]).json()["id"], {Status.SENT, Status.FAILED}
+    )
+    assert message.status == Status.SENT
+    assert [m.rcpt_tos for m in smtp_server.messages] == [["bob@example.com"], ["carol@example.com"]]
+    assert message.refused_recipients == {} and message.last_error is None
+    assert message.provider_message_id == smtp_server.messages[0].queue_id
+    assert list(message.attempt_log.values_list("outcome", flat=True)) == ["partial", "sent"]
+    assert not OutboxContent.objects.filter(message=message).exists()
+
+
 def test_every_recipient_refused_fails(worker, smtp_server, smtp_sender, send):
     smtp_server.reject_recipient("nobody@example.com", 550, "5.1.1 User unknown")
     message = wait_for_status(send(via=smtp_sender, to="nobody@example.com").json()["id"], {Status.SENT, Status.FAILED})
