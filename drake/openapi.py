@@ -71,9 +71,16 @@ class MessageOut(serializers.Serializer):
     attempts = serializers.IntegerField()
     last_error = LastError(allow_null=True)
     provider_message_id = serializers.CharField(allow_null=True)
-    refused_recipients = serializers.DictField(allow_null=True)
+    refused_recipients = serializers.DictField(
+        allow_null=True,
+        help_text='Recipients the server refused, as counts: {"count", "codes": {"550": n}} refused for good '
+        '("expired": of them, those still deferred when the lifetime ended), and while the message waits '
+        '"deferred": {"count", "codes"}, those to be tried again. null if none.',
+    )
     created_at = serializers.DateTimeField()
-    sent_at = serializers.DateTimeField(allow_null=True)
+    sent_at = serializers.DateTimeField(
+        allow_null=True, help_text="When the server first accepted it; for some recipients if it deferred others."
+    )
 
     def get_fields(self) -> dict[str, serializers.Field]:
         fields = super().get_fields()
