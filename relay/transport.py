@@ -259,14 +259,34 @@ def _transact(client: smtplib.SMTP, mail_from: str, recipients: list[str], data:
     return SendResult(code=code, reply=smtp.clean_reply(reply), refused=refused)
 
 
+# The outcome of an attempt whose body, its final dot included, went out but whose reply never
+# came: the server may have queued the message (an MTA commits on the dot, then replies). It is
+# retried, as Postfix does ("lost connection ... after end of data"): losing the message would
+# break the 202's promise. But the attempt says so, unlike a server never reached, since the
+# recipient may get two copies.
+UNCONFIRMED = "unconfirmed"
+_UNCONFIRMED_BECAUSE = {
+    "timeout": "The server did not answer in time after the message was sent",
+    "connection_failed": "The connection was lost after the message was sent, before the server confirmed it",
+}
+
+
 def _body(client: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:
     """Send the body after a 354 and read the server's reply to it. Not cut short by the
     session's deadline: the server may have queued the message by then, and giving up would
     send it twice. Its own bounds (a send and a reply: (REPLY_WAITS + 1) * SMTP_TIMEOUT) are
-    what RELAY_LEASE_SECONDS leaves room for after RELAY_TASK_TIME_LIMIT (drake.checks)."""
+    what RELAY_LEASE_SECONDS leaves room for after RELAY_TASK_TIME_LIMIT (drake.checks).
+
+    No reply once the final dot is written (the connection closed, or silent past the wait) is
+    SmtpFailure `unconfirmed`, transient: tried again, and recorded as possibly delivered."""
     client.session_deadline = None
     client.send(_framed(data))
-    return client.getreply()
+    try:
+        return client.getreply()
+    except (smtplib.SMTPException, OSError) as exc:
+        lost = smtp.classify(exc)
+        because = _UNCONFIRMED_BECAUSE.get(lost.category, _UNCONFIRMED_BECAUSE["connection_failed"])
+        raise smtp.SmtpFailure(UNCONFIRMED, f"{because}: it may have been delivered.", transient=True) from exc
 
 
 def _transact_pipelined(
