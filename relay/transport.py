@@ -265,10 +265,16 @@ def _transact(client: smtplib.SMTP, mail_from: str, recipients: list[str], data:
 # break the 202's promise. But the attempt says so, unlike a server never reached, since the
 # recipient may get two copies.
 UNCONFIRMED = "unconfirmed"
-_UNCONFIRMED_BECAUSE = {
-    "timeout": "The server did not answer in time after the message was sent",
-    "connection_failed": "The connection was lost after the message was sent, before the server confirmed it",
-}
+
+
+def _unconfirmed(exc: smtplib.SMTPException | OSError) -> smtp.SmtpFailure:
+    if smtp.classify(exc).category == "timeout":
+        because = "The server did not answer in time after the message was sent"
+    elif isinstance(exc, smtplib.SMTPResponseException):  # smtplib's own (senders.smtp._ReplyReader)
+        because = "The server's reply to the message could not be read"
+    else:
+        because = "The connection was lost after the message was sent, before the server confirmed it"
+    return smtp.SmtpFailure(UNCONFIRMED, f"{because}: it may have been delivered.", transient=True)
 
 
 def _body(client: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:
@@ -284,9 +290,7 @@ def _body(client: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:
     try:
         return client.getreply()
     except (smtplib.SMTPException, OSError) as exc:
-        lost = smtp.classify(exc)
-        because = _UNCONFIRMED_BECAUSE.get(lost.category, _UNCONFIRMED_BECAUSE["connection_failed"])
-        raise smtp.SmtpFailure(UNCONFIRMED, f"{because}: it may have been delivered.", transient=True) from exc
+        raise _unconfirmed(exc) from exc
 
 
 def _transact_pipelined(

@@ -82,16 +82,40 @@ REPLY_WAITS = 2
 VERIFY_TIMEOUTS = 3
 
 
+# How much of an over-long reply line is read past smtplib's limit (8192 bytes) and dropped.
+# RFC 5321 allows 512; a longer line is a sloppy server's, still a reply (Postfix's client
+# reads it up to its line_length_limit and goes on). Past this much it is no reply at all.
+LONG_LINE_SKIP = 64 * 1024
+
+
 class _ReplyReader:
     """The reply stream of a session: while `deadline` (time.monotonic()) is set, each line is
     read with at most the time left, then TimeoutError (smtplib reports it as a dropped
-    connection that timed out)."""
+    connection that timed out).
+
+    A line longer than smtplib reads (`size`) is cut there, its rest read and dropped:
+    smtplib would close the connection and raise SMTPResponseException(500, "Line too long."),
+    a code the server never sent, for a "250 ..." whose text ran on."""
 
     def __init__(self, file: Any, sock: socket.socket, timeout: float) -> None:
         self.file, self.sock, self.timeout = file, sock, timeout
         self.deadline: float | None = None
 
     def readline(self, size: int = -1) -> bytes:
+        line = self._read(size)
+        if size <= 4 or len(line) < size:
+            return line
+        end, skipped = line, 0
+        while not end.endswith(b"\n"):
+            if skipped >= LONG_LINE_SKIP:
+                return line  # smtplib's "Line too long." (classify: not the server's code).
+            end = self._read(size)
+            if not end:
+                return b""  # Closed mid-line: no reply.
+            skipped += len(end)
+        return line[: size - 3] + b"\r\n"
+
+    def _read(self, size: int) -> bytes:
         if self.deadline is None:
             return self.file.readline(size)
         left = self.deadline - time.monotonic()
@@ -221,6 +245,12 @@ def _classify(exc: BaseException) -> SmtpFailure:
         return SmtpFailure("auth_failed", clean_reply(exc.smtp_error), exc.smtp_code, transient=exc.smtp_code < 500)
     if isinstance(exc, smtplib.SMTPNotSupportedError):
         return SmtpFailure("tls_failed", f"The server does not support this: {clean_reply(str(exc))}")
+    if isinstance(exc, smtplib.SMTPResponseException) and isinstance(exc.smtp_error, str):
+        # smtplib's own, not the server's (whose replies are bytes): its 500 "Line too long."
+        # when a reply line runs past what _ReplyReader reads. It closed the connection.
+        return SmtpFailure(
+            "connection_failed", f"The server's reply could not be read: {clean_reply(exc.smtp_error)}", transient=True
+        )
     if isinstance(exc, smtplib.SMTPResponseException):
         code = exc.smtp_code
         category = "connection_failed" if code < 500 else "rejected"
