@@ -89,8 +89,9 @@ def check_timeout_order(app_configs: object, **kwargs: object) -> list[CheckMess
     from senders.smtp import REPLY_WAITS
 
     visibility = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", 3600)
-    # A delivery's sessions end by the time limit up to DATA's 354; the body (one send) and its
-    # reply (REPLY_WAITS waits) are never cut short, and must end before the lease does.
+    # A delivery's sessions end by the time limit up to DATA's 354; the body is written by then
+    # too, or within one SMTP_TIMEOUT of its start if later (relay.body); its reply (REPLY_WAITS
+    # waits) is never cut short. All must end before the lease does.
     body = (REPLY_WAITS + 1) * settings.SMTP_TIMEOUT
     smtp, limit = ("SMTP_TIMEOUT", settings.SMTP_TIMEOUT), ("RELAY_TASK_TIME_LIMIT", settings.RELAY_TASK_TIME_LIMIT)
     lease = ("RELAY_LEASE_SECONDS", settings.RELAY_LEASE_SECONDS)

@@ -25,7 +25,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from relay import pacing
+from relay import body, pacing
 from senders import smtp
 from senders.models import Sender
 
@@ -278,18 +278,24 @@ def _unconfirmed(exc: smtplib.SMTPException | OSError) -> smtp.SmtpFailure:
 
 
 def _body(client: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:
-    """Send the body after a 354 and read the server's reply to it. Not cut short by the
-    session's deadline: the server may have queued the message by then, and giving up would
-    send it twice. Its own bounds (a send and a reply: (REPLY_WAITS + 1) * SMTP_TIMEOUT) are
-    what RELAY_LEASE_SECONDS leaves room for after RELAY_TASK_TIME_LIMIT (drake.checks).
+    """Send the body after a 354 and read the server's reply to it.
+
+    The body is written by the session's deadline, or one SMTP_TIMEOUT after it starts if that
+    is later, each step of it within SMTP_TIMEOUT (relay.body). Giving up before the final dot
+    is safe: no server takes a message without it. Its reply is not cut short by the deadline:
+    the server may have queued the message by then. So the body and its reply end at most
+    (REPLY_WAITS + 1) * SMTP_TIMEOUT after the deadline: what RELAY_LEASE_SECONDS leaves room
+    for after RELAY_TASK_TIME_LIMIT (drake.checks).
 
     No reply once the final dot is written (the connection closed, or silent past the wait) is
     SmtpFailure `unconfirmed`, transient: tried again, and recorded as possibly delivered."""
-    client.session_deadline = None
-    client.send(_framed(data))
+    deadline, client.session_deadline = client.session_deadline, None
+    whole = body.write(client, _framed(data), deadline)
     try:
         return client.getreply()
     except (smtplib.SMTPException, OSError) as exc:
+        if not whole:  # The server stopped before taking the final dot: nothing was delivered.
+            raise
         raise _unconfirmed(exc) from exc
 
 
@@ -407,8 +413,8 @@ def send(
     RecipientsAllRefused. A pooled connection found dead on its first command is replaced once.
 
     With `deadline` (time.monotonic()) everything up to the server's 354 to DATA ends by then
-    (a timeout: nothing of the message was accepted, it is tried again); the body and its reply
-    are not cut short (`_body`)."""
+    (a timeout: nothing of the message was accepted, it is tried again); the body is written
+    by then or within one SMTP_TIMEOUT of its start, and its reply is not cut short (`_body`)."""
     for attempt in (1, 2):
         try:
             with pool.connection(sender, fresh=attempt == 2, deadline=deadline) as (client, reused):

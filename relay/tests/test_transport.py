@@ -79,6 +79,18 @@ def test_the_message_and_its_envelope_arrive_byte_for_byte(pool, any_server, smt
     assert received.data == data + b"\r\n"
 
 
+def test_a_body_of_many_chunks_arrives_byte_for_byte_over_starttls(pool, any_server, smtp_sender):
+    """relay.body writes it BODY_CHUNK at a time: the chunks join up, dot-stuffing included."""
+    from relay import body
+
+    line = b".a line starting with a dot, then some text to fill it up to seventy-six\r\n"
+    data = b"Subject: big\r\n\r\n" + line * (3 * body.BODY_CHUNK // len(line) + 7)
+    assert len(transport._framed(data)) > 3 * body.BODY_CHUNK
+    assert _send(smtp_sender, data=data).code == 250
+    (received,) = any_server.messages
+    assert received.data == data
+
+
 def test_one_refused_recipient_of_two_is_recorded(pool, any_server, smtp_sender):
     any_server.reject_recipient("gone@example.com", 550, "5.1.1 No such user")
     result = _send(smtp_sender, ["gone@example.com", "b@example.com"])
