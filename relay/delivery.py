@@ -2,7 +2,7 @@
 
 A message is claimed by one conditional UPDATE (queued and due, or sending with an expired
 lease → sending with a new lease). Whoever updates the row owns the attempt; anyone else does
-nothing. The outcome is written in one transaction with the attempt record, and at a terminal
+nothing. The outcome is written in one transaction with the attempt record (relay.outcomes), and at a terminal
 state (sent or failed) the encrypted content is deleted in that same transaction. Recipients
 the server deferred while it accepted others are tried again on their own (relay.refusals).
 """
@@ -11,21 +11,19 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import re
 import time
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
-from relay import claims, mime, outbox, pacing, refusals, transport
+from relay import claims, mime, outbox, outcomes, pacing, refusals, transport
 from relay.actions import content_binding
-from relay.models import DeliveryAttempt, Message, OutboxContent, Status
+from relay.models import DeliveryAttempt, Message, OutboxContent
+from relay.outcomes import Outcome
 from senders import crypto, smtp
 from senders.actions import UNREADABLE_PASSWORD, pause_sender
 from senders.models import Sender
@@ -34,22 +32,6 @@ from senders.presets import hint_for
 logger = logging.getLogger(__name__)
 
 _PROVIDER_QUOTA_MARKERS = ("5.4.5", "submissionquotaexceeded", "daily user sending limit", "quota exceeded")
-
-
-class Outcome:
-    SENT = "sent"
-    RETRY = "retry"
-    FAILED = "failed"
-    DEFERRED = "deferred"
-    # Accepted for some recipients, others deferred (relay.refusals): the message waits for them.
-    PARTIAL = "partial"
-
-
-def backoff(attempt: int) -> timedelta:
-    """Exponential with full jitter, never below RELAY_RETRY_MIN_SECONDS."""
-    ceiling = min(settings.RELAY_RETRY_MAX_SECONDS, settings.RELAY_RETRY_BASE_SECONDS * 2 ** max(0, attempt - 1))
-    jittered = random.uniform(0, ceiling)  # noqa: S311  (jitter, not security)
-    return timedelta(seconds=max(settings.RELAY_RETRY_MIN_SECONDS, jittered))
 
 
 # How far ahead of a worker's clock a web host's may run and its messages still be claimed on
@@ -88,22 +70,22 @@ def deliver(public_id: str, *, batch: int = 1) -> str | None:
     sender = message.sender
 
     if sender is None:
-        return _finish(message, timezone.now(), error=("sender_deleted", None, "The sender was deleted."))
+        return outcomes.finish(message, timezone.now(), error=("sender_deleted", None, "The sender was deleted."))
     if sender.is_disabled:
         # Support stopped the sender, likely for what it was sending: nothing queued before goes
         # out, not even if it is enabled again (the customer sends again what still matters).
         outbox.prompted(sender.pk)
-        return _finish(message, timezone.now(), error=("sender_disabled", None, sender.disabled_notice))
+        return outcomes.finish(message, timezone.now(), error=("sender_disabled", None, sender.disabled_notice))
     if sender.user.suspended_at is not None:
         # Support suspended the account: its queued messages wait (the claim read the account
         # with the sender), and go out if it is unsuspended within their lifetime.
         outbox.prompted(sender.pk)
-        return _defer(message, now + _paused_recheck(), ("account_suspended", None, ACCOUNT_SUSPENDED))
+        return outcomes.defer(message, now + _paused_recheck(), ("account_suspended", None, ACCOUNT_SUSPENDED))
     if sender.is_paused(now):
         # This task may be the sender's pending prompt: let the next message publish its own.
         outbox.prompted(sender.pk)
         until = sender.paused_until or now + _paused_recheck()
-        return _defer(message, until, ("sender_paused", None, sender.paused_reason or "The sender is paused."))
+        return outcomes.defer(message, until, ("sender_paused", None, sender.paused_reason or "The sender is paused."))
     if batch == 1:
         return _send_batch(sender, [message], now)
     return _send_with_backlog(sender, [message], batch - 1, now)
@@ -162,7 +144,7 @@ def _send_batch(sender: Sender, messages: list[Message], now: datetime) -> str:
     spent; the messages not tried go back to the queue with their attempt uncounted and a new
     task each, so each one's own task decides again (paused sender, pace) exactly as alone.
     """
-    outcomes: dict[int, str] = {}
+    results: dict[int, str] = {}
     try:
         allowed = pacing.reserve(sender, now, len(messages))
     except pacing.PaceLimited as paced:
@@ -189,7 +171,7 @@ def _send_batch(sender: Sender, messages: list[Message], now: datetime) -> str:
             outcome = _send_one(sender, message, sent, deadline)
             trying = None
             if outcome is not None:
-                outcomes[message.pk] = outcome
+                results[message.pk] = outcome
                 if outcome != Outcome.PARTIAL:  # The sender's server took the message: go on.
                     break
     finally:
@@ -197,13 +179,13 @@ def _send_batch(sender: Sender, messages: list[Message], now: datetime) -> str:
         # messages not tried go back. One whose sending raised keeps its claim: it is taken
         # again once its lease runs out (its attempt counted), until its lifetime ends.
         claims.record_sent(sent)
-        outcomes.update((item.message.pk, Outcome.SENT) for item in sent)
-        _give_back([m for m in messages if m.pk not in outcomes and m is not trying])
-    return outcomes[messages[0].pk]
+        results.update((item.message.pk, Outcome.SENT) for item in sent)
+        _give_back([m for m in messages if m.pk not in results and m is not trying])
+    return results[messages[0].pk]
 
 
 def _paced(message: Message, paced: pacing.PaceLimited) -> str:
-    return _defer(message, paced.until, ("paced", None, f"Waiting for the sender's pace: {paced.reason}."))
+    return outcomes.defer(message, paced.until, ("paced", None, f"Waiting for the sender's pace: {paced.reason}."))
 
 
 def _give_back(messages: list[Message]) -> None:
@@ -221,7 +203,7 @@ def _send_one(sender: Sender, message: Message, sent: list[claims.Sent], deadlin
         content = _content(message)
     except (crypto.DecryptionError, OutboxContent.DoesNotExist, ValueError):
         logger.exception("Content of %s cannot be read", message.public_id)
-        return _finish(message, started, error=("content_unreadable", None, "The content could not be read."))
+        return outcomes.finish(message, started, error=("content_unreadable", None, "The content could not be read."))
     try:
         msg = mime.build_message(
             content,
@@ -239,7 +221,7 @@ def _send_one(sender: Sender, message: Message, sent: list[claims.Sent], deadlin
         # before a rule came in, or a case no rule knows yet. The exception's text may quote
         # the content: only its kind is logged and kept.
         logger.error("Message %s cannot be built: %s", message.public_id, type(exc).__name__)  # noqa: TRY400
-        return _finish(
+        return outcomes.finish(
             message, started, error=("content_invalid", None, f"The message could not be built ({type(exc).__name__}).")
         )
     try:
@@ -251,7 +233,7 @@ def _send_one(sender: Sender, message: Message, sent: list[claims.Sent], deadlin
         # FIELD_ENCRYPTION_KEYS. Nothing retried would read it: pause, keep the messages waiting.
         pause_sender(sender, UNREADABLE_PASSWORD)
         error = ("secret_unreadable", None, UNREADABLE_PASSWORD)
-        return _defer(message, timezone.now() + _paused_recheck(), error, started=started)
+        return outcomes.defer(message, timezone.now() + _paused_recheck(), error, started=started)
     except smtp.SmtpFailure as failure:
         return _smtp_failure(message, started, failure)
     except transport.StageRefused as refused:
@@ -283,18 +265,6 @@ def _send_one(sender: Sender, message: Message, sent: list[claims.Sent], deadlin
     return None
 
 
-@dataclass
-class _Progress:
-    """What an attempt that leaves some recipients waiting writes besides its outcome: the
-    content with only them left in `pending`, and the message's record of the others."""
-
-    content: dict[str, Any]
-    pending: list[str]
-    refused: dict[str, Any]  # refused_recipients after the attempt (relay.refusals)
-    sent_at: datetime | None  # When some recipient first accepted the message
-    provider_message_id: str
-
-
 def _partly_sent(
     message: Message,
     started: datetime,
@@ -313,7 +283,7 @@ def _partly_sent(
     the message claimed for all of this attempt's recipients: once its lease runs out it is
     sent to all of them again (at least once, nothing lost). Written at once, not with the
     batch's sent messages, to keep that window as short as it is."""
-    progress = _Progress(
+    progress = outcomes.Progress(
         content=content,
         pending=list(deferred),
         refused=refusals.tally(message.refused_recipients, refused_for_good, deferred),
@@ -321,7 +291,9 @@ def _partly_sent(
         provider_message_id=message.provider_message_id or provider_message_id(reply),
     )
     code, text = next(iter(deferred.values()))
-    return _retry(message, started, ("recipient_deferred", code, text), progress=progress, outcome=Outcome.PARTIAL)
+    return outcomes.retry(
+        message, started, ("recipient_deferred", code, text), progress=progress, outcome=Outcome.PARTIAL
+    )
 
 
 def _all_refused(message: Message, started: datetime, content: dict[str, Any], refused: refusals.Refused) -> str:
@@ -332,7 +304,7 @@ def _all_refused(message: Message, started: datetime, content: dict[str, Any], r
     if message.sent_at is not None:
         # The recipients deferred before, and some recipient has the message: those refused for
         # good now are counted, those deferred again wait on, and the message ends `sent`.
-        progress = _Progress(
+        progress = outcomes.Progress(
             content=content,
             pending=list(deferred),
             refused=refusals.tally(message.refused_recipients, refused_for_good, deferred),
@@ -340,10 +312,10 @@ def _all_refused(message: Message, started: datetime, content: dict[str, Any], r
             provider_message_id=message.provider_message_id,
         )
         if deferred:
-            return _retry(message, started, ("recipient_deferred", code, reply), progress=progress)
+            return outcomes.retry(message, started, ("recipient_deferred", code, reply), progress=progress)
     elif deferred:
-        return _retry(message, started, ("recipient_deferred", code, reply))
-    outcome = _finish(message, started, error=("recipient_rejected", code, reply), progress=progress)
+        return outcomes.retry(message, started, ("recipient_deferred", code, reply))
+    outcome = outcomes.finish(message, started, error=("recipient_rejected", code, reply), progress=progress)
     _check_abuse(message.sender)
     return outcome
 
@@ -360,12 +332,12 @@ def _smtp_failure(message: Message, started: datetime, failure: smtp.SmtpFailure
         # Logging in again and again gets mailboxes locked: pause, keep the messages waiting.
         hint = hint_for(sender.provider, failure.smtp_code, failure.message, failure.category)
         pause_sender(sender, f"The provider refused the login ({failure.smtp_code}). {hint}")
-        return _defer(message, timezone.now() + _paused_recheck(), error, started=started)
+        return outcomes.defer(message, timezone.now() + _paused_recheck(), error, started=started)
     if failure.smtp_code and _is_throttle(failure.smtp_code, failure.message):
         return _throttled(message, started, failure.smtp_code, failure.message)
     if failure.transient:
-        return _retry(message, started, error)
-    outcome = _finish(message, started, error=error)
+        return outcomes.retry(message, started, error)
+    outcome = outcomes.finish(message, started, error=error)
     _check_abuse(sender)
     return outcome
 
@@ -377,12 +349,12 @@ def _refused(message: Message, started: datetime, stage: str, code: int, reply: 
         pause_sender(
             message.sender, f"The provider's sending quota is used up ({code}); paused until tomorrow.", until=tomorrow
         )
-        return _defer(message, tomorrow, ("provider_quota", code, reply), started=started)
+        return outcomes.defer(message, tomorrow, ("provider_quota", code, reply), started=started)
     if _is_throttle(code, reply):
         return _throttled(message, started, code, reply)
     if 400 <= code < 500:
-        return _retry(message, started, ("deferred_by_provider", code, reply))
-    outcome = _finish(message, started, error=("message_rejected", code, reply))
+        return outcomes.retry(message, started, ("deferred_by_provider", code, reply))
+    outcome = outcomes.finish(message, started, error=("message_rejected", code, reply))
     _check_abuse(message.sender)
     return outcome
 
@@ -405,7 +377,7 @@ def _is_throttle(code: int, reply: str) -> bool:
 def _throttled(message: Message, started: datetime, code: int, reply: str) -> str:
     until = pacing.throttle_pause_until()
     pause_sender(message.sender, f"The provider asked to slow down ({code} {reply[:80]}).", until=until)
-    return _defer(message, until, ("provider_throttled", code, reply), started=started)
+    return outcomes.defer(message, until, ("provider_throttled", code, reply), started=started)
 
 
 def _check_abuse(sender: Sender | None) -> None:
@@ -427,155 +399,6 @@ def _check_abuse(sender: Sender | None) -> None:
         )
 
 
-def _retry(
-    message: Message,
-    started: datetime,
-    error: tuple[str, int | None, str],
-    *,
-    progress: _Progress | None = None,
-    outcome: str = Outcome.RETRY,
-) -> str:
-    next_at = timezone.now() + backoff(message.attempts + 1)
-    if next_at >= message.expires_at:
-        return _finish(
-            message,
-            started,
-            error=("expired", error[1], f"Gave up after {message.attempts} attempts: {error[2]}"),
-            progress=progress,
-            # A partial attempt still delivered to some: its record says so.
-            outcome=Outcome.PARTIAL if outcome == Outcome.PARTIAL else Outcome.FAILED,
-        )
-    fields = {
-        "status": Status.QUEUED,
-        "next_attempt_at": next_at,
-        "lease_until": None,
-        "last_error": _error_dict(error),
-    }
-    if progress is not None:
-        fields.update(_progress_fields(progress))
-    with transaction.atomic():
-        if Message.objects.filter(pk=message.pk, status=Status.SENDING).update(**fields):
-            if progress is not None:
-                _keep_pending(message, progress)
-            _record_attempt(message, started, outcome, error)
-    return outcome
-
-
-def _progress_fields(progress: _Progress) -> dict[str, Any]:
-    return {
-        "sent_at": progress.sent_at,
-        "provider_message_id": progress.provider_message_id,
-        "refused_recipients": progress.refused,
-    }
-
-
-def _keep_pending(message: Message, progress: _Progress) -> None:
-    """The content again, with only the recipients still to be tried in `pending`; encrypted
-    and bound to the message as when it was accepted (relay.actions)."""
-    if progress.pending == progress.content.get("pending"):
-        return  # Deferred again, all of them: nothing changed.
-    plaintext = json.dumps({**progress.content, "pending": progress.pending}, separators=(",", ":")).encode("utf-8")
-    token = crypto.encrypt(plaintext, binding=content_binding(message.public_id))
-    OutboxContent.objects.filter(message_id=message.pk).update(content_encrypted=token)
-
-
-def _defer(
-    message: Message, until: datetime, error: tuple[str, int | None, str], *, started: datetime | None = None
-) -> str:
-    """Wait without counting an attempt (the sender is paused); fail if the lifetime ends first."""
-    if until >= message.expires_at:
-        return _finish(
-            message,
-            started or timezone.now(),
-            error=("expired", error[1], f"Not delivered in time: {error[2]}"),
-        )
-    with transaction.atomic():
-        deferred = Message.objects.filter(pk=message.pk, status=Status.SENDING).update(
-            status=Status.QUEUED,
-            next_attempt_at=until,
-            lease_until=None,
-            last_error=_error_dict(error),
-            attempts=F("attempts") - (0 if started is not None else 1),
-        )
-        if deferred and started is not None:
-            _record_attempt(message, started, Outcome.DEFERRED, error)
-    return Outcome.DEFERRED
-
-
-def _finish(
-    message: Message,
-    started: datetime,
-    *,
-    error: tuple[str, int | None, str],
-    progress: _Progress | None = None,
-    outcome: str = Outcome.FAILED,
-) -> str:
-    """End a message for good: one transaction with its attempt record; the content goes.
-    Only while it is still `sending`: a message another worker took over after this one's
-    lease ran out, and sent, stays sent.
-
-    `failed`, unless some recipient already has it (the others were deferred: relay.refusals):
-    then `sent`, the recipients still waiting counted as refused, and `error` why they were
-    given up."""
-    now = timezone.now()
-    fields = {"status": Status.FAILED, "lease_until": None, "finished_at": now, "last_error": _error_dict(error)}
-    if progress is not None:
-        fields.update(_progress_fields(progress))
-    if fields.get("sent_at", message.sent_at) is not None:
-        refused = progress.refused if progress is not None else message.refused_recipients
-        fields["status"] = Status.SENT
-        fields["refused_recipients"] = refusals.give_up(refused, code=error[1], expired=error[0] == "expired")
-    with transaction.atomic():
-        ended = Message.objects.filter(pk=message.pk, status=Status.SENDING).update(**fields)
-        if ended:
-            _record_attempt(message, started, outcome, error)
-            # Terminal: nothing of the content remains.
-            OutboxContent.objects.filter(message_id=message.pk).delete()
-    return outcome
-
-
-def expire_overdue(now: datetime) -> int:
-    """Fail messages whose lifetime ended while they waited (e.g. a sender paused for good), or
-    while claimed by a worker that is gone (its lease ran out: a worker killed again and again
-    on one message, or one whose delivery raised)."""
-    overdue_now = Q(expires_at__lte=now) & (Q(status=Status.QUEUED) | Q(status=Status.SENDING, lease_until__lte=now))
-    overdue = list(Message.objects.filter(overdue_now).values_list("pk", "sent_at")[:1000])
-    for pk, sent_at in overdue:
-        with transaction.atomic():
-            fields = {
-                "status": Status.FAILED,
-                "lease_until": None,
-                "finished_at": now,
-                "last_error": {
-                    "category": "expired",
-                    "smtp_code": None,
-                    "message": "Not delivered within its lifetime.",
-                },
-            }
-            if sent_at is not None:
-                # Some recipients have it; the others the server deferred ran out of time
-                # (relay.refusals). Read under lock: a worker may be recording an attempt.
-                refused = (
-                    Message.objects.select_for_update()
-                    .filter(overdue_now, pk=pk)
-                    .values_list("refused_recipients", flat=True)
-                    .first()
-                )
-                if refused is None:
-                    continue
-                fields["status"] = Status.SENT
-                fields["refused_recipients"] = refusals.give_up(refused, code=None, expired=True)
-                fields["last_error"] = {
-                    "category": "expired",
-                    "smtp_code": None,
-                    "message": "The recipients the server deferred were not delivered within the message's lifetime.",
-                }
-            updated = Message.objects.filter(overdue_now, pk=pk).update(**fields)
-            if updated:
-                OutboxContent.objects.filter(message_id=pk).delete()
-    return len(overdue)
-
-
 def provider_message_id(reply: str) -> str:
     """The provider's id for the message, where its final 250 reply carries one.
 
@@ -592,26 +415,3 @@ def provider_message_id(reply: str) -> str:
         if match:
             return match.group(1)[:200]
     return ""
-
-
-def _error_dict(error: tuple[str, int | None, str] | None) -> dict[str, Any] | None:
-    if error is None:
-        return None
-    category, code, text = error
-    return {"category": category, "smtp_code": code, "message": smtp.clean_reply(text)}
-
-
-def _record_attempt(
-    message: Message, started: datetime, outcome: str, error: tuple[str, int | None, str] | None
-) -> None:
-    category, code, text = error or ("", None, "")
-    DeliveryAttempt.objects.create(
-        message=message,
-        number=message.attempts,
-        started_at=started,
-        finished_at=timezone.now(),
-        outcome=outcome,
-        category=category,
-        smtp_code=code,
-        reply=smtp.clean_reply(text),
-    )

@@ -140,7 +140,7 @@ def due_messages(now: datetime) -> list[str]:
 
 def sweep() -> dict[str, int]:
     """Publish every due message once; fail those past their lifetime. Returns counts."""
-    from relay.delivery import expire_overdue
+    from relay.outcomes import expire_overdue
 
     now = timezone.now()
     expired = expire_overdue(now)

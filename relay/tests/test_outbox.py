@@ -7,7 +7,7 @@ import time_machine
 from django.core.management import call_command
 from django.utils import timezone
 
-from relay import claims, delivery, outbox
+from relay import claims, delivery, outbox, outcomes
 from relay.models import Message, OutboxContent, Status
 
 
@@ -71,7 +71,7 @@ def test_backoff_grows_and_stays_within_bounds(settings):
     settings.RELAY_RETRY_BASE_SECONDS = 30
     settings.RELAY_RETRY_MAX_SECONDS = 3600
     for attempt in range(1, 15):
-        delay = delivery.backoff(attempt).total_seconds()
+        delay = outcomes.backoff(attempt).total_seconds()
         assert 5 <= delay <= min(3600, 30 * 2 ** (attempt - 1))
 
 

@@ -27,6 +27,7 @@ import pytest
 
 from relay import delivery
 from relay.models import DeliveryAttempt, Message, Status
+from relay.outcomes import Outcome
 
 pytestmark = pytest.mark.django_db
 
@@ -161,7 +162,7 @@ def test_a_server_that_stops_reading_the_body_is_a_timeout_not_unconfirmed(
     try:
         message_id = _send_large(send, alice, listener, "none")
         started = time.monotonic()
-        assert delivery.deliver(message_id) == delivery.Outcome.RETRY
+        assert delivery.deliver(message_id) == Outcome.RETRY
         took = time.monotonic() - started
     finally:
         listener.close()
@@ -177,7 +178,7 @@ def test_a_server_that_refuses_in_the_middle_of_the_body_is_read_as_refusing(
     listener = _slow_reader([], stop_after=4 * STEP, refusal=b"552 5.3.4 Message too big\r\n")
     try:
         message_id = _send_large(send, alice, listener, "none")
-        assert delivery.deliver(message_id) == delivery.Outcome.FAILED
+        assert delivery.deliver(message_id) == Outcome.FAILED
     finally:
         listener.close()
     (attempt,) = DeliveryAttempt.objects.filter(message__public_id=message_id)
@@ -195,7 +196,7 @@ def test_a_body_slower_than_the_time_limit_ends_by_it(delivering_here, send, ali
     try:
         message_id = _send_large(send, alice, listener, "none")
         started = time.monotonic()
-        assert delivery.deliver(message_id) == delivery.Outcome.RETRY
+        assert delivery.deliver(message_id) == Outcome.RETRY
         took = time.monotonic() - started
     finally:
         listener.close()

@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from relay import actions, delivery, outbox, transport
+from relay import actions, delivery, outbox, outcomes, transport
 from relay.models import DeliveryAttempt, Message, OutboxContent, Status
 from relay.tests.conftest import smtp_sender_fields
 from relay.validation import SendRequest
@@ -89,7 +89,7 @@ def test_a_message_claimed_past_its_lifetime_by_a_worker_that_is_gone_expires(al
     Message.objects.filter(public_id=running).update(
         status=Status.SENDING, lease_until=now + timedelta(minutes=3), expires_at=past
     )
-    assert delivery.expire_overdue(timezone.now()) == 1
+    assert outcomes.expire_overdue(timezone.now()) == 1
     message = Message.objects.get(public_id=stuck)
     assert message.status == Status.FAILED and message.last_error["category"] == "expired"
     assert message.lease_until is None and message.finished_at
@@ -106,7 +106,7 @@ def test_a_late_failure_does_not_undo_a_takeovers_success(alice, smtp_sender, se
     public_id = send(via=smtp_sender).json()["id"]
     slow = delivery.claims.claim_one(public_id, timezone.now())
     Message.objects.filter(public_id=public_id).update(status=Status.SENT, lease_until=None)
-    delivery._finish(slow, timezone.now(), error=("recipient_rejected", 550, "no such user"))
+    outcomes.finish(slow, timezone.now(), error=("recipient_rejected", 550, "no such user"))
     message = Message.objects.get(public_id=public_id)
     assert message.status == Status.SENT and message.last_error is None
     assert not DeliveryAttempt.objects.filter(message=message).exists()

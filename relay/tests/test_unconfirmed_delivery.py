@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from relay import delivery
 from relay.models import DeliveryAttempt, Message, Status
+from relay.outcomes import Outcome
 
 pytestmark = pytest.mark.django_db
 
@@ -105,11 +106,11 @@ def test_a_body_whose_reply_never_came_is_sent_again_and_recorded_unconfirmed(
     mta = ScriptedMta(first)
     try:
         message_id = send(via=_sender(alice, mta)).json()["id"]
-        assert delivery.deliver(message_id) == delivery.Outcome.RETRY
+        assert delivery.deliver(message_id) == Outcome.RETRY
         assert len(mta.queued) == 1
         # The retry, now rather than after its backoff.
         Message.objects.filter(public_id=message_id).update(next_attempt_at=timezone.now())
-        assert delivery.deliver(message_id) == delivery.Outcome.SENT
+        assert delivery.deliver(message_id) == Outcome.SENT
         time.sleep(0.1)
     finally:
         mta.close()
