@@ -129,6 +129,15 @@ def smtp_sender_fields(smtp_server, **fields) -> dict:
     } | fields
 
 
+def plain_sender(user, port: int):
+    """`user`'s sender on a scripted loopback server (no TLS, a password): for servers a test
+    writes reply by reply (drake.testing.loopback.one_connection)."""
+    fields = {"provider": "smtp", "from_email": "alice@example.org", "host": "127.0.0.1", "port": port}
+    return sender_actions.create_sender(
+        user, {**fields, "security": "none", "username": "alice@example.org", "password": "app-password"}
+    )
+
+
 @pytest.fixture
 def smtp_sender(alice, smtp_server, relay_settings):
     return sender_actions.create_sender(alice, smtp_sender_fields(smtp_server))

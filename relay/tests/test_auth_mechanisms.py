@@ -14,7 +14,7 @@ import pytest
 from drake.testing.loopback import one_connection
 from relay import delivery
 from relay.models import Message, Status
-from senders import actions as sender_actions
+from relay.tests.conftest import plain_sender
 from senders import smtp
 from senders.models import Sender
 
@@ -51,18 +51,7 @@ def test_no_common_auth_mechanism_is_an_smtp_failure(relay_settings):
 @pytest.fixture
 def raw_sender(alice, relay_settings):
     def make(port):
-        return sender_actions.create_sender(
-            alice,
-            {
-                "provider": "smtp",
-                "from_email": "alice@example.org",
-                "host": "127.0.0.1",
-                "port": port,
-                "security": "none",
-                "username": "alice@example.org",
-                "password": "app-password",
-            },
-        )
+        return plain_sender(alice, port)
 
     return make
 

@@ -17,6 +17,7 @@ import pytest
 from drake.testing.loopback import one_connection
 from relay import delivery
 from relay.models import DeliveryAttempt, Message, Status
+from relay.tests.conftest import plain_sender
 from senders import smtp
 
 pytestmark = pytest.mark.django_db
@@ -54,20 +55,8 @@ def _server(stage: bytes, log: list, tail: bytes = HUGE):
 
 
 def _deliver(send, alice, port: int) -> Message:
-    from senders import actions as sender_actions
 
-    sender = sender_actions.create_sender(
-        alice,
-        {
-            "provider": "smtp",
-            "from_email": "alice@example.org",
-            "host": "127.0.0.1",
-            "port": port,
-            "security": "none",
-            "username": "alice@example.org",
-            "password": "app-password",
-        },
-    )
+    sender = plain_sender(alice, port)
     message_id = send(via=sender).json()["id"]
     delivery.deliver(message_id)
     return Message.objects.get(public_id=message_id)

@@ -18,6 +18,7 @@ from django.utils import timezone
 from relay import delivery
 from relay.models import DeliveryAttempt, Message, Status
 from relay.outcomes import Outcome
+from relay.tests.conftest import plain_sender
 
 pytestmark = pytest.mark.django_db
 
@@ -82,20 +83,8 @@ class ScriptedMta:
 
 
 def _sender(alice, mta: ScriptedMta):
-    from senders import actions as sender_actions
 
-    return sender_actions.create_sender(
-        alice,
-        {
-            "provider": "smtp",
-            "from_email": "alice@example.org",
-            "host": "127.0.0.1",
-            "port": mta.port,
-            "security": "none",
-            "username": "alice@example.org",
-            "password": "app-password",
-        },
-    )
+    return plain_sender(alice, mta.port)
 
 
 @pytest.mark.parametrize("first", ["close", "silence"])
