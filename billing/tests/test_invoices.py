@@ -77,23 +77,28 @@ def test_a_three_decimal_currency_reads_in_thousandths(client, alice, settings):
     assert Invoice(amount_due=19000, currency="JPY").amount_display == "19,000 JPY"
 
 
+def _invoices(user, amounts, *, status):
+    """One invoice of `user` for each (currency, amount due, amount paid)."""
+    return [
+        Invoice.objects.create(
+            user=user,
+            stripe_invoice_id=f"in_{currency}",
+            number=f"INV-{currency}",
+            amount_due=due,
+            amount_paid=paid,
+            currency=currency,
+            status=status,
+            created_at=timezone.now(),
+        )
+        for currency, due, paid in amounts
+    ]
+
+
 def test_finance_reads_invoice_amounts_as_money_and_exports_both_counts(client, fiona, alice):
     """Finance's invoice list showed amount_due 1900 for 19.00 USD and for 1,900 JPY alike, and
     the export had only those counts of each currency's smallest unit (a review). The export keeps
     them exact, and adds the amounts in whole units."""
-    invoices = [
-        Invoice.objects.create(
-            user=alice,
-            stripe_invoice_id=f"in_{currency}",
-            number=f"INV-{currency}",
-            amount_due=amount,
-            amount_paid=amount,
-            currency=currency,
-            status="paid",
-            created_at=timezone.now(),
-        )  # fmt: skip
-        for currency, amount in [("usd", 1900), ("jpy", 1900), ("kwd", 19000)]
-    ]
+    invoices = _invoices(alice, [("usd", 1900, 1900), ("jpy", 1900, 1900), ("kwd", 19000, 19000)], status="paid")
     client.force_login(fiona)
     page = client.get("/admin/billing/invoice/").content.decode()
     for shown in ["19.00 USD", "1,900 JPY", "19.000 KWD"]:
@@ -111,19 +116,7 @@ def test_finance_reads_invoice_amounts_as_money_and_exports_both_counts(client, 
 def test_finance_reads_an_invoices_amounts_as_money_on_its_page(client, fiona, alice):
     """The list read "19.00 USD", the invoice's own page 1900 for the same invoice, and 1900
     for 1,900 JPY alike. Its page reads as the list does, and stays read-only."""
-    invoices = [
-        Invoice.objects.create(
-            user=alice,
-            stripe_invoice_id=f"in_{currency}",
-            number=f"INV-{currency}",
-            amount_due=amount,
-            amount_paid=paid,
-            currency=currency,
-            status="open",
-            created_at=timezone.now(),
-        )
-        for currency, amount, paid in [("usd", 1900, 500), ("jpy", 1900, 0), ("kwd", 19000, 19000)]
-    ]
+    invoices = _invoices(alice, [("usd", 1900, 500), ("jpy", 1900, 0), ("kwd", 19000, 19000)], status="open")
     client.force_login(fiona)
     pages = {i.currency: client.get(f"/admin/billing/invoice/{i.pk}/change/").content.decode() for i in invoices}
     for currency, due, paid in [("usd", "19.00 USD", "5.00 USD"), ("jpy", "1,900 JPY", "0 JPY"),
