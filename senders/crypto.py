@@ -67,7 +67,9 @@ def rotate(token: str) -> str:
 
 def primary_key_encrypted(token: str) -> bool:
     """Whether `token` is already under the first key (so a rotation run can skip it)."""
-    primary = Fernet(settings.FIELD_ENCRYPTION_KEYS[0].strip())
+    # The first key the app encrypts with: empty entries skipped, as _fernet does (",NEW,OLD",
+    # a shell's "${NEW},${OLD}" with NEW unset, made every rotation a ValueError traceback).
+    primary = Fernet(next(key.strip() for key in settings.FIELD_ENCRYPTION_KEYS if key.strip()))
     try:
         primary.decrypt(token.encode("ascii"))
     except InvalidToken:
