@@ -263,8 +263,19 @@ class AuthenticatorDevice(TimestampMixin, ThrottlingMixin, Device):
 
     def set_key(self, key: bytes) -> None:
         self.key_encrypted = crypto.encrypt(key, binding=self.binding)
+        self._key_set = True
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         if not self.key_encrypted:
             self.set_key(secrets.token_bytes(20))  # 160 bits, as django-otp's default.
+        if not self._state.adding and kwargs.get("update_fields") is None and not getattr(self, "_key_set", False):
+            # django-otp saves the whole row after each code (verify_token, its throttling, the
+            # last-used time): the key as loaded went back with it, so a sign-in during
+            # rotate_encryption_keys put the old key's ciphertext back, and dropping that key
+            # then locked the person out. The key is written only when it is set.
+            kwargs["update_fields"] = [
+                field.name
+                for field in self._meta.concrete_fields
+                if not field.primary_key and field.name != "key_encrypted"
+            ]
         super().save(*args, **kwargs)

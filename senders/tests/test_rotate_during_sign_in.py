@@ -1,10 +1,9 @@
-"""Review (operator commands): a two-factor sign-in during rotate_encryption_keys undoes the
-rotation of that authenticator. AuthenticatorDevice.verify_token (django-otp's TOTPDevice code)
-ends in a full `save()`, which writes back the key_encrypted it loaded, under the old key, after
-the command re-encrypted it. The command exits 0 and says every value is under the first key; the
-operator drops the old key as README says, and that person's authenticator no longer decrypts
-(locked out of the console, or of the back office for staff). Sender rows are safe (their saves
-name their fields); this one is not."""
+"""A two-factor sign-in during rotate_encryption_keys undid the rotation of that authenticator.
+AuthenticatorDevice.verify_token (django-otp's TOTPDevice code) ends in a full `save()`, which
+wrote back the key_encrypted it had loaded, under the old key, after the command re-encrypted it.
+The command exited 0 and said every value was under the first key; the operator dropped the old
+key as README says, and that person's authenticator no longer decrypted (locked out of the
+console, or of the back office for staff). Found by an operator review helper."""
 
 from io import StringIO
 
