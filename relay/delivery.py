@@ -239,15 +239,16 @@ def _send_one(sender: Sender, message: Message, sent: list[claims.Sent], deadlin
     except transport.StageRefused as refused:
         return _refused(message, started, refused.stage, refused.code, refused.reply)
     except transport.RecipientsAllRefused as refused:
-        quota = next(((c, r) for c, r in refused.refused.values() if _is_provider_quota(c, r)), None)
+        all_refused = refusals.unnamed(refused.refused, content)
+        quota = next(((c, r) for c, r in all_refused.values() if _is_provider_quota(c, r)), None)
         if quota is not None:
             # The daily limit said to RCPT (a quota counted per recipient): as at MAIL, the
             # sender waits for tomorrow; read as "every recipient rejected", each of its
             # messages failed for good, one by one.
             return _refused(message, started, "rcpt", *quota)
-        return _all_refused(message, started, content, refused.refused)
+        return _all_refused(message, started, content, all_refused)
     reply = smtp.clean_reply(result.reply)
-    deferred, refused_for_good = refusals.split(result.refused)
+    deferred, refused_for_good = refusals.split(refusals.unnamed(result.refused, content))
     if deferred:
         return _partly_sent(message, started, content, reply, deferred, refused_for_good)
     sent.append(

@@ -25,7 +25,10 @@ no recipient has it.
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+from relay.mime import address_of
 
 Refused = dict[str, tuple[int, str]]  # address -> (code, cleaned reply), as relay.transport gives them
 
@@ -37,6 +40,21 @@ def is_temporary(code: int, reply: str) -> bool:
     if 400 <= code < 500:
         return True
     return code == 552 and ("5.5.3" in reply or "too many recipients" in reply.lower())
+
+
+def unnamed(refused: Refused, content: dict[str, Any]) -> Refused:
+    """The refusals with the address of each Cc and Bcc recipient taken out of its reply.
+
+    Servers name the recipient they refuse ("450 4.2.0 <x@y>: Recipient address rejected"),
+    and a reply is kept (the attempt's, `last_error`, the API): a deferred Bcc recipient's
+    address was kept with it, where of Cc and Bcc only counts are (relay.models)."""
+    if not refused:
+        return refused  # Every recipient accepted: the delivery's common case costs nothing here.
+    shown = {address_of(value).lower() for value in content["to"]}
+    return {
+        rcpt: (code, reply if rcpt.lower() in shown else re.sub(re.escape(rcpt), "…", reply, flags=re.IGNORECASE))
+        for rcpt, (code, reply) in refused.items()
+    }
 
 
 def split(refused: Refused) -> tuple[Refused, Refused]:
