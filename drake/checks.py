@@ -79,6 +79,14 @@ def check_production_services(app_configs: object, **kwargs: object) -> list[Che
                 id="drake.W005",
             )
         )
+    if not settings.ADMIN_REQUIRE_2FA:
+        warnings.append(
+            checks.Warning(
+                "ADMIN_REQUIRE_2FA is off: staff sign in to the back office with a password alone.",
+                hint="Leave ADMIN_REQUIRE_2FA unset (on when DEBUG is off) and give staff an authenticator first.",
+                id="drake.W006",
+            )
+        )
     return warnings
 
 

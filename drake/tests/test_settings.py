@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import trustme
+from cryptography.fernet import Fernet
 
 from drake.devsecrets import ensure_dev_secrets
 
@@ -125,6 +126,31 @@ def test_check_deploy_warns_of_the_development_defaults_left_in_production():
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     for warning in ("drake.W003", "drake.W004", "drake.W005"):
         assert warning not in result.stderr, result.stderr
+
+
+def test_check_deploy_warns_when_production_turns_the_staff_second_factor_off():
+    """`check --deploy --fail-level WARNING` (docs/deploy.md: must pass before production starts)
+    was clean with ADMIN_REQUIRE_2FA=false: the back office then took a staff password alone.
+    Found by an operator review helper."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "ADMIN_"))}
+    env.update(
+        DEBUG="false",
+        SECRET_KEY="k" * 20 + "Zq9!xT4#pW7@mR2$vL6%nB8^cH3&jF5*" + "s" * 10,
+        FIELD_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
+        ALLOWED_HOSTS="relay.example.com",
+        DATABASE_URL=os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/drake"),
+        CELERY_BROKER_URL="redis://127.0.0.1:6379/14",
+        CACHE_URL="redis://127.0.0.1:6379/15",
+        DEFAULT_FROM_EMAIL="3drake <no-reply@relay.example.com>",
+        DJANGO_SETTINGS_MODULE="drake.settings",
+    )
+    command = [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"]
+    clean = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert clean.returncode == 0, clean.stderr  # The production configuration itself passes.
+    env["ADMIN_REQUIRE_2FA"] = "false"
+    off = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert off.returncode != 0, f"check --deploy is clean with the staff second factor off: {off.stdout}{off.stderr}"
+    assert "drake.W006" in off.stderr
 
 
 def test_manage_py_says_what_is_missing_in_a_sentence():
