@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from accounts import actions
 from accounts.models import ApiKey, User
+from drake.commands import TextCommand
 
 
-class Command(BaseCommand):
+class Command(TextCommand):
     help = "Create, list or revoke API keys. `create` prints the raw key once, on its own last line."
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -6,13 +6,14 @@ from typing import Any
 
 from django.contrib.auth import password_validation
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from accounts.actions import EmailTaken, create_account
 from accounts.models import User
+from drake.commands import TextCommand
 
 
-class Command(BaseCommand):
+class Command(TextCommand):
     help = "Create an active account on the default plan (with --staff: a staff member with admin access)."
 
     def add_arguments(self, parser: CommandParser) -> None:

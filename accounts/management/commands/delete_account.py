@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from accounts import privacy
 from accounts.models import User
+from drake.commands import TextCommand
 
 
-class Command(BaseCommand):
+class Command(TextCommand):
     help = (
         "Erase an account: deletes its senders (secrets destroyed), API keys, messages and pending outbox "
         "content (queued messages are not sent), request logs, aggregates, two-factor devices, sessions and "

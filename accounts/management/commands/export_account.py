@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from accounts import privacy
 from accounts.models import User
+from drake.commands import TextCommand
 
 
-class Command(BaseCommand):
+class Command(TextCommand):
     help = (
         "Write everything 3drake holds about an account as one JSON document: profile, plan, billing "
         "records, quota counters, sender metadata, API key and two-factor device metadata, message metadata, "

@@ -27,8 +27,9 @@ def encrypted_columns() -> list[tuple[type, str]]:
 
 class Command(BaseCommand):
     help = (
-        "Re-encrypt every encrypted column (sender secrets, outbox content) with the first key of "
-        "FIELD_ENCRYPTION_KEYS. Safe to interrupt and re-run. Afterwards the other keys can be removed."
+        "Re-encrypt every encrypted column (sender secrets, authenticator secrets, outbox content) "
+        "with the first key of FIELD_ENCRYPTION_KEYS. Safe to interrupt and re-run. Once a run exits 0 "
+        "the other keys can be removed; not while it exits 1 (some value decrypted with no key)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -1,5 +1,5 @@
-"""Review (operator commands): an argument carrying a NUL (a script's call_command, a value read
-from a file or a form) ends every account command in a psycopg DataError traceback ("PostgreSQL
+"""An argument carrying a NUL (a script's call_command, a value read
+from a file or a form) ended every account command in a psycopg DataError traceback ("PostgreSQL
 text fields cannot contain NUL (0x00) bytes") instead of a one-line error; createaccount's own
 field checks (email, name) let a NUL in the name through. On SQLite the same input is stored."""
 

@@ -1,4 +1,4 @@
-"""Review (operator commands): `rotate_encryption_keys --help` says it re-encrypts "sender
+"""`rotate_encryption_keys --help` said it re-encrypts "sender
 secrets, outbox content" and that "afterwards the other keys can be removed". It also
 re-encrypts the two-factor authenticators' secrets (README: "sender passwords, authenticator
 secrets"), and an old key may be removed only when it exited 0 (README: "not while it exits 1:
