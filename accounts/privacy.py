@@ -174,29 +174,67 @@ def export_requested(user: User, *, request: HttpRequest | None = None, via: str
     )
 
 
-def _delete_admin_log_entries(user: User) -> None:
+def _addresses_of(user: User) -> set[str]:
+    """Every address the account has used, as far as we still hold it, lower-cased: its login
+    email, now and before (the labels of its own events: a change is requested under the old
+    address and made under the new), the From addresses of its senders, address blocks and
+    messages, and those its events recorded (of a sender deleted since: `sender.connected`,
+    `sender.deleted`, `sender.address_unblocked`). Read before any of those rows go.
+
+    A former address of which no event of the account is left (all pruned by retention) is not
+    found: nothing we hold ties it to the account any more."""
+    from relay.models import Message
+    from senders.models import AddressBlock, Sender
+
+    events = AuditEvent.objects.filter(account_id=user.pk)
+    found = {user.email}
+    found.update(events.filter(actor_id=user.pk).values_list("actor_label", flat=True).distinct())
+    found.update(events.filter(detail__has_key="from_email").values_list("detail__from_email", flat=True))
+    found.update(Sender.objects.filter(user=user).values_list("from_email", flat=True))
+    found.update(AddressBlock.objects.filter(user=user).values_list("from_email", flat=True))
+    found.update(Message.objects.filter(user=user).values_list("from_email", flat=True).distinct())
+    return {address.strip().lower() for address in found if isinstance(address, str) and "@" in address}
+
+
+def _delete_admin_log_entries(user: User, addresses: set[str]) -> None:
     """Django admin's own log of changes to the account and to each of its objects (senders,
     keys, devices...): each entry names its object as it was shown ("alice@example.org via
-    smtp.gmail.com"). Our own audit events of the same changes stay (admin.*, naming staff)."""
-    LogEntry.objects.filter(content_type=ContentType.objects.get_for_model(User), object_id=str(user.pk)).delete()
+    smtp.gmail.com"). Our own audit events of the same changes stay (admin.*, naming staff).
+
+    Found three ways, since an object gone before the account (a sender the customer deleted
+    after staff saved it, a device staff deleted) is no longer there to point at its entries:
+    through the objects still there; through the targets of the account's events (read before
+    its own events go), by id, or by public id for messages (shown by it); and, for the kinds of
+    objects an account owns, through the entries naming one of the account's `addresses` whose
+    object is not another account's (a sender is shown by its From address, a device by its
+    owner's email). Entries staff made of other accounts' objects stay (LogEntry.user is
+    staff's own account, and Django deletes those with it)."""
+    owned: list[tuple[type, str]] = [(User, "pk")]
     for relation in User._meta.related_objects:
         if relation.related_model is LogEntry or not (relation.one_to_many or relation.one_to_one):
             continue
-        model = relation.related_model
-        ids = model._default_manager.filter(**{relation.field.name: user.pk}).annotate(
-            text_id=Cast("pk", output_field=CharField())
-        )
+        owned.append((relation.related_model, relation.field.name))
+    for model, field in owned:
+        ids = model._default_manager.filter(**{field: user.pk}).annotate(text_id=Cast("pk", output_field=CharField()))
         LogEntry.objects.filter(
             content_type=ContentType.objects.get_for_model(model), object_id__in=ids.values("text_id")
         ).delete()
-    # Objects of the account that staff deleted in the admin (a lost authenticator, shown as
-    # "Authenticator app (alice@example.org)") are no longer there to be found above: the audit
-    # trail of those deletions (kept: it names staff) says which they were.
-    deleted = AuditEvent.objects.filter(account_id=user.pk, action="admin.deleted").exclude(target_id="")
-    for target_type, target_id in deleted.values_list("target_type", "target_id"):
+    targets = AuditEvent.objects.filter(account_id=user.pk).exclude(target_id="").exclude(target_type="")
+    for target_type, target_id in targets.values_list("target_type", "target_id").distinct():
         app_label, _, model_name = target_type.partition(".")
-        LogEntry.objects.filter(
-            content_type__app_label=app_label, content_type__model=model_name, object_id=target_id
+        shown = Q(object_id=target_id) if target_id.isdigit() else Q(object_repr=target_id)
+        LogEntry.objects.filter(shown, content_type__app_label=app_label, content_type__model=model_name).delete()
+    if not addresses:
+        return
+    naming = Q()
+    for address in addresses:
+        naming |= Q(object_repr__icontains=address)
+    for model, field in owned:
+        others = model._default_manager.exclude(**{field: user.pk}).annotate(
+            text_id=Cast("pk", output_field=CharField())
+        )
+        LogEntry.objects.filter(naming, content_type=ContentType.objects.get_for_model(model)).exclude(
+            object_id__in=others.values("text_id")
         ).delete()
 
 
@@ -272,14 +310,15 @@ def delete_account(
     """Erase an account. Returns counts of what was removed.
 
     Removed: the account, its senders (secrets overwritten first), API keys, messages and their
-    encrypted outbox content (so queued messages are never sent), delivery attempts, request logs,
-    aggregates, idempotency keys, two-factor devices, sessions, its security events (its own,
-    and those from an IP with nobody signed in, as a failed login) and Django admin's log of its
-    objects, and the customer Stripe holds for it (after the commit). Kept: invoices
-    (accounting law), detached from the account, here and at Stripe; what staff did to it
-    (their access trail, suspensions with their reasons: they name staff, not the customer) and
-    what the system did, with the account's email taken out of them (a search for it, a
-    reason naming it); one audit event that the deletion happened, without the email.
+    encrypted outbox content (so queued messages are never sent), delivery attempts, request
+    logs, aggregates, idempotency keys, two-factor devices, sessions, its security events (its
+    own, and those from an IP with nobody signed in, as a failed login) and Django admin's log
+    of its objects (of those deleted before it too), and the customer Stripe holds for it (after
+    the commit). Kept: invoices (accounting law), detached from the account, here and at Stripe;
+    what staff did to it (their access trail, suspensions with their reasons: they name staff,
+    not the customer) and what the system did, with the account's email taken out of them (a
+    search for it, a reason naming it); one audit event that the deletion happened, without the
+    email.
     """
     from billing import stripe_api
     from billing.models import Subscription
@@ -304,6 +343,10 @@ def delete_account(
                 "Stripe could not cancel the subscription just now.", detail=type(exc).__name__
             ) from exc
     Sender.objects.filter(user=user).update(password_encrypted="")
+    addresses = _addresses_of(user)
+    # Before the account's own events go: their targets lead to the admin's entries of objects
+    # deleted before the account.
+    _delete_admin_log_entries(user, addresses)
     counts: dict[str, int] = {}
     # Its security events: what the customer did, and what came from an IP without anyone
     # signed in (a failed login: the customer's IP, most likely). Kept: what staff did to the
@@ -316,7 +359,6 @@ def delete_account(
     )
     counts["security_events"] = AuditEvent.objects.filter(own).erase()
     _erase_email_from_kept_events(user)
-    _delete_admin_log_entries(user)
     for session in Session.objects.iterator():
         if str(session.get_decoded().get("_auth_user_id")) == str(pk):
             session.delete()
