@@ -21,7 +21,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.contrib.sessions.models import Session
 from django.db import transaction
 from django.db.models import CharField, Q, QuerySet, TextField
-from django.db.models.functions import Cast
+from django.db.models.functions import Cast, Lower
 from django.http import HttpRequest
 
 from accounts.models import ApiKey, AuthenticatorDevice, User
@@ -241,29 +241,64 @@ def _delete_admin_log_entries(user: User, addresses: set[str]) -> None:
 ERASED_EMAIL = "[deleted account]"
 
 
-def _without_email(value: Any, email: re.Pattern[str]) -> Any:
+def _without_addresses(value: Any, addresses: re.Pattern[str]) -> Any:
     if isinstance(value, str):
-        return email.sub(ERASED_EMAIL, value)
+        return addresses.sub(ERASED_EMAIL, value)
     if isinstance(value, dict):
-        return {key: _without_email(item, email) for key, item in value.items()}
+        return {key: _without_addresses(item, addresses) for key, item in value.items()}
     if isinstance(value, list):
-        return [_without_email(item, email) for item in value]
+        return [_without_addresses(item, addresses) for item in value]
     return value
 
 
-def _erase_email_from_kept_events(user: User) -> int:
-    """The events deletion keeps (staff's, the system's) hold no trace of the account's email:
+def _pattern(addresses: Iterable[str]) -> re.Pattern[str] | None:
+    ordered = sorted(addresses, key=len, reverse=True)  # A longer address before one inside it.
+    return re.compile("|".join(map(re.escape, ordered)), flags=re.IGNORECASE) if ordered else None
+
+
+def _used_by_other_accounts(user: User, addresses: set[str]) -> set[str]:
+    """Those of `addresses` another account uses now (a team's From address, connected by two
+    accounts): that account's own events keep them."""
+    from senders.models import AddressBlock, Sender
+
+    used: set[str] = set()
+    for model, field in ((User, "email"), (Sender, "from_email"), (AddressBlock, "from_email")):
+        others = model._default_manager.exclude(**({"pk": user.pk} if model is User else {"user": user}))
+        found = others.annotate(address=Lower(field)).filter(address__in=addresses).values_list("address", flat=True)
+        used.update(found)
+    return used
+
+
+def _erase_addresses_from_kept_events(user: User, addresses: set[str]) -> int:
+    """The events deletion keeps (staff's, the system's) hold no trace of the account's
+    addresses (`_addresses_of`: its login email now and before, its senders' From addresses):
     staff searching the admin's lists for "alice@example.org" recorded the query
-    (`admin.listed`), and a suspension's reason is what staff typed. Each such event is
-    rewritten without it, who did what and when unchanged: erased and written again, the one
-    way the append-only trail allows (erase() is for retention and account erasure)."""
-    email = re.compile(re.escape(user.email), flags=re.IGNORECASE)
-    named = AuditEvent.objects.annotate(text=Cast("detail", TextField())).filter(text__icontains=user.email)
+    (`admin.listed`), a suspension's reason is what staff typed, lifting an address block
+    records the address. Each such event is rewritten without them, who did what and when
+    unchanged: erased and written again, the one way the append-only trail allows (erase() is
+    for retention and account erasure). An address another account uses too stays in that
+    account's own events.
+
+    One scan of the whole trail, its JSON as text matched against every address: account
+    deletion is rare, and nothing but the text says where staff typed an address."""
+    everything = _pattern(addresses)
+    if everything is None:
+        return 0
+    shared = _used_by_other_accounts(user, addresses)
+    of_others = _pattern(addresses - shared)
+    naming = Q()
+    for address in addresses:
+        naming |= Q(text__icontains=address)
+    named = AuditEvent.objects.annotate(text=Cast("detail", TextField())).filter(naming)
     fields = [f.attname for f in AuditEvent._meta.concrete_fields if not f.primary_key]
     rewritten = 0
     for event in list(named):
+        pattern = everything if event.account_id in (None, user.pk) else of_others
+        detail = _without_addresses(event.detail, pattern) if pattern is not None else event.detail
+        if detail == event.detail:
+            continue
         kept = {name: getattr(event, name) for name in fields}
-        kept["detail"] = _without_email(event.detail, email)
+        kept["detail"] = detail
         AuditEvent.objects.filter(pk=event.pk).erase()
         AuditEvent.objects.create(**kept)
         rewritten += 1
@@ -316,9 +351,9 @@ def delete_account(
     of its objects (of those deleted before it too), and the customer Stripe holds for it (after
     the commit). Kept: invoices (accounting law), detached from the account, here and at Stripe;
     what staff did to it (their access trail, suspensions with their reasons: they name staff,
-    not the customer) and what the system did, with the account's email taken out of them (a
-    search for it, a reason naming it); one audit event that the deletion happened, without the
-    email.
+    not the customer) and what the system did, with every address the account used taken out of
+    them (a search for its email, former or current, or its sender's From address; a reason
+    naming one); one audit event that the deletion happened, without the email.
     """
     from billing import stripe_api
     from billing.models import Subscription
@@ -354,11 +389,12 @@ def delete_account(
     # Only events of this account: a staff member's account going does not take with it their
     # access trail of the customers they looked at or acted on.
     anonymous_with_ip = Q(actor__isnull=True, actor_ip__isnull=False)
-    own = Q(account_id=pk, actor_is_staff=False) & (
-        Q(actor_id=pk) | Q(actor_label__iexact=user.email) | anonymous_with_ip
-    )
+    labelled_by_it = Q()
+    for address in addresses:
+        labelled_by_it |= Q(actor_label__iexact=address)
+    own = Q(account_id=pk, actor_is_staff=False) & (Q(actor_id=pk) | labelled_by_it | anonymous_with_ip)
     counts["security_events"] = AuditEvent.objects.filter(own).erase()
-    _erase_email_from_kept_events(user)
+    _erase_addresses_from_kept_events(user, addresses)
     for session in Session.objects.iterator():
         if str(session.get_decoded().get("_auth_user_id")) == str(pk):
             session.delete()
