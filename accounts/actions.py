@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from django.contrib.auth.tokens import PasswordResetTokenGenerator
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest
@@ -185,7 +187,8 @@ def request_email_change(user: User, new_email: str, *, request: HttpRequest, co
 
 def confirm_email_change(token: str, *, request: HttpRequest) -> User | None:
     """Apply a confirmed email change; None if the link is bad, expired, used, older than the
-    last change of address, or the address taken."""
+    last change of address, or the address taken. After the commit the account's Stripe
+    customer, if any, gets the new address (billing.actions.sync_customer_email: best effort)."""
     from django.core import signing
 
     try:
@@ -195,10 +198,14 @@ def confirm_email_change(token: str, *, request: HttpRequest) -> User | None:
     user = User.objects.filter(pk=data["u"], email=data.get("f")).first()
     if user is None or User.objects.filter(email__iexact=data["e"]).exclude(pk=user.pk).exists():
         return None
+    from billing import actions as billing_actions
+
     try:
         with transaction.atomic():
             User.objects.filter(pk=user.pk).update(email=data["e"])
             record("email.changed", actor=user, actor_label=data["e"], account=user, request=request)
+            # Stripe holds the email too (the customer was created with the old one).
+            transaction.on_commit(partial(billing_actions.sync_customer_email, user.pk))
     except IntegrityError:
         return None
     user.email = data["e"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,6 +15,8 @@ from django.utils import timezone
 from auditlog.events import record
 from billing import stripe_api
 from billing.models import Invoice, Plan, Subscription
+
+logger = logging.getLogger(__name__)
 
 ACTIVE = {"active", "trialing"}
 # A subscription in one of these pays for no plan: it ended, or Stripe keeps it billing nothing
@@ -41,6 +44,29 @@ def customer_for(user: Any) -> Subscription:
             customer = stripe_api.create_customer(user.email, user.pk)
             subscription = Subscription.objects.create(user=user, stripe_customer_id=customer)
     return subscription
+
+
+def sync_customer_email(account_id: int) -> None:
+    """After an email change commits: the account's customer at Stripe, if it has one, gets the
+    account's email as it is now (Stripe mails receipts and invoices to it, and was created with
+    the old one). Best effort: the change stands whatever Stripe says, and a customer left with
+    the old address is logged, by its id alone, for staff to correct in Stripe's dashboard."""
+    row = (
+        Subscription.objects.filter(user_id=account_id)
+        .exclude(stripe_customer_id="")
+        .values_list("stripe_customer_id", "user__email")
+        .first()
+    )
+    if row is None:
+        return
+    customer_id, email = row
+    if not stripe_api.configured():
+        logger.warning("Stripe customer %s keeps an old email: Stripe is not configured here.", customer_id)
+        return
+    try:
+        stripe_api.update_customer_email(customer_id, email)
+    except Exception:
+        logger.warning("Stripe customer %s could not be given the account's new email.", customer_id, exc_info=True)
 
 
 def has_running_subscription(user: Any) -> bool:

@@ -74,6 +74,11 @@ def cancel_subscription(subscription_id: str) -> None:
     client().v1.subscriptions.cancel(subscription_id)
 
 
+def update_customer_email(customer_id: str, email: str) -> None:
+    """Give the customer at Stripe the account's email (receipts and invoices go to it)."""
+    client().v1.customers.update(customer_id, params={"email": email})
+
+
 def delete_customer(customer_id: str) -> None:
     """Delete the customer at Stripe (its email and metadata); Stripe keeps its invoices."""
     client().v1.customers.delete(customer_id)
