@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 from django.contrib.auth.tokens import PasswordResetTokenGenerator
 from django.db import IntegrityError, transaction
@@ -169,18 +170,44 @@ EMAIL_CHANGE_SALT = "drake.accounts.email-change"
 EMAIL_CHANGE_MAX_AGE = 60 * 60 * 48
 
 
+def _email_change_token(user: User, new_email: str) -> str:
+    """The link's token: the signed change (account, address it changes from, new address, when),
+    encrypted. Signed alone it was base64 of plain JSON, both addresses readable wherever the
+    URL goes (gunicorn's access log, the browser's history, a proxy's log). Fernet under
+    FIELD_ENCRYPTION_KEYS, bound to this purpose (no other ciphertext of ours is a token), and
+    the signature under SECRET_KEY inside it, as before: neither key alone makes a link."""
+    from django.core import signing
+
+    from senders import crypto
+
+    signed = signing.dumps({"u": user.pk, "f": user.email, "e": new_email}, salt=EMAIL_CHANGE_SALT)
+    return crypto.encrypt(signed.encode(), binding=EMAIL_CHANGE_SALT).rstrip("=")  # No '=' in a URL.
+
+
+def _email_change_of(token: str) -> dict[str, Any] | None:
+    """The change a token carries, if it is ours, for this purpose, and not expired."""
+    from django.core import signing
+
+    from senders import crypto
+
+    try:
+        signed = crypto.decrypt(token + "=" * (-len(token) % 4), binding=EMAIL_CHANGE_SALT)
+        return signing.loads(signed.decode(), salt=EMAIL_CHANGE_SALT, max_age=EMAIL_CHANGE_MAX_AGE)
+    except (crypto.DecryptionError, signing.BadSignature, UnicodeDecodeError):
+        return None
+
+
 def request_email_change(user: User, new_email: str, *, request: HttpRequest, confirm_url: str) -> None:
     """Mail a confirmation link to the new address; nothing changes until it is followed.
 
-    `confirm_url` is a format string with a `{token}` placeholder.
+    `confirm_url` is a format string with a `{token}` placeholder. The token is opaque (no
+    address can be read from the URL), expires after EMAIL_CHANGE_MAX_AGE, and is bound to the
+    address it changes from: once the address changes (by this link or another), every older
+    link is void, and none can switch it back.
     """
-    from django.core import signing
-
     from accounts import mail
 
-    # Bound to the address it changes from: once the address changes (by this link or another),
-    # every older link is void, and none can switch it back.
-    token = signing.dumps({"u": user.pk, "f": user.email, "e": new_email.strip()}, salt=EMAIL_CHANGE_SALT)
+    token = _email_change_token(user, new_email.strip())
     mail.send_email_change(new_email.strip(), request.build_absolute_uri(confirm_url.format(token=token)))
     record("email.change_requested", actor=user, account=user, request=request)
 
@@ -189,11 +216,8 @@ def confirm_email_change(token: str, *, request: HttpRequest) -> User | None:
     """Apply a confirmed email change; None if the link is bad, expired, used, older than the
     last change of address, or the address taken. After the commit the account's Stripe
     customer, if any, gets the new address (billing.actions.sync_customer_email: best effort)."""
-    from django.core import signing
-
-    try:
-        data = signing.loads(token, salt=EMAIL_CHANGE_SALT, max_age=EMAIL_CHANGE_MAX_AGE)
-    except signing.BadSignature:
+    data = _email_change_of(token)
+    if data is None:
         return None
     user = User.objects.filter(pk=data["u"], email=data.get("f")).first()
     if user is None or User.objects.filter(email__iexact=data["e"]).exclude(pk=user.pk).exists():
