@@ -91,6 +91,7 @@ class SubscriptionAdmin(FinanceAdmin):
 class InvoiceAdmin(FinanceAdmin):
     list_display = ("number", "user", "due", "paid", "status", "period_start", "created_at")
     list_filter = ("status", "currency", "created_at")
+    linked_lookups = ("user__id__exact",)  # An account's invoices (UserAdmin.related).
     list_select_related = ("user",)
     search_fields = ("number", "stripe_invoice_id", "stripe_customer_id", "user__email")
     date_hierarchy = "created_at"

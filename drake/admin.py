@@ -4,7 +4,7 @@
   with a TOTP code (django-otp) get in; the login form asks for the code.
 - AuditedAdmin records every view of a customer's object (its page, its history, the page
   confirming its deletion), every change list a staff member opens, and every change,
-  addition or deletion, as audit events.
+  addition or deletion, as audit events. Its change lists filter only by what they offer.
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib import admin
+from django.contrib.admin.filters import SimpleListFilter
 from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.admin.utils import get_fields_from_path
 from django.contrib.auth.forms import AuthenticationForm
-from django.db.models import Model
+from django.db.models import Field, Model
 from django.http import HttpRequest, HttpResponse
 from django_otp import devices_for_user
 from django_otp.admin import OTPAdminAuthenticationForm
@@ -106,8 +108,49 @@ def _account_of(obj: Model) -> Any:
     return getattr(obj, "user", None)
 
 
+# The comparisons Django's own list filters make on their field (AllValuesFieldListFilter's is
+# the bare field path; a relation's filter compares its target field, e.g. `plan__id__exact`).
+_FILTER_COMPARISONS = ("exact", "isnull", "gte", "lt", "isempty")
+
+
 class AuditedAdmin(admin.ModelAdmin):
     """Every staff access to customer data leaves an audit event (privacy policy, section 7)."""
+
+    # Lookups that a link elsewhere in the back office opens this list with, though no filter of
+    # the list offers them: an account's "Related records" (accounts.admin.UserAdmin.related).
+    linked_lookups: tuple[str, ...] = ()
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        """Only the lookups this list offers: its filters, its date hierarchy, `linked_lookups`.
+
+        Django's own check lets through a lookup on any column of the model, so a query string
+        filtered by secrets: `?password__startswith=pbkdf2_sha256$...` listed the account
+        while the guess was right and not otherwise, which read a password hash (an API key's
+        secret hash, a sender's encrypted password) one character at a time, and each guess was
+        written into the `admin.listed` event. Anything else is refused as Django refuses a
+        disallowed lookup (DisallowedModelAdminLookup: 400).
+        """
+        if lookup not in self._offered_lookups(request):
+            return False
+        return super().lookup_allowed(lookup, value, request)
+
+    def _offered_lookups(self, request: HttpRequest | None) -> set[str]:
+        offered = set(self.linked_lookups)
+        if self.date_hierarchy:
+            offered.update(f"{self.date_hierarchy}__{part}" for part in ("year", "month", "day"))
+        for item in self.get_list_filter(request) if request is not None else self.list_filter:
+            if isinstance(item, type) and issubclass(item, SimpleListFilter):
+                offered.add(item.parameter_name)
+                continue
+            path = item[0] if isinstance(item, list | tuple) else item
+            if isinstance(path, Field):
+                path = path.name
+            field = get_fields_from_path(self.model, path)[-1]
+            offered.add(path)
+            offered.update(f"{path}__{comparison}" for comparison in _FILTER_COMPARISONS)
+            if field.is_relation:
+                offered.add(f"{path}__{field.target_field.name}__exact")
+        return offered
 
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None

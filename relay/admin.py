@@ -24,6 +24,7 @@ class AttemptInline(admin.TabularInline):
 class MessageAdmin(ReadOnlyAdmin):
     list_display = ("public_id", "user", "from_email", "status", "attempts", "created_at", "sent_at")
     list_filter = ("status", "created_at")
+    linked_lookups = ("user__id__exact",)  # An account's messages (UserAdmin.related).
     list_select_related = ("user",)
     search_fields = ("public_id", "user__email", "from_email", "provider_message_id")
     date_hierarchy = "created_at"
@@ -40,6 +41,7 @@ class ApiRequestAdmin(ReadOnlyAdmin):
 
     list_display = ("created_at", "user", "key_prefix", "method", "endpoint", "status", "error_type", "ip")
     list_filter = ("status", "error_type", "method", "created_at")
+    linked_lookups = ("user__id__exact",)  # An account's requests (UserAdmin.related).
     list_select_related = ("user",)
     search_fields = ("user__email", "key_prefix", "endpoint", "ip")
     date_hierarchy = "created_at"

@@ -25,6 +25,7 @@ class SenderAdmin(AuditedAdmin):
         "disabled_at",
     )
     list_filter = ("provider", "security", "verified_at", "disabled_at")
+    linked_lookups = ("user__id__exact",)  # An account's senders (UserAdmin.related).
     list_select_related = ("user",)
     search_fields = ("public_id", "from_email", "host", "user__email")
     # password_encrypted is absent on purpose: not even "set"/"not set" is shown.
