@@ -19,7 +19,7 @@ from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.admin.utils import get_fields_from_path
 from django.contrib.auth.forms import AuthenticationForm
 from django.db.models import Field, Model
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django_otp import devices_for_user
 from django_otp.admin import OTPAdminAuthenticationForm
 
@@ -88,6 +88,13 @@ class DrakeAdminSite(admin.AdminSite):
         else:
             record("login.failed", account=account_typed(request), request=request, detail={"via": "admin"})
         return response
+
+    def autocomplete_view(self, request: HttpRequest) -> HttpResponse:
+        """Not here (404). Django's autocomplete searched the accounts, their keys or their
+        messages by any admin's search fields for whoever could view them, and recorded
+        nothing (the same search on a change list is `admin.listed`). No admin declares
+        autocomplete_fields, so no form needs it; one that does audits this view first."""
+        raise Http404
 
     def has_permission(self, request: HttpRequest) -> bool:
         if not super().has_permission(request):
