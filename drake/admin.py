@@ -17,9 +17,11 @@ from django.contrib import admin
 from django.contrib.admin.filters import SimpleListFilter
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.admin.utils import get_fields_from_path
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import AuthenticationForm
 from django.db.models import Field, Model
 from django.http import Http404, HttpRequest, HttpResponse
+from django.urls import reverse
 from django_otp import devices_for_user
 from django_otp.admin import OTPAdminAuthenticationForm
 
@@ -51,6 +53,16 @@ class AdminLoginForm(OTPAdminAuthenticationForm):
             if len(devices) == 1:
                 device = devices[0]
         return device
+
+
+class AdminPasswordChangeView(auth_views.PasswordChangeView):
+    """The back office's own password change page, audited as the console's is."""
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        response = super().form_valid(form)
+        user = self.request.user
+        record("password.changed", actor=user, account=user, request=self.request, detail={"via": "admin"})
+        return response
 
 
 class DrakeAdminSite(admin.AdminSite):
@@ -88,6 +100,21 @@ class DrakeAdminSite(admin.AdminSite):
         else:
             record("login.failed", account=account_typed(request), request=request, detail={"via": "admin"})
         return response
+
+    def password_change(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        """Django's page (its form, template and context), audited: a staff member's password
+        change here left no event, where the console's records `password.changed`."""
+        from django.contrib.admin.forms import AdminPasswordChangeForm
+
+        defaults: dict[str, Any] = {
+            "form_class": AdminPasswordChangeForm,
+            "success_url": reverse("admin:password_change_done", current_app=self.name),
+            "extra_context": {**self.each_context(request), **(extra_context or {})},
+        }
+        if self.password_change_template is not None:
+            defaults["template_name"] = self.password_change_template
+        request.current_app = self.name
+        return AdminPasswordChangeView.as_view(**defaults)(request)
 
     def autocomplete_view(self, request: HttpRequest) -> HttpResponse:
         """Not here (404). Django's autocomplete searched the accounts, their keys or their
