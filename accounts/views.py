@@ -194,12 +194,19 @@ _password_confirmations = ratelimit(
 
 @method_decorator(_password_confirmations, name="post")
 class PasswordChangeView(auth_views.PasswordChangeView):
+    """The console's password change; the back office serves its own page with this view too
+    (DrakeAdminSite.password_change, `via="admin"`), in the same throttle bucket."""
+
     template_name = "accounts/password_change.html"
     success_url = reverse_lazy("accounts:password_change_done")
+    via = ""  # Where else than the console the change was made, for its audit event.
 
     def form_valid(self, form: Any) -> HttpResponse:
         response = super().form_valid(form)
-        record("password.changed", actor=self.request.user, account=self.request.user, request=self.request)
+        detail = {"via": self.via} if self.via else None
+        record(
+            "password.changed", actor=self.request.user, account=self.request.user, request=self.request, detail=detail
+        )
         return response
 
 

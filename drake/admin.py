@@ -17,7 +17,6 @@ from django.contrib import admin
 from django.contrib.admin.filters import SimpleListFilter
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.admin.utils import get_fields_from_path
-from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import AuthenticationForm
 from django.db.models import Field, Model
 from django.http import Http404, HttpRequest, HttpResponse
@@ -53,16 +52,6 @@ class AdminLoginForm(OTPAdminAuthenticationForm):
             if len(devices) == 1:
                 device = devices[0]
         return device
-
-
-class AdminPasswordChangeView(auth_views.PasswordChangeView):
-    """The back office's own password change page, audited as the console's is."""
-
-    def form_valid(self, form: Any) -> HttpResponse:
-        response = super().form_valid(form)
-        user = self.request.user
-        record("password.changed", actor=user, account=user, request=self.request, detail={"via": "admin"})
-        return response
 
 
 class DrakeAdminSite(admin.AdminSite):
@@ -102,19 +91,26 @@ class DrakeAdminSite(admin.AdminSite):
         return response
 
     def password_change(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        """Django's page (its form, template and context), audited: a staff member's password
-        change here left no event, where the console's records `password.changed`."""
+        """Django's page (its form, template and context) served by the console's view, so
+        audited and throttled as the console's password change is: `password.changed` (via
+        admin), and LOGIN_RATE_PER_ACCOUNT tries in the console's bucket, one allowance for
+        both. It was neither: no event, and an unlimited check of the current password for
+        whoever held a staff session."""
         from django.contrib.admin.forms import AdminPasswordChangeForm
 
-        defaults: dict[str, Any] = {
-            "form_class": AdminPasswordChangeForm,
-            "success_url": reverse("admin:password_change_done", current_app=self.name),
-            "extra_context": {**self.each_context(request), **(extra_context or {})},
-        }
-        if self.password_change_template is not None:
-            defaults["template_name"] = self.password_change_template
+        from accounts.views import PasswordChangeView
+
+        url = reverse("admin:password_change_done", current_app=self.name)
+        context = {**self.each_context(request), **(extra_context or {})}
+        view = PasswordChangeView.as_view(
+            form_class=AdminPasswordChangeForm,
+            success_url=url,
+            template_name=self.password_change_template or "registration/password_change_form.html",
+            extra_context=context,
+            via="admin",
+        )
         request.current_app = self.name
-        return AdminPasswordChangeView.as_view(**defaults)(request)
+        return view(request)
 
     def autocomplete_view(self, request: HttpRequest) -> HttpResponse:
         """Not here (404). Django's autocomplete searched the accounts, their keys or their
