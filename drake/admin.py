@@ -3,7 +3,7 @@
 - With ADMIN_REQUIRE_2FA (on whenever DEBUG is off), only staff whose session was verified
   with a TOTP code (django-otp) get in; the login form asks for the code.
 - AuditedAdmin records every view of a customer's object (its page, its history, the page
-  confirming its deletion), every change list a staff member opens, and every change,
+  confirming its deletion, one object's or a selection's), every change list a staff member opens, and every change,
   addition or deletion, as audit events. Its change lists filter only by what they offer.
 """
 
@@ -195,11 +195,26 @@ class AuditedAdmin(admin.ModelAdmin):
         self._viewed(request, object_id, response, page="history")
         return response
 
-    def delete_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> HttpResponse:
-        # The confirmation page lists every record the deletion would take with it.
-        response = super().delete_view(request, object_id, extra_context)
-        self._viewed(request, object_id, response, page="delete")
-        return response
+    def get_deleted_objects(
+        self, objs: Any, request: HttpRequest
+    ) -> tuple[list[Any], dict[str, int], set[str], list[Any]]:
+        """What deleting `objs` takes with it; asked for by the single delete page and by the bulk
+        action "Delete selected" alike. When that is to be shown, not deleted (no confirming
+        "post", or protected records in the way), each object is recorded as viewed on its
+        delete page: the confirmation lists every record it holds. Only the single page was
+        audited (its own delete_view), the bulk action's confirmation not at all."""
+        deleted, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)
+        if not request.POST.get("post") or protected:
+            for obj in objs:
+                record(
+                    "admin.viewed",
+                    actor=request.user,
+                    account=_account_of(obj),
+                    target=obj,
+                    request=request,
+                    detail={"page": "delete"},
+                )
+        return deleted, model_count, perms_needed, protected
 
     def _viewed(self, request: HttpRequest, object_id: str, response: HttpResponse, page: str = "") -> None:
         if request.method == "GET" and response.status_code == 200:
