@@ -141,6 +141,23 @@ class UserAdmin(AuditedAdmin):
             except privacy.DeletionBlocked as exc:
                 self.message_user(request, f"{user.email} was not deleted: {exc.for_staff()}", messages.ERROR)
 
+    def get_deleted_objects(
+        self, objs: Any, request: HttpRequest
+    ) -> tuple[list[Any], dict[str, int], set[str], list[Any]]:
+        """What the erasure takes with the accounts, asking no permission but to delete accounts.
+
+        Django asks, for every row a deletion cascades to, whether its admin lets the staff
+        member delete it, and ApiKeyAdmin, SenderAdmin and MessageAdmin let nobody delete one
+        alone (a key is revoked, a sender deleted through its action, a log kept): so the page
+        said "Cannot delete user" for any account that ever had a key, a sender or a message,
+        and only an empty account was erasable here. The erasure (`privacy.delete_account`)
+        deals with those records itself; whether the account may be deleted is decided by the
+        delete permission on accounts (`accounts.delete_user`, superusers only by the roles),
+        which Django checks before this page and the bulk action are reached."""
+        deleted, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)
+        perms_needed = {name for name in perms_needed if name == User._meta.verbose_name}
+        return deleted, model_count, perms_needed, protected
+
     def response_delete(self, request: HttpRequest, obj_display: str, obj_id: Any) -> HttpResponse:
         if User.objects.filter(pk=obj_id).exists():  # Refused (the message says why): not "deleted".
             return redirect(reverse("admin:accounts_user_change", args=[obj_id]))
