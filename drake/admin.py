@@ -143,6 +143,17 @@ def _account_of(obj: Model) -> Any:
 _FILTER_COMPARISONS = ("exact", "isnull", "gte", "lt", "isempty")
 
 
+def _record_viewed(request: HttpRequest, obj: Model, *, page: str = "") -> None:
+    record(
+        "admin.viewed",
+        actor=request.user,
+        account=_account_of(obj),
+        target=obj,
+        request=request,
+        detail={"page": page} if page else None,
+    )
+
+
 class AuditedAdmin(admin.ModelAdmin):
     """Every staff access to customer data leaves an audit event (privacy policy, section 7)."""
 
@@ -206,29 +217,14 @@ class AuditedAdmin(admin.ModelAdmin):
         deleted, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)
         if not request.POST.get("post") or protected:
             for obj in objs:
-                record(
-                    "admin.viewed",
-                    actor=request.user,
-                    account=_account_of(obj),
-                    target=obj,
-                    request=request,
-                    detail={"page": "delete"},
-                )
+                _record_viewed(request, obj, page="delete")
         return deleted, model_count, perms_needed, protected
 
     def _viewed(self, request: HttpRequest, object_id: str, response: HttpResponse, page: str = "") -> None:
         if request.method == "GET" and response.status_code == 200:
             obj = self.get_object(request, object_id)
             if obj is not None:
-                detail = {"page": page} if page else None
-                record(
-                    "admin.viewed",
-                    actor=request.user,
-                    account=_account_of(obj),
-                    target=obj,
-                    request=request,
-                    detail=detail,
-                )
+                _record_viewed(request, obj, page=page)
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
         response = super().changelist_view(request, extra_context)

@@ -6,25 +6,10 @@ event (README, Back office); no admin here declares autocomplete_fields, so no f
 
 import pytest
 from django.contrib import admin
-from django.contrib.auth.models import Group
-from django.core.management import call_command
 
 from auditlog.models import AuditEvent
 
-STAFF_PASSWORD = "a sturdy staff passphrase"
-
-
-@pytest.fixture(autouse=True)
-def roles(db, settings):
-    settings.ADMIN_REQUIRE_2FA = False
-    call_command("setup_roles", stdout=open("/dev/null", "w"))  # noqa: SIM115
-
-
-@pytest.fixture
-def sam(django_user_model):
-    user = django_user_model.objects.create_user("sam@3drake.test", STAFF_PASSWORD, is_staff=True)
-    user.groups.add(Group.objects.get(name="Support"))
-    return user
+pytestmark = pytest.mark.usefixtures("roles")
 
 
 def test_support_cannot_search_accounts_through_the_autocomplete_view(client, sam, alice):

@@ -4,26 +4,14 @@ Found by a review: it left no audit event, where the console's records `password
 Every staff action in the admin is an audit event (README, Back office)."""
 
 import pytest
-from django.contrib.auth.models import Group
-from django.core.management import call_command
 
 from auditlog.models import AuditEvent
+from auditlog.tests.conftest import STAFF_PASSWORD
 
-STAFF_PASSWORD = "a sturdy staff passphrase"
 NEW_PASSWORD = "another sturdy staff passphrase 9"
 
 
-@pytest.fixture(autouse=True)
-def roles(db, settings):
-    settings.ADMIN_REQUIRE_2FA = False
-    call_command("setup_roles", stdout=open("/dev/null", "w"))  # noqa: SIM115
-
-
-@pytest.fixture
-def sam(django_user_model):
-    user = django_user_model.objects.create_user("sam@3drake.test", STAFF_PASSWORD, is_staff=True)
-    user.groups.add(Group.objects.get(name="Support"))
-    return user
+pytestmark = pytest.mark.usefixtures("roles")
 
 
 def test_a_password_change_in_the_back_office_is_audited(client, sam):

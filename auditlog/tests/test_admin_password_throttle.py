@@ -5,24 +5,13 @@ password oracle for whoever held a staff session (a stolen cookie, an unlocked d
 admin's login had been throttled "as the console's is" after an earlier review."""
 
 import pytest
-from django.contrib.auth.models import Group
-from django.core.management import call_command
 
-STAFF_PASSWORD = "a sturdy staff passphrase"
+from auditlog.tests.conftest import STAFF_PASSWORD
+
 NEW_PASSWORD = "another sturdy staff passphrase 9"
 
 
-@pytest.fixture(autouse=True)
-def roles(db, settings):
-    settings.ADMIN_REQUIRE_2FA = False
-    call_command("setup_roles", stdout=open("/dev/null", "w"))  # noqa: SIM115
-
-
-@pytest.fixture
-def sam(django_user_model):
-    user = django_user_model.objects.create_user("sam@3drake.test", STAFF_PASSWORD, is_staff=True)
-    user.groups.add(Group.objects.get(name="Support"))
-    return user
+pytestmark = pytest.mark.usefixtures("roles")
 
 
 def _form(old_password: str) -> dict[str, str]:

@@ -13,31 +13,17 @@ from datetime import timedelta
 
 import pytest
 from django.contrib import admin
-from django.contrib.auth.models import Group
-from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import ApiKey
 from auditlog.models import AuditEvent
+from auditlog.tests.conftest import STAFF_PASSWORD
 from billing.models import Invoice, Plan, StripeEvent, Subscription
 from relay.models import ApiRequest, Message
 from senders import actions as sender_actions
 
-STAFF_PASSWORD = "a sturdy staff passphrase"
-
-
-@pytest.fixture(autouse=True)
-def roles(db, settings):
-    settings.ADMIN_REQUIRE_2FA = False
-    call_command("setup_roles", stdout=open("/dev/null", "w"))  # noqa: SIM115
-
-
-@pytest.fixture
-def sam(django_user_model):
-    user = django_user_model.objects.create_user("sam@3drake.test", STAFF_PASSWORD, is_staff=True)
-    user.groups.add(Group.objects.get(name="Support"))
-    return user
+pytestmark = pytest.mark.usefixtures("roles")
 
 
 @pytest.fixture

@@ -5,19 +5,13 @@ one left no event at all. Every admin view of customer data is an audit event (R
 office)."""
 
 import pytest
-from django.core.management import call_command
 from django.utils import timezone
 
 from auditlog.models import AuditEvent
+from auditlog.tests.conftest import STAFF_PASSWORD
 from billing.models import UsageCounter
 
-STAFF_PASSWORD = "a sturdy staff passphrase"
-
-
-@pytest.fixture(autouse=True)
-def roles(db, settings):
-    settings.ADMIN_REQUIRE_2FA = False
-    call_command("setup_roles", stdout=open("/dev/null", "w"))  # noqa: SIM115
+pytestmark = pytest.mark.usefixtures("roles")
 
 
 @pytest.fixture
