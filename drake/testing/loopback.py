@@ -31,3 +31,26 @@ def one_connection(serve: Callable[[socket.socket, BinaryIO], None]) -> Iterator
         yield listener.getsockname()[1]
     finally:
         listener.close()
+
+
+def smtp_dialogue(
+    conn: socket.socket,
+    reader: BinaryIO,
+    answer: Callable[[bytes], bytes | None] = lambda command: None,
+    *,
+    ehlo: bytes = b"250-hi\r\n250 AUTH PLAIN\r\n",
+) -> None:
+    """Speak SMTP on `conn` as a scripted server (for `one_connection`): a 220, then to each
+    command what `answer(command)` returns (its first four letters, upper case), or by default
+    `ehlo` to EHLO, 235 to AUTH, 221 to QUIT (which ends it) and 250 to the rest. An `answer` for
+    DATA writes its 354 and reads the body from `reader` itself, and returns the reply to it."""
+    conn.sendall(b"220 ready\r\n")
+    while line := reader.readline():
+        command = line[:4].upper()
+        reply = answer(command)
+        if reply is None:
+            defaults = {b"EHLO": ehlo, b"AUTH": b"235 2.7.0 ok\r\n", b"QUIT": b"221 bye\r\n"}
+            reply = defaults.get(command, b"250 ok\r\n")
+        conn.sendall(reply)
+        if command == b"QUIT":
+            return

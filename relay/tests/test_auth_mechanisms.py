@@ -11,7 +11,7 @@ queued message failed one by one. Found by a delivery review helper."""
 
 import pytest
 
-from drake.testing.loopback import one_connection
+from drake.testing.loopback import one_connection, smtp_dialogue
 from relay import delivery
 from relay.models import Message, Status
 from relay.tests.conftest import plain_sender
@@ -23,18 +23,9 @@ pytestmark = pytest.mark.django_db
 
 def _server(auth_line: bytes):
     def serve(conn, f):
-        conn.sendall(b"220 ready\r\n")
-        while line := f.readline():
-            cmd = line[:4].upper()
-            if cmd == b"EHLO":
-                conn.sendall(b"250-hi\r\n" + auth_line + b"250 8BITMIME\r\n")
-            elif cmd == b"QUIT":
-                conn.sendall(b"221 bye\r\n")
-                return
-            elif cmd == b"AUTH":
-                conn.sendall(b"504 5.5.4 Unrecognized authentication type\r\n")
-            else:
-                conn.sendall(b"250 ok\r\n")
+        refused = b"504 5.5.4 Unrecognized authentication type\r\n"
+        answers = {b"AUTH": refused}
+        smtp_dialogue(conn, f, answers.get, ehlo=b"250-hi\r\n" + auth_line + b"250 8BITMIME\r\n")
 
     return one_connection(serve)
 

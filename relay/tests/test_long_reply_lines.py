@@ -14,7 +14,7 @@ import smtplib
 
 import pytest
 
-from drake.testing.loopback import one_connection
+from drake.testing.loopback import one_connection, smtp_dialogue
 from relay import delivery
 from relay.models import DeliveryAttempt, Message, Status
 from relay.tests.conftest import plain_sender
@@ -30,26 +30,18 @@ def _server(stage: bytes, log: list, tail: bytes = HUGE):
     """Answers `stage` (MAIL, or DATA: the reply to the body) with a 250 whose line runs on."""
 
     def serve(conn, f):
-        conn.sendall(b"220 ready\r\n")
-        while line := f.readline():
-            cmd = line[:4].upper()
-            if cmd == b"EHLO":
-                conn.sendall(b"250-hi\r\n250 AUTH PLAIN\r\n")
-            elif cmd == b"AUTH":
-                conn.sendall(b"235 2.7.0 ok\r\n")
-            elif cmd == b"MAIL" and stage == b"MAIL":
-                conn.sendall(b"250 2.1.0 ok " + tail + b"\r\n")
-            elif cmd == b"DATA":
+        def answer(command):
+            if command == b"MAIL" and stage == b"MAIL":
+                return b"250 2.1.0 ok " + tail + b"\r\n"
+            if command == b"DATA":
                 conn.sendall(b"354 go\r\n")
                 while f.readline() not in (b".\r\n", b""):
                     pass
                 log.append("queued")
-                conn.sendall(b"250 2.0.0 queued as X1 " + (tail if stage == b"DATA" else b"") + b"\r\n")
-            elif cmd == b"QUIT":
-                conn.sendall(b"221 bye\r\n")
-                return
-            else:
-                conn.sendall(b"250 ok\r\n")
+                return b"250 2.0.0 queued as X1 " + (tail if stage == b"DATA" else b"") + b"\r\n"
+            return None
+
+        smtp_dialogue(conn, f, answer)
 
     return one_connection(serve)
 
@@ -110,17 +102,7 @@ def test_smtplibs_own_500_is_transient_and_a_servers_500_is_not():
 
 def test_a_servers_own_500_to_mail_still_fails_the_message(delivering_here, send, alice, relay_settings):
     def serve(conn, f):
-        conn.sendall(b"220 ready\r\n")
-        while line := f.readline():
-            cmd = line[:4].upper()
-            if cmd == b"EHLO":
-                conn.sendall(b"250-hi\r\n250 AUTH PLAIN\r\n")
-            elif cmd == b"AUTH":
-                conn.sendall(b"235 2.7.0 ok\r\n")
-            elif cmd == b"MAIL":
-                conn.sendall(b"500 5.5.2 Line too long.\r\n")
-            else:
-                conn.sendall(b"250 ok\r\n")
+        smtp_dialogue(conn, f, {b"MAIL": b"500 5.5.2 Line too long.\r\n"}.get)
 
     with one_connection(serve) as port:
         message = _deliver(send, alice, port)
