@@ -14,6 +14,7 @@ starts once the kernel has taken the body, as before.
 
 from __future__ import annotations
 
+import contextlib
 import select
 import smtplib
 import socket
@@ -84,10 +85,12 @@ def _drained(sock: socket.socket, timeout: float, until: float) -> bool:
     while held:
         now = time.monotonic()
         if now >= until:
+            _abort(sock)
             raise TimeoutError("timed out")
         if now - progressed >= timeout:
             if readable or _readable(sock, 0):
                 return False
+            _abort(sock)
             raise TimeoutError("timed out")
         wait = min(_DRAIN_POLL, until - now, progressed + timeout - now)
         if readable:
@@ -99,6 +102,15 @@ def _drained(sock: socket.socket, timeout: float, until: float) -> bool:
             progressed = time.monotonic()
         held = left
     return True
+
+
+def _abort(sock: socket.socket) -> None:
+    """Make the coming close a reset that drops what the kernel still holds of the body. The
+    whole body, its final dot included, is in the send queue by now: a plain close goes on
+    sending it, so a server that stalled and then caught up would queue a message recorded as
+    not delivered (a timeout), and it would go out twice. Reset, the server never reads the dot."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
 def _readable(sock: socket.socket, wait: float) -> bool:
