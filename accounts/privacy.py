@@ -228,14 +228,17 @@ def _delete_admin_log_entries(user: User, addresses: set[str]) -> None:
         return
     naming = Q()
     for address in addresses:
-        naming |= Q(object_repr__icontains=address)
+        naming |= Q(object_repr__icontains=address)  # A first cut; the pattern decides.
+    whole = _pattern(addresses)
     for model, field in owned:
         others = model._default_manager.exclude(**{field: user.pk}).annotate(
             text_id=Cast("pk", output_field=CharField())
         )
-        LogEntry.objects.filter(naming, content_type=ContentType.objects.get_for_model(model)).exclude(
+        candidates = LogEntry.objects.filter(naming, content_type=ContentType.objects.get_for_model(model)).exclude(
             object_id__in=others.values("text_id")
-        ).delete()
+        )
+        named = [pk for pk, shown in candidates.values_list("pk", "object_repr") if whole and whole.search(shown)]
+        LogEntry.objects.filter(pk__in=named).delete()
 
 
 ERASED_EMAIL = "[deleted account]"
@@ -252,8 +255,13 @@ def _without_addresses(value: Any, addresses: re.Pattern[str]) -> Any:
 
 
 def _pattern(addresses: Iterable[str]) -> re.Pattern[str] | None:
+    """The addresses as whole addresses: bob@example.org is not inside jimbob@example.org or
+    bob@example.org.uk (matched as bare text, erasing bob rewrote jim's events too)."""
     ordered = sorted(addresses, key=len, reverse=True)  # A longer address before one inside it.
-    return re.compile("|".join(map(re.escape, ordered)), flags=re.IGNORECASE) if ordered else None
+    if not ordered:
+        return None
+    alternatives = "|".join(map(re.escape, ordered))
+    return re.compile(rf"(?<![\w.!#$%&'*+/=?^`{{|}}~-])(?:{alternatives})(?![\w-]|\.\w)", flags=re.IGNORECASE)
 
 
 def _used_by_other_accounts(user: User, addresses: set[str]) -> set[str]:

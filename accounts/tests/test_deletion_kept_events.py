@@ -83,3 +83,17 @@ def test_another_accounts_own_events_keep_a_from_address_both_accounts_used(alic
 
     connected = AuditEvent.objects.get(action="sender.connected")
     assert connected.account_id == charlie.pk and connected.detail["from_email"] == shared
+
+
+def test_an_address_that_only_contains_the_deleted_one_is_left_alone(alice, django_user_model):
+    """Matched as bare text, erasing alice@example.org rewrote "malice@example.org" and
+    "alice@example.org.uk" in other accounts' kept events too. Found by a last-read review."""
+    root = django_user_model.objects.create_superuser("root@3drake.test", "a sturdy staff passphrase")
+    others = django_user_model.objects.create_user("malice@example.org", PASSWORD)
+    reason = "shares a name with malice@example.org and alice@example.org.uk; alice@example.org too"
+    actions.suspend_account(others, reason=reason, actor=root)
+
+    privacy.delete_account(alice, via="console")
+
+    kept = AuditEvent.objects.get(action="account.suspended", account_id=others.pk).detail["reason"]
+    assert kept == "shares a name with malice@example.org and alice@example.org.uk; [deleted account] too"
