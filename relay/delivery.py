@@ -237,7 +237,8 @@ def _send_one(sender: Sender, message: Message, sent: list[claims.Sent], deadlin
     except smtp.SmtpFailure as failure:
         return _smtp_failure(message, started, failure)
     except transport.StageRefused as refused:
-        return _refused(message, started, refused.stage, refused.code, refused.reply)
+        reply = refusals.without_cc_bcc(refused.reply, content) if refused.stage == "rcpt" else refused.reply
+        return _refused(message, started, refused.stage, refused.code, reply)
     except transport.RecipientsAllRefused as refused:
         all_refused = refusals.unnamed(refused.refused, content)
         quota = next(((c, r) for c, r in all_refused.values() if _is_provider_quota(c, r)), None)

@@ -50,11 +50,18 @@ def unnamed(refused: Refused, content: dict[str, Any]) -> Refused:
     address was kept with it, where of Cc and Bcc only counts are (relay.models)."""
     if not refused:
         return refused  # Every recipient accepted: the delivery's common case costs nothing here.
+    return {rcpt: (code, without_cc_bcc(reply, content)) for rcpt, (code, reply) in refused.items()}
+
+
+def without_cc_bcc(reply: str, content: dict[str, Any]) -> str:
+    """`reply` with every Cc and Bcc address of the message replaced by "…" (a To address is
+    kept, as To is): also for a reply to RCPT that stops the whole session (a 421)."""
     shown = {address_of(value).lower() for value in content["to"]}
-    return {
-        rcpt: (code, reply if rcpt.lower() in shown else re.sub(re.escape(rcpt), "…", reply, flags=re.IGNORECASE))
-        for rcpt, (code, reply) in refused.items()
-    }
+    for value in [*(content.get("cc") or []), *(content.get("bcc") or [])]:
+        address = address_of(value)
+        if address.lower() not in shown:
+            reply = re.sub(re.escape(address), "…", reply, flags=re.IGNORECASE)
+    return reply
 
 
 def split(refused: Refused) -> tuple[Refused, Refused]:

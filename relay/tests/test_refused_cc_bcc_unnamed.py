@@ -53,3 +53,18 @@ def test_a_to_recipients_own_refusal_still_names_it(send, smtp_server, smtp_send
     smtp_server.reject_recipient("carol@example.com", 450, "4.2.0 <carol@example.com>: Greylisted")
     delivery.deliver(message_id)
     assert "<carol@example.com>" in Message.objects.get(public_id=message_id).last_error["message"]
+
+
+def test_a_421_to_a_bcc_recipient_that_ends_the_session_does_not_keep_its_address(
+    send, smtp_server, smtp_sender, alice_api
+):
+    """A 421 to RCPT stops the session (the provider's "slow down"): the reply went into the
+    sender's pause reason and last_error whole, past the redaction of the other refusals.
+    Found by a last-read review helper."""
+    hidden = "hidden.bcc@example.com"
+    message_id = send(via=smtp_sender, to=["bob@example.com"], bcc=[hidden]).json()["id"]
+    smtp_server.reject_recipient(hidden, 421, f"4.7.0 <{hidden}>: Try again later", hang_up=True)
+    delivery.deliver(message_id)
+    assert smtp_server.messages == []
+    assert hidden.encode() not in dump_every_table()
+    assert hidden not in alice_api.get(f"/v1/messages/{message_id}").content.decode()
