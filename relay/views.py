@@ -12,7 +12,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from drake.errors import ApiError, PermissionDenied
+from accounts.permissions import refuse_if_suspended
+from drake.errors import ApiError
 from relay import actions
 from relay.models import ApiRequest, Message, Status
 from relay.validation import parse_send_request, with_ascii_domain
@@ -104,10 +105,9 @@ def send_test(request: HttpRequest, sender_id: str) -> HttpResponse:
 
     sender = get_object_or_404(Sender.objects.for_account(request.user), public_id=sender_id)
     try:
-        if request.user.suspended_at is not None:
-            # Suspension stops the account's sending (its API keys get 403, its queue waits):
-            # the console's button is a send too. It queued, charged the quota, then waited.
-            raise PermissionDenied("This account is suspended. Contact support.")
+        # Suspension stops the account's sending (its API keys get 403, its queue waits): the
+        # console's button is a send too. It queued, charged the quota, then waited.
+        refuse_if_suspended(request.user)
         # Through the API's own validation: the account's address as the wire and the log
         # take it (an internationalized domain in IDNA; built past it, the message could not
         # be delivered, and the log's search could not find it).

@@ -23,13 +23,19 @@ class DecryptionError(Exception):
     """The ciphertext is corrupt, under an unknown key, or bound to another row."""
 
 
+def _keys() -> list[str]:
+    """FIELD_ENCRYPTION_KEYS as the app uses them: stripped, empty entries skipped (",NEW,OLD",
+    a shell's "${NEW},${OLD}" with NEW unset, encrypts with NEW)."""
+    return [key.strip() for key in settings.FIELD_ENCRYPTION_KEYS if key.strip()]
+
+
 @cache
 def _fernet(keys: tuple[str, ...]) -> MultiFernet:
-    return MultiFernet([Fernet(key.strip()) for key in keys if key.strip()])
+    return MultiFernet([Fernet(key) for key in keys])
 
 
 def fernet() -> MultiFernet:
-    return _fernet(tuple(settings.FIELD_ENCRYPTION_KEYS))
+    return _fernet(tuple(_keys()))
 
 
 @receiver(setting_changed)
@@ -67,9 +73,7 @@ def rotate(token: str) -> str:
 
 def primary_key_encrypted(token: str) -> bool:
     """Whether `token` is already under the first key (so a rotation run can skip it)."""
-    # The first key the app encrypts with: empty entries skipped, as _fernet does (",NEW,OLD",
-    # a shell's "${NEW},${OLD}" with NEW unset, made every rotation a ValueError traceback).
-    primary = Fernet(next(key.strip() for key in settings.FIELD_ENCRYPTION_KEYS if key.strip()))
+    primary = Fernet(_keys()[0])  # The first key the app encrypts with.
     try:
         primary.decrypt(token.encode("ascii"))
     except InvalidToken:
