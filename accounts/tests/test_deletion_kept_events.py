@@ -12,27 +12,17 @@ import re
 
 import pytest
 from django.core import mail
-from django.db import connection
 
 from accounts import actions, privacy
 from auditlog.models import AuditEvent
 from conftest import PASSWORD
+from drake.testing.db import tables_mentioning
 from senders import actions as sender_actions
 from senders.models import AddressBlock
 
 pytestmark = pytest.mark.django_db
 
 SHOP = "alice.shop@example.com"
-
-
-def _tables_mentioning(text: str) -> set[str]:
-    found = set()
-    with connection.cursor() as cursor:
-        for table in connection.introspection.table_names():
-            cursor.execute(f'SELECT * FROM "{table}"')  # noqa: S608  (names from introspection)
-            if text.lower() in repr(cursor.fetchall()).lower():
-                found.add(table)
-    return found
 
 
 def test_no_kept_event_holds_the_deleted_accounts_sender_address(client, alice, django_user_model):
@@ -50,7 +40,7 @@ def test_no_kept_event_holds_the_deleted_accounts_sender_address(client, alice, 
 
     named = [(e.action, e.detail) for e in AuditEvent.objects.all() if SHOP in str(e.detail)]
     assert named == [], f"kept events still naming the deleted account's sender address: {named}"
-    assert _tables_mentioning(SHOP) == set()
+    assert tables_mentioning(SHOP) == set()
 
 
 def test_no_kept_event_holds_the_deleted_accounts_former_login_address(client, alice, django_user_model):
@@ -71,7 +61,7 @@ def test_no_kept_event_holds_the_deleted_accounts_former_login_address(client, a
 
     named = [(e.action, e.detail) for e in AuditEvent.objects.all() if "alice@example.org" in str(e.detail)]
     assert named == [], f"kept events still naming the deleted account's former address: {named}"
-    assert _tables_mentioning("alice@example.org") == set()
+    assert tables_mentioning("alice@example.org") == set()
 
 
 def test_another_accounts_own_events_keep_a_from_address_both_accounts_used(alice, charlie):

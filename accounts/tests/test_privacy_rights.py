@@ -5,12 +5,12 @@ from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection
 
 from accounts.models import ApiKey, AuthenticatorDevice
 from auditlog.models import AuditEvent
 from billing.models import Invoice
 from conftest import PASSWORD
+from drake.testing.db import tables_mentioning
 from relay.models import Message, OutboxContent
 from senders import actions as sender_actions
 
@@ -82,18 +82,8 @@ def test_the_console_export_needs_the_password_again(client, busy_alice):
     assert data["account"]["email"] == "alice@example.org"
 
 
-def _tables_mentioning(text: str) -> set[str]:
-    found = set()
-    with connection.cursor() as cursor:
-        for table in connection.introspection.table_names():
-            cursor.execute(f'SELECT * FROM "{table}"')  # noqa: S608  (names from introspection)
-            if text.lower() in repr(cursor.fetchall()).lower():
-                found.add(table)
-    return found
-
-
 def test_deletion_leaves_only_billing_records_and_one_audit_event(busy_alice, charlie):
-    assert _tables_mentioning("alice@example.org")
+    assert tables_mentioning("alice@example.org")
     pk = busy_alice.pk
     message = Message.objects.get(user=busy_alice)
     assert OutboxContent.objects.filter(message=message).exists()
@@ -101,7 +91,7 @@ def test_deletion_leaves_only_billing_records_and_one_audit_event(busy_alice, ch
         call_command("delete_account", "--email", "alice@example.org", stdout=StringIO())
     call_command("delete_account", "--email", "alice@example.org", "--yes", stdout=StringIO())
 
-    assert _tables_mentioning("alice@example.org") == set()
+    assert tables_mentioning("alice@example.org") == set()
     invoice = Invoice.objects.get(stripe_invoice_id="in_alice")
     assert invoice.user is None and invoice.number == "INV-9"
     # The queued message and its content are gone: it can never be sent.
@@ -120,7 +110,7 @@ def test_alice_deletes_her_account_from_the_console(client, busy_alice):
     done = client.post("/account/delete/", {"password": PASSWORD, "confirm": "delete my account"})
     assert "Your account is deleted" in done.content.decode()
     assert client.get("/dashboard/").status_code == 302
-    assert _tables_mentioning("alice@example.org") == set()
+    assert tables_mentioning("alice@example.org") == set()
 
 
 def test_alice_changes_her_email_by_confirming_a_link(client, alice):
@@ -191,11 +181,11 @@ def test_deletion_takes_the_email_out_of_staffs_searches_and_reasons_and_keeps_t
     client.force_login(root)
     assert client.get("/admin/accounts/user/", {"q": "Alice@Example.org"}).status_code == 200
     actions.suspend_account(alice, reason="phishing sent as alice@example.org", actor=root)
-    assert _tables_mentioning("alice@example.org") >= {"auditlog_auditevent"}
+    assert tables_mentioning("alice@example.org") >= {"auditlog_auditevent"}
 
     privacy.delete_account(alice, via="shell")
 
-    assert _tables_mentioning("alice@example.org") == set()
+    assert tables_mentioning("alice@example.org") == set()
     listed = AuditEvent.objects.get(action="admin.listed", actor=root)
     assert listed.detail == {"model": "accounts.user", "query": {"q": "[deleted account]"}}
     suspended = AuditEvent.objects.get(action="account.suspended", actor=root)

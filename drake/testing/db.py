@@ -30,3 +30,14 @@ def dump_every_table() -> bytes:
             cursor.execute(f'SELECT * FROM "{table}"')  # noqa: S608  (names from introspection)
             out.append(repr(cursor.fetchall()))
     return "\n".join(out).encode()
+
+
+def tables_mentioning(text: str) -> set[str]:
+    """The tables any row of which mentions `text` (case-insensitively), for tests of erasure."""
+    found = set()
+    with connection.cursor() as cursor:
+        for table in connection.introspection.table_names():
+            cursor.execute(f'SELECT * FROM "{table}"')  # noqa: S608  (names from introspection)
+            if text.lower() in repr(cursor.fetchall()).lower():
+                found.add(table)
+    return found
