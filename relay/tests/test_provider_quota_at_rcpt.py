@@ -37,3 +37,26 @@ def test_the_quota_reply_at_rcpt_keeps_the_messages_as_at_mail(send, smtp_server
     # The second finds its sender paused until tomorrow, and waits with it.
     assert got == [(Status.QUEUED, "provider_quota"), (Status.QUEUED, "sender_paused")], got
     assert smtp_sender.__class__.objects.get(pk=smtp_sender.pk).is_paused()
+
+
+@pytest.mark.parametrize(
+    ("code", "text", "status", "category"),
+    [
+        # Dovecot's and Postfix's answer for a full mailbox, at RCPT on a self-hosted server.
+        (452, "4.2.2 Quota exceeded (mailbox for user is full)", Status.QUEUED, "recipient_deferred"),
+        (550, "5.2.2 <r0@example.com>: Recipient address rejected: Quota exceeded", Status.FAILED, "recipient_rejected"),
+    ],
+)
+def test_a_recipients_full_mailbox_is_not_the_senders_quota(
+    send, smtp_server, smtp_sender, settings, code, text, status, category
+):
+    """A recipient's mailbox over its quota (enhanced status X.2.2) read as the provider's
+    daily sending limit: the sender was paused until tomorrow, every message of it waiting,
+    for one recipient's full mailbox."""
+    settings.RELAY_MESSAGE_LIFETIME_HOURS = 48
+    message_id = send(via=smtp_sender, to="r0@example.com").json()["id"]
+    smtp_server.reject_recipient("r0@example.com", code, text)
+    delivery.deliver(message_id)
+    message = Message.objects.get(public_id=message_id)
+    assert (message.status, message.last_error["category"]) == (status, category)
+    assert not smtp_sender.__class__.objects.get(pk=smtp_sender.pk).is_paused()
