@@ -32,6 +32,9 @@ from senders.presets import hint_for
 logger = logging.getLogger(__name__)
 
 _PROVIDER_QUOTA_MARKERS = ("5.4.5", "submissionquotaexceeded", "daily user sending limit", "quota exceeded")
+# A recipient's mailbox over its quota (RFC 3463 X.2.2, "Quota exceeded" in Dovecot's and
+# Postfix's words): that recipient's problem, not the sender's daily limit.
+_MAILBOX_FULL = re.compile(r"\b[45]\.2\.2\b")
 
 
 # How far ahead of a worker's clock a web host's may run and its messages still be claimed on
@@ -364,7 +367,11 @@ def _refused(message: Message, started: datetime, stage: str, code: int, reply: 
 def _is_provider_quota(code: int, reply: str) -> bool:
     """The provider's daily sending limit (Gmail's 550 5.4.5, Microsoft's SubmissionQuotaExceeded)."""
     lowered = reply.lower()
-    return code in (550, 554, 452, 451, 421) and any(marker in lowered for marker in _PROVIDER_QUOTA_MARKERS)
+    return (
+        code in (550, 554, 452, 451, 421)
+        and any(marker in lowered for marker in _PROVIDER_QUOTA_MARKERS)
+        and not _MAILBOX_FULL.search(reply)
+    )
 
 
 _THROTTLE_CODES = {421: "4.7.0", 432: "4.3.2", 450: "4.2.1", 454: "4.7.0"}

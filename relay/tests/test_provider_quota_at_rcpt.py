@@ -44,7 +44,7 @@ def test_the_quota_reply_at_rcpt_keeps_the_messages_as_at_mail(send, smtp_server
     [
         # Dovecot's and Postfix's answer for a full mailbox, at RCPT on a self-hosted server.
         (452, "4.2.2 Quota exceeded (mailbox for user is full)", Status.QUEUED, "recipient_deferred"),
-        (550, "5.2.2 <r0@example.com>: Recipient address rejected: Quota exceeded", Status.FAILED, "recipient_rejected"),
+        (550, "5.2.2 <r0@example.com>: Recipient rejected: Quota exceeded", Status.FAILED, "recipient_rejected"),
     ],
 )
 def test_a_recipients_full_mailbox_is_not_the_senders_quota(
