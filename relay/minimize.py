@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
 from django.utils.crypto import salted_hmac
 
 from billing.models import SubjectPolicy
 
 PREVIEW_CHARS = 4
+# A subject this short is no secret a reply could give away ("OK", "Hi"), and taking it out of
+# every reply that holds the word ("250 OK") would lose what the server said.
+REDACT_MIN_CHARS = 4
 
 
 def minimize_subject(subject: str, *, policy: str, account_id: int) -> dict[str, object]:
@@ -27,3 +32,13 @@ def minimize_subject(subject: str, *, policy: str, account_id: int) -> dict[str,
 def subject_hash(subject: str, *, account_id: int) -> str:
     """The same keyed hash, for a customer searching their log by an exact subject."""
     return str(minimize_subject(subject, policy=SubjectPolicy.SHA256, account_id=account_id)["sha256"])
+
+
+def without_subject(text: str, subject: str) -> str:
+    """`text`, a provider's reply, with the subject taken out wherever it quotes it (any case,
+    any run of spaces): content filters name what they refuse ("554 5.7.1 Message 'Your code is
+    493817' rejected"), and a reply is kept, where the subject is only in its minimized form."""
+    words = subject.split()
+    if len(" ".join(words)) < REDACT_MIN_CHARS:
+        return text
+    return re.sub(r"\s+".join(map(re.escape, words)), "…", text, flags=re.IGNORECASE)
