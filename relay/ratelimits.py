@@ -13,6 +13,7 @@ limit; over either limit the answer is 429 rate_limited with Retry-After.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from django.conf import settings
 from rest_framework.request import Request
@@ -44,6 +45,25 @@ def check(request: Request) -> dict[str, int] | None:
         if count > limit:
             raise _over(name, limit, usage)
     return usage
+
+
+def check_console(user: Any) -> None:
+    """Count a console action that reaches a provider or the outbox (a sender's verify, a test
+    email) as an API request of the account: against the plan's rate, as one more key of the
+    account, and the account's ceiling, which the API's keys count against too. Without it the
+    console was a way around both (a login to the provider per click). Raises RateLimited."""
+    now = time.time()
+    window = int(now // WINDOW_SECONDS)
+    reset = max(1, int((window + 1) * WINDOW_SECONDS - now))
+    per_console = f"drake:rl:console:{user.pk}:{window}"
+    per_account = f"drake:rl:account:{user.pk}:{window}"
+    counted = add_to({per_console: 1, per_account: 1}, timeout=WINDOW_SECONDS + 5)
+    limit = user.plan.rate_per_minute
+    usage = {"limit": limit, "remaining": max(0, limit - counted[per_console]), "reset": reset}
+    if counted[per_console] > limit:
+        raise _over("console", limit, usage)
+    if counted[per_account] > settings.API_ACCOUNT_RATE_PER_MINUTE:
+        raise _over("account", settings.API_ACCOUNT_RATE_PER_MINUTE, usage)
 
 
 def _over(name: str, limit: int, usage: dict[str, int]) -> RateLimited:

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.permissions import refuse_if_suspended
 from drake.errors import ApiError
-from relay import actions
+from relay import actions, ratelimits
 from relay.models import ApiRequest, Message, Status
 from relay.validation import parse_send_request, with_ascii_domain
 
@@ -108,6 +108,7 @@ def send_test(request: HttpRequest, sender_id: str) -> HttpResponse:
         # Suspension stops the account's sending (its API keys get 403, its queue waits): the
         # console's button is a send too. It queued, charged the quota, then waited.
         refuse_if_suspended(request.user)
+        ratelimits.check_console(request.user)
         # Through the API's own validation: the account's address as the wire and the log
         # take it (an internationalized domain in IDNA; built past it, the message could not
         # be delivered, and the log's search could not find it).

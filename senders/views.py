@@ -9,7 +9,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
-from drake.errors import PermissionDenied
+from drake.errors import PermissionDenied, RateLimited
+from relay import ratelimits
 from senders import actions
 from senders.forms import SenderForm, SenderSettingsForm
 from senders.models import Sender
@@ -78,8 +79,9 @@ def _saved(sender: Sender) -> str:
 def sender_verify(request: HttpRequest, sender_id: str) -> HttpResponse:
     sender = _get(request, sender_id)
     try:
+        ratelimits.check_console(request.user)
         failure = actions.verify_sender(sender, actor=request.user, request=request, via="console")
-    except PermissionDenied as exc:
+    except (PermissionDenied, RateLimited) as exc:
         messages.error(request, exc.message)
         return redirect("senders:detail", sender_id=sender.public_id)
     if failure is None:
