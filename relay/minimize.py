@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from django.utils.crypto import salted_hmac
 
@@ -22,11 +23,40 @@ def minimize_subject(subject: str, *, policy: str, account_id: int) -> dict[str,
         return {"policy": "length", "length": len(subject)}
     if policy == SubjectPolicy.PREVIEW:
         # At most half of it: a subject of PREVIEW_CHARS or fewer ("Hi", "Oops") was kept whole.
-        shown = min(PREVIEW_CHARS, len(subject) // 2)
-        preview = subject[:shown] + ("…" if len(subject) > shown else "")
+        characters = _characters(subject)
+        shown = min(PREVIEW_CHARS, len(characters) // 2)
+        preview = "".join(characters[:shown]) + ("…" if len(characters) > shown else "")
         return {"policy": "preview", "preview": preview, "length": len(subject)}
     digest = salted_hmac("drake.relay.subject", f"{account_id}:{subject}", algorithm="sha256").hexdigest()
     return {"policy": "sha256", "sha256": digest}
+
+
+_ZWJ = "\u200d"
+
+
+def _is_regional_indicator(ch: str) -> bool:
+    return "\U0001f1e6" <= ch <= "\U0001f1ff"
+
+
+def _characters(text: str) -> list[str]:
+    """`text` as a reader sees it, one character at a time: a letter with the accents drawn on
+    it, an emoji with its variation selector, skin tone and what a zero-width joiner adds, a
+    flag's two letters. Counted in code points, a short subject padded with those was shown
+    whole. Close enough to Unicode's grapheme clusters for a preview that must stay short."""
+    characters: list[str] = []
+    for ch in unicodedata.normalize("NFC", text):
+        last = characters[-1] if characters else ""
+        if last and (
+            unicodedata.category(ch) in ("Mn", "Mc", "Me")  # Accents, variation selectors.
+            or ch == _ZWJ
+            or last.endswith(_ZWJ)
+            or "\U0001f3fb" <= ch <= "\U0001f3ff"  # Skin tones.
+            or (_is_regional_indicator(ch) and len(last) == 1 and _is_regional_indicator(last))
+        ):
+            characters[-1] += ch
+        else:
+            characters.append(ch)
+    return characters
 
 
 def subject_hash(subject: str, *, account_id: int) -> str:
