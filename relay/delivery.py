@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from relay import claims, mime, outbox, outcomes, pacing, refusals, transport
 from relay.actions import content_binding
-from relay.minimize import without_subject
+from relay.minimize import without_content
 from relay.models import DeliveryAttempt, Message, OutboxContent
 from relay.outcomes import Outcome
 from senders import crypto, smtp
@@ -229,8 +229,6 @@ def _send_one(sender: Sender, message: Message, sent: list[claims.Sent], deadlin
         return outcomes.finish(
             message, started, error=("content_invalid", None, f"The message could not be built ({type(exc).__name__}).")
         )
-    # The server has the subject once the body is out, and may quote it in any reply from then.
-    subject = content.get("subject") or ""
     try:
         result = transport.send(sender, sender.from_email, recipients, data, deadline=deadline)
     except pacing.PaceLimited as paced:
@@ -242,10 +240,10 @@ def _send_one(sender: Sender, message: Message, sent: list[claims.Sent], deadlin
         error = ("secret_unreadable", None, UNREADABLE_PASSWORD)
         return outcomes.defer(message, timezone.now() + _paused_recheck(), error, started=started)
     except smtp.SmtpFailure as failure:
-        return _smtp_failure(message, started, replace(failure, message=without_subject(failure.message, subject)))
+        return _smtp_failure(message, started, replace(failure, message=without_content(failure.message, content)))
     except transport.StageRefused as refused:
         reply = refusals.without_cc_bcc(refused.reply, content) if refused.stage == "rcpt" else refused.reply
-        return _refused(message, started, refused.stage, refused.code, without_subject(reply, subject))
+        return _refused(message, started, refused.stage, refused.code, without_content(reply, content))
     except transport.RecipientsAllRefused as refused:
         all_refused = refusals.unnamed(refused.refused, content)
         quota = next(((c, r) for c, r in all_refused.values() if _is_provider_quota(c, r)), None)
@@ -255,7 +253,7 @@ def _send_one(sender: Sender, message: Message, sent: list[claims.Sent], deadlin
             # messages failed for good, one by one.
             return _refused(message, started, "rcpt", *quota)
         return _all_refused(message, started, content, all_refused)
-    reply = without_subject(smtp.clean_reply(result.reply), subject)
+    reply = without_content(smtp.clean_reply(result.reply), content)
     deferred, refused_for_good = refusals.split(refusals.unnamed(result.refused, content))
     if deferred:
         return _partly_sent(message, started, content, reply, deferred, refused_for_good)

@@ -1,16 +1,18 @@
-"""The subject, minimized per the account's plan: the only form in which a subject is kept."""
+"""The subject, minimized per the account's plan: the only form in which a subject is kept (and
+what of the content a provider's reply quotes, taken out of it)."""
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from typing import Any
 
 from django.utils.crypto import salted_hmac
 
 from billing.models import SubjectPolicy
 
 PREVIEW_CHARS = 4
-# A subject this short is no secret a reply could give away ("OK", "Hi"), and taking it out of
+# A subject (or filename) this short is no secret a reply could give away ("OK", "Hi"), and taking it out of
 # every reply that holds the word ("250 OK") would lose what the server said.
 REDACT_MIN_CHARS = 4
 
@@ -64,11 +66,18 @@ def subject_hash(subject: str, *, account_id: int) -> str:
     return str(minimize_subject(subject, policy=SubjectPolicy.SHA256, account_id=account_id)["sha256"])
 
 
-def without_subject(text: str, subject: str) -> str:
-    """`text`, a provider's reply, with the subject taken out wherever it quotes it (any case,
-    any run of spaces): content filters name what they refuse ("554 5.7.1 Message 'Your code is
-    493817' rejected"), and a reply is kept, where the subject is only in its minimized form."""
-    words = subject.split()
-    if len(" ".join(words)) < REDACT_MIN_CHARS:
-        return text
-    return re.sub(r"\s+".join(map(re.escape, words)), "…", text, flags=re.IGNORECASE)
+def without_content(text: str, content: dict[str, Any]) -> str:
+    """`text`, a provider's reply, with the message's subject and attachment filenames taken
+    out wherever it quotes them (any case, any run of spaces): content filters name what they
+    refuse ("554 5.7.1 Message 'Your code is 493817' rejected", "Attachment 'x.exe' blocked"),
+    and a reply is kept, where the subject is only in its minimized form and a filename not at all."""
+    quoted = [content.get("subject") or "", *(a.get("filename") or "" for a in content.get("attachments") or [])]
+    lowered = text.lower() if text.isascii() else ""
+    for value in quoted:
+        words = value.split()
+        if len(" ".join(words)) < REDACT_MIN_CHARS:
+            continue
+        if lowered and value.isascii() and words[0].lower() not in lowered:
+            continue  # Not quoted (a delivery's usual case): no pattern to build.
+        text = re.sub(r"\s+".join(map(re.escape, words)), "…", text, flags=re.IGNORECASE)
+    return text

@@ -55,3 +55,17 @@ def test_a_reply_that_happens_to_share_a_short_subject_stays_whole(send, smtp_se
     smtp_server.fail_next("data", 554, "5.7.1 OK then, no")
     delivery.deliver(message_id)
     assert Message.objects.get(public_id=message_id).last_error["message"] == "5.7.1 OK then, no"
+
+
+def test_a_reply_naming_an_attachment_does_not_keep_its_filename(send, smtp_server, smtp_sender, alice_api):
+    """An attachment is content as the body is (privacy policy 3), its name included."""
+    attachment = {"filename": "payroll-bonus-2026.xlsx", "content": "eHh4"}
+    message_id = send(via=smtp_sender, attachments=[attachment]).json()["id"]
+    smtp_server.fail_next("data", 554, "5.7.1 Attachment 'payroll-bonus-2026.xlsx' is blocked by policy")
+
+    delivery.deliver(message_id)
+
+    message = Message.objects.get(public_id=message_id)
+    assert message.last_error["message"] == "5.7.1 Attachment '…' is blocked by policy"
+    assert b"payroll-bonus" not in dump_every_table()
+    assert "payroll-bonus" not in alice_api.get(f"/v1/messages/{message_id}").content.decode()
