@@ -12,13 +12,14 @@ Failures become SmtpFailure with a category, the SMTP code and the server's (san
 
 from __future__ import annotations
 
+import base64
 import binascii
 import re
 import smtplib
 import socket
 import ssl
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any
 
@@ -354,8 +355,29 @@ def open_connection(
         if client is not None:
             client.close()
         if isinstance(exc, Exception):
-            raise _classify(exc) from exc
+            raise _without_password(_classify(exc), username, password) from exc
         raise
+
+
+_BASE64_RUN = re.compile(r"[A-Za-z0-9+/]{12,}={0,2}")
+
+
+def _without_password(failure: SmtpFailure, username: str, password: str) -> SmtpFailure:
+    """`failure` with the password taken out of its text, in clear and as AUTH PLAIN and LOGIN
+    send it (base64, which anyone decodes): a server that loses track of the exchange echoes
+    what it read (`500 5.5.1 Command unrecognized: "..."`), and the text is kept (a verify's
+    last error, a delivery's). A base64 run that is part of one (cut short by the reply's
+    length limit) goes too."""
+    if not password:
+        return failure
+    encoded = [
+        base64.b64encode(value.encode("utf-8")).decode("ascii") for value in (password, f"\0{username}\0{password}")
+    ]
+    text = failure.message.replace(password, "[redacted]")
+    text = _BASE64_RUN.sub(lambda run: "[redacted]" if any(run[0] in form for form in encoded) else run[0], text)
+    if text == failure.message:
+        return failure
+    return replace(failure, message=text)
 
 
 def _ip(address: str) -> guard.IPAddress:
