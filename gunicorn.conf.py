@@ -14,6 +14,8 @@ max_requests = 10000  # Recycle workers now and then; jitter keeps them from res
 max_requests_jitter = 1000
 # Trust X-Forwarded-* only from the local proxy.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
-# Access log without the query string (%(U)s is the path only): keys or addresses never land in it.
+# Access log without the query string (%(U)s is the path only): keys or addresses never land in it,
+# nor the token of a password-reset, activation or email-change link (masked by the logger class).
 accesslog = "-"
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'
+logger_class = "drake.accesslog.AccessLogger"

@@ -26,9 +26,22 @@ _KEY = re.compile(r"drk_[0-9A-Za-z]{10}_[0-9A-Za-z]+")
 # error quotes the Authorization header it refused, and the Stripe error that wraps it says so.
 _STRIPE_SECRET = re.compile(r"\b((?:sk|rk)_(?:live|test)_|whsec_)[0-9A-Za-z]+")
 
+# And the console's links whose path is a credential: a password reset's and an activation's
+# (/password-reset/<uid>/<token>/: it sets a new password until used), an email change's.
+_TOKEN_PATH = re.compile(r"(/(?:password-reset|activate)/)[^/\s\"]+/[^/\s\"?]+|(/account/email/)[^/\s\"?]+")
+
+
+def _masked_token(match: re.Match[str]) -> str:
+    return f"{match[1]}…/…" if match[1] else f"{match[2]}…"
+
+
+def masked_path(text: str) -> str:
+    """`text` with the token of every credential-carrying console link in it masked."""
+    return _TOKEN_PATH.sub(_masked_token, text)
+
 
 def _masked(text: str) -> str:
-    return _STRIPE_SECRET.sub(r"\1[redacted]", _KEY.sub("drk_[redacted]", text))
+    return masked_path(_STRIPE_SECRET.sub(r"\1[redacted]", _KEY.sub("drk_[redacted]", text)))
 
 
 class JsonFormatter(logging.Formatter):
