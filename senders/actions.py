@@ -52,6 +52,10 @@ def update_sender(
         merged["security"] = None  # The preset picks the security that goes with the port.
     config = resolve_config(merged)
     changed = {k for k, v in config.items() if getattr(sender, k) != v}
+    if "from_email" in changed and sender.is_disabled:
+        # Staff's disable holds for its From address: moved away, the address would have no
+        # disabled sender left and connect again (as after a delete, without its block).
+        raise PermissionDenied(sender.disabled_notice, field="from_email")
     for field in changed:
         setattr(sender, field, config[field])
     if data.get("password"):

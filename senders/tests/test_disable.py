@@ -181,6 +181,18 @@ def test_a_second_sender_of_a_disabled_address_is_refused(alice_api, disabled):
     assert Sender.objects.filter(from_email=USER).count() == 1
 
 
+def test_moving_a_disabled_sender_to_another_address_does_not_free_its_own(alice_api, disabled):
+    """A PATCH of the disabled sender's From address left its own address with no disabled
+    sender: a new sender of it was then connected and sent, staff's stop undone in two requests."""
+    moved = alice_api.patch(f"/v1/senders/{disabled.public_id}", {"from_email": "news@example.org"}, format="json")
+    assert moved.status_code == 403, moved.content
+    assert moved.json()["error"]["type"] == "permission_denied"
+    assert Sender.objects.get(pk=disabled.pk).from_email == USER
+    refused = _connect_again(alice_api)
+    assert (refused.status_code, refused.json()["error"]["message"]) == (403, DISABLED_ADDRESS)
+    assert Sender.objects.filter(from_email=USER).count() == 1
+
+
 def test_the_console_says_why_the_address_cannot_be_connected(client, alice, disabled):
     client.force_login(alice)
     assert client.post(f"/senders/{disabled.public_id}/delete/").status_code == 302
