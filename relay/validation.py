@@ -334,10 +334,24 @@ def _attachments(value: Any) -> list[Attachment]:
         content_type = item.get("content_type")
         if content_type is None:
             content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+            if _container(content_type):
+                content_type = "application/octet-stream"
         if not isinstance(content_type, str) or not _CONTENT_TYPE.match(content_type.lower()):
             raise InvalidRequest("This is not a valid content type (type/subtype).", field=f"{prefix}.content_type")
+        if _container(content_type.lower()):
+            raise InvalidRequest(
+                "An attachment is one part of bytes: not a multipart/* or message/delivery-status type.",
+                field=f"{prefix}.content_type",
+            )
         result.append(Attachment(filename=filename, content_type=content_type.lower(), content=compact, size=size))
     return result
+
+
+def _container(content_type: str) -> bool:
+    """A type the email package writes as parts of its own, not as an attachment's bytes: a
+    multipart/* went out without parts or boundary (no mail program finds the file), and
+    message/delivery-status made the worker's build raise (the message failed after its 202)."""
+    return content_type.startswith("multipart/") or content_type == "message/delivery-status"
 
 
 def parse_send_request(data: Any) -> SendRequest:

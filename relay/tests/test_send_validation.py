@@ -80,6 +80,16 @@ CASES = [
     ({"attachments": [{"filename": "../../etc/passwd", "content": B64}]}, "attachments[0].filename"),
     ({"attachments": [{"filename": "a.txt", "content": B64, "content_type": "text"}]}, "attachments[0].content_type"),
     ({"attachments": [{"content": B64}]}, "attachments[0].filename"),
+    # A container type, not an attachment's bytes: a multipart without parts or boundary, and a
+    # delivery-status report the worker could not build (failed after a 202).
+    (
+        {"attachments": [{"filename": "a.bin", "content": B64, "content_type": "multipart/mixed"}]},
+        "attachments[0].content_type",
+    ),
+    (
+        {"attachments": [{"filename": "a.bin", "content": B64, "content_type": "message/delivery-status"}]},
+        "attachments[0].content_type",
+    ),
     ({"attachments": {"filename": "a.txt"}}, "attachments"),
     # The request itself.
     ({"sender": "nope"}, "sender"),
@@ -205,3 +215,37 @@ def test_the_outbox_content_is_the_request_as_asdict_gives_it_without_the_sender
     assert list(content["attachments"][0]) == list(expected["attachments"][0])
     # Copies, as asdict's: the outbox content does not change with the request.
     assert content["to"] is not request.to and content["headers"] is not request.headers
+
+
+@pytest.mark.parametrize(
+    ("filename", "content_type", "sent_as"),
+    [
+        ("voice.vpm", None, "application/octet-stream"),  # mimetypes guesses multipart/voice-message.
+        ("report.u8dsn", None, "message/global-delivery-status"),
+        ("forwarded.eml", None, "message/rfc822"),
+        ("forwarded.eml", "message/rfc822", "message/rfc822"),
+        ("notes.txt", None, "text/plain"),
+    ],
+)
+def test_an_accepted_attachment_can_be_built(filename, content_type, sent_as):
+    """What validation accepts, the worker can write: a guessed container type (multipart/*)
+    goes as plain bytes instead."""
+    from datetime import UTC, datetime
+
+    from relay.mime import build_message, to_wire
+    from relay.validation import parse_send_request
+
+    attachment = {"filename": filename, "content": B64}
+    if content_type is not None:
+        attachment["content_type"] = content_type
+    body = {"sender": "snd_x", "to": "bob@example.com", "subject": "Hi", "text": "t", "attachments": [attachment]}
+    request = parse_send_request(body)
+    assert request.attachments[0].content_type == sent_as
+    message = build_message(
+        request.content(),
+        from_email="alice@example.org",
+        from_name="",
+        message_id="<x@example.org>",
+        date=datetime.now(UTC),
+    )
+    assert f"Content-Type: {sent_as}".encode() in to_wire(message)
