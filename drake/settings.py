@@ -217,6 +217,9 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "drake.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+    # JSON only, chosen by Accept (406 otherwise): `?format=` picked a renderer, and a name with
+    # none was a 404 for an endpoint that exists.
+    "URL_FORMAT_OVERRIDE": None,
 }
 
 SPECTACULAR_SETTINGS = {

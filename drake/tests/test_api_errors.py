@@ -122,6 +122,15 @@ def test_json_nested_too_deeply_is_invalid_request(alice_api, path):
     assert "nested too deeply" in _error(response)["message"]
 
 
+@pytest.mark.parametrize("path", ["/v1/account", "/v1/messages", "/v1/openapi.json"])
+def test_a_format_query_parameter_is_no_404(alice_api, path):
+    """DRF read `?format=` as a renderer to pick, and answered a name it has none for with
+    404 not_found: an endpoint that exists said it did not. It is a query parameter no
+    endpoint takes, ignored as any other."""
+    response = alice_api.get(f"{path}?format=xml")
+    assert response.status_code == 200, response.content
+
+
 @pytest.fixture
 def silent_redis():
     from drake.testing.smtp import SilentServer
