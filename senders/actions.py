@@ -17,7 +17,7 @@ from drake.errors import PermissionDenied
 from senders import crypto, smtp
 from senders.models import AddressBlock, Sender, disabled_notice
 from senders.presets import PRESETS, hint_for
-from senders.validation import resolve_config
+from senders.validation import check_login, resolve_config
 
 # Changing any of these means the old verification no longer proves anything.
 _CONNECTION_FIELDS = {"host", "port", "security", "username", "from_email"}
@@ -33,6 +33,7 @@ UNREADABLE_PASSWORD = "The stored password cannot be decrypted; enter it again."
 def create_sender(user: Any, data: dict[str, Any], *, request: HttpRequest | None = None, via: str = "api") -> Sender:
     """Connect a sender. `data` is validated input with a `password`; raises ConfigError."""
     config = resolve_config(data)
+    check_login("password", data["password"])
     _refuse_disabled_address(user, config["from_email"])
     with transaction.atomic():
         sender = Sender(user=user, **config)
@@ -51,6 +52,8 @@ def update_sender(
     if "port" in data and "security" not in data and sender.provider in PRESETS:
         merged["security"] = None  # The preset picks the security that goes with the port.
     config = resolve_config(merged)
+    if data.get("password"):
+        check_login("password", data["password"])
     changed = {k for k, v in config.items() if getattr(sender, k) != v}
     if "from_email" in changed and sender.is_disabled:
         # Staff's disable holds for its From address: moved away, the address would have no

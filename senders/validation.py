@@ -29,6 +29,13 @@ def _no_newlines(field: str, value: str) -> None:
         raise ConfigError(field, "Line breaks are not allowed here.")
 
 
+def check_login(field: str, value: str) -> None:
+    """SMTP login as 3drake speaks it (smtplib's PLAIN, LOGIN and CRAM-MD5) carries ASCII only:
+    a username or password with any other character could never log in."""
+    if not value.isascii():
+        raise ConfigError(field, "SMTP login carries ASCII characters only (letters, digits and punctuation).")
+
+
 def _ascii_domain(address: str) -> str:
     """`local@domain` with the domain in IDNA (punycode), as it must go into MAIL FROM and the
     From header: no provider is asked for SMTPUTF8 (relay.validation's rule for recipients, an
@@ -82,6 +89,7 @@ def resolve_config(data: dict[str, Any]) -> dict[str, Any]:
     if holds_encoded_word(data.get("from_name") or ""):
         raise ConfigError("from_name", "Give the name as plain text; 3drake encodes it.")
     _no_newlines("username", data.get("username") or "")
+    check_login("username", data.get("username") or "")
     result: dict[str, Any] = {
         "provider": provider,
         "from_email": from_email,

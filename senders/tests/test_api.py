@@ -68,6 +68,10 @@ def test_a_custom_smtp_sender_needs_host_port_and_security(alice_api):
         # decodes the encoded word into a line break): refused as a display name of /v1/send is.
         ({"from_name": "=?utf-8?q?a=0D=0AX-Evil=3A1?="}, "from_name"),
         ({"from_name": "=?utf-8?q?a=40b.com=2C_x?="}, "from_name"),
+        # SMTP login (smtplib's PLAIN, LOGIN and CRAM-MD5) carries ASCII only: taken, such a
+        # sender never logged in, and every message through it waited out its lifetime.
+        ({"password": "pässwörd"}, "password"),
+        ({"username": "jürgen@example.org"}, "username"),
     ],
 )
 def test_bad_input_is_refused_naming_the_field(alice_api, body, field):
@@ -148,6 +152,13 @@ def test_an_unknown_field_is_refused_not_dropped(alice_api):
     resent = alice_api.patch(f"/v1/senders/{sender['id']}", whole, format="json")
     assert resent.status_code == 200
     assert resent.json()["from_name"] == "Alice Co"
+
+
+def test_a_patch_refuses_a_password_smtp_login_cannot_carry(alice_api):
+    sender = create(alice_api).json()
+    response = alice_api.patch(f"/v1/senders/{sender['id']}", {"password": "pässwörd"}, format="json")
+    assert (response.status_code, response.json()["error"]["field"]) == (400, "password")
+    assert Sender.objects.get(public_id=sender["id"]).get_password() == SECRET
 
 
 def test_changing_credentials_unverifies(alice_api):
