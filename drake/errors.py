@@ -12,6 +12,7 @@ from typing import Any
 
 from django.core.exceptions import DisallowedHost, RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -169,6 +170,13 @@ def cache_unavailable(exc: Exception) -> ServiceUnavailable:
     )
 
 
+def database_unavailable(exc: Exception) -> ServiceUnavailable:
+    """The database cannot be reached (a dropped connection, a server restarting): an outage
+    to retry through, not a bug of ours. POST /v1/send says so in its own words."""
+    logger.warning("The database cannot be reached: %s", exc)
+    return ServiceUnavailable("A service the API needs is unavailable. Retry shortly.", headers={"Retry-After": "5"})
+
+
 def _translate(exc: Exception) -> ApiError | None:
     if isinstance(exc, ApiError):
         return exc
@@ -176,6 +184,8 @@ def _translate(exc: Exception) -> ApiError | None:
         return suspicious(exc)
     if isinstance(exc, CACHE_ERRORS):
         return cache_unavailable(exc)
+    if isinstance(exc, OperationalError | InterfaceError):
+        return database_unavailable(exc)
     if isinstance(exc, Http404):
         return NotFound()
     if isinstance(exc, DjangoPermissionDenied):

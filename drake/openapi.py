@@ -130,7 +130,7 @@ _WHY = {
     429: "rate_limited",
     503: "service_unavailable",
 }
-COMMON = (400, 401, 403, 404, 405, 406, 413, 415, 429)
+COMMON = (400, 401, 403, 404, 405, 406, 413, 415, 429, 503)  # 503: the database or cache unreachable.
 
 
 def errors(*extra: int) -> dict[int, OpenApiResponse]:

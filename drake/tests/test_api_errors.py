@@ -131,6 +131,28 @@ def test_a_format_query_parameter_is_no_404(alice_api, path):
     assert response.status_code == 200, response.content
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("path", ["/v1/account", "/v1/messages", "/v1/senders"])
+def test_with_the_database_unreachable_every_endpoint_answers_503_not_500(alice_api, path, caplog):
+    """POST /v1/send said 503 service_unavailable when its connection was gone; every other
+    endpoint a 500 internal_error with a logged traceback, for an outage to retry through."""
+    from django.db import connection
+
+    from drake.testing.db import backend_pid, terminate
+
+    if connection.vendor != "postgresql":
+        pytest.skip("drops a PostgreSQL connection")
+    alice_api.raise_request_exception = False
+    terminate(backend_pid())
+    response = alice_api.get(path)
+    assert response.status_code == 503, response.content
+    assert _error(response)["type"] == "service_unavailable"
+    assert int(response["Retry-After"]) > 0
+    assert not [r for r in caplog.records if r.name == "drake.errors" and r.exc_info]
+    connection.close_if_unusable_or_obsolete()  # The request's end: the error closes it.
+    assert alice_api.get(path).status_code == 200
+
+
 @pytest.fixture
 def silent_redis():
     from drake.testing.smtp import SilentServer
