@@ -2,7 +2,7 @@
 
 Strict on purpose: anything that could smuggle a header (CR or LF anywhere in a header value,
 address, display name or filename, also hidden inside an RFC 2047 encoded word), text no mail
-can carry (a lone surrogate), an address with
+can carry (a lone surrogate, a NUL in a body), an address with
 comments or several addresses in one, an override of a header we own, or bad base64 is refused
 with `invalid_request` naming the field. Nothing is queued for a refused request.
 """
@@ -258,6 +258,9 @@ def _text(data: dict[str, Any], name: str) -> str | None:
     if value is not None and not isinstance(value, str):
         raise InvalidRequest("This must be a string.", field=name)
     if value:
+        if "\x00" in value:
+            # It went out raw in a 7bit part: no mail may carry one (RFC 5322, RFC 2045).
+            raise InvalidRequest("A body cannot hold a NUL character (\\u0000).", field=name)
         _encodable(value, name)
     return value
 

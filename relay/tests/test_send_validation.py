@@ -74,6 +74,10 @@ CASES = [
     ({"headers": "X-A: b"}, "headers"),
     # Bodies and attachments.
     ({"text": ..., "html": ...}, "text"),
+    # A NUL went out raw in a 7bit body: no mail may carry one (RFC 5322, RFC 2045), and
+    # servers that hold to it refused the message after its 202.
+    ({"text": "Hi\x00Bob"}, "text"),
+    ({"html": "<p>\x00</p>"}, "html"),
     ({"subject": ...}, "subject"),
     ({"attachments": [{"filename": "a.txt", "content": "not base64!"}]}, "attachments[0].content"),
     ({"attachments": [{"filename": "a.txt", "content": "aGVsbG8"}]}, "attachments[0].content"),
