@@ -368,12 +368,13 @@ def parse_send_request(data: Any) -> SendRequest:
     sender = data.get("sender")
     if not isinstance(sender, str) or not _SENDER_ID.match(sender):
         raise InvalidRequest("Give the id of one of your senders (snd_...).", field="sender")
+    # Counted before any is checked: a request's worth of addresses took seconds to validate.
+    given = sum(len(value) if isinstance(value, list) else 1 for value in map(data.get, ("to", "cc", "bcc")) if value)
+    if given > settings.RELAY_MAX_RECIPIENTS:
+        raise InvalidRequest(f"At most {settings.RELAY_MAX_RECIPIENTS} recipients in all (to, cc and bcc).", field="to")
     to = _address_list(data.get("to"), "to", required=True)
     cc = _address_list(data.get("cc"), "cc", required=False)
     bcc = _address_list(data.get("bcc"), "bcc", required=False)
-    total = len(to) + len(cc) + len(bcc)
-    if total > settings.RELAY_MAX_RECIPIENTS:
-        raise InvalidRequest(f"At most {settings.RELAY_MAX_RECIPIENTS} recipients in all (to, cc and bcc).", field="to")
     reply_to = _address(data["reply_to"], "reply_to") if data.get("reply_to") is not None else None
     subject = data.get("subject")
     if not isinstance(subject, str):
