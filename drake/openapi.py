@@ -108,7 +108,7 @@ class SendBody(serializers.Serializer):
     subject = serializers.CharField()
     text = serializers.CharField(required=False)
     html = serializers.CharField(required=False)
-    headers = serializers.DictField(child=serializers.CharField(), required=False)
+    headers = serializers.DictField(child=serializers.CharField(), required=False, help_text="At most 50.")
     attachments = Attachment(many=True, required=False)
 
 
