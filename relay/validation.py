@@ -164,6 +164,9 @@ def _no_injection(value: str, field_name: str, *, header: str | None = None) -> 
 def _address(value: Any, field_name: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidRequest("An email address is required.", field=field_name)
+    if len(value.strip()) > 320:
+        # First: the encoded-word search below takes time quadratic in the length.
+        raise InvalidRequest("This address is too long.", field=field_name)
     _no_injection(value, field_name)
     if holds_encoded_word(value):
         # The email package decodes an encoded word leniently wherever it finds one, a local
@@ -175,8 +178,6 @@ def _address(value: Any, field_name: str) -> str:
             "Give the address and its display name as plain text; 3drake encodes them.", field=field_name
         )
     value = value.strip()
-    if len(value) > 320:
-        raise InvalidRequest("This address is too long.", field=field_name)
     match = NAMED_ADDRESS.match(value)
     if match:
         name, addr = match["name"].strip(), match["addr"]
@@ -315,6 +316,9 @@ def _attachments(value: Any) -> list[Attachment]:
         filename = item.get("filename")
         if not isinstance(filename, str) or not filename.strip():
             raise InvalidRequest("A filename is required.", field=f"{prefix}.filename")
+        if len(filename) > 255:
+            # First: the encoded-word search below takes time quadratic in the length.
+            raise InvalidRequest("A filename without a path, at most 255 characters.", field=f"{prefix}.filename")
         _no_injection(filename, f"{prefix}.filename")
         if holds_encoded_word(filename):
             # The email package decodes encoded words even inside a quoted parameter, leniently;
@@ -324,7 +328,7 @@ def _attachments(value: Any) -> list[Attachment]:
             # A control character or a line break for str.splitlines (VT, FF, FS, GS, RS, NEL,
             # U+2028/9): the email package refuses the Content-Disposition it would make.
             raise InvalidRequest("A filename without control characters.", field=f"{prefix}.filename")
-        if "/" in filename or "\\" in filename or len(filename) > 255:
+        if "/" in filename or "\\" in filename:
             raise InvalidRequest("A filename without a path, at most 255 characters.", field=f"{prefix}.filename")
         content = item.get("content")
         if not isinstance(content, str):

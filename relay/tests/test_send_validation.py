@@ -168,6 +168,28 @@ def test_too_many_recipients_are_refused_before_each_is_checked(send, monkeypatc
     assert checked == []
 
 
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"to": "=?a?b?c" * 20_000},
+        {"reply_to": "=?a?b?c" * 20_000},
+        {"attachments": [{"filename": "=?a?b?c" * 20_000, "content": B64}]},
+    ],
+    ids=["to", "reply_to", "filename"],
+)
+def test_an_over_long_address_or_filename_is_refused_at_once(send, overrides):
+    """The encoded-word search ran over the whole value before its length was looked at, in
+    time quadratic in it: 140 KB of "=?a?b?c" held a web worker for some 15 s, and a request's
+    10 MiB for hours."""
+    import time
+
+    started = time.monotonic()
+    response = send(**overrides)
+    assert time.monotonic() - started < 2
+    assert response.status_code == 400
+    assert not Message.objects.exists()
+
+
 def test_attachments_over_the_cap(send, settings):
     settings.RELAY_MAX_ATTACHMENT_BYTES = 10
     content = base64.b64encode(b"x" * 11).decode()
