@@ -21,6 +21,7 @@ from email.errors import HeaderParseError
 from email.header import decode_header
 from typing import Any
 
+import idna
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
@@ -207,11 +208,24 @@ def holds_encoded_word(text: str) -> bool:
     return _LENIENT_ENCODED_WORD.search(text) is not None
 
 
+# UTS 46's deviation characters (and the capital sharp s): IDNA 2003, Python's "idna" codec,
+# maps them away (ß and ẞ to "ss", ς to σ, the joiners to nothing), so a domain holding one
+# became another, somebody else's; IDNA 2008 (registries, browsers) keeps them.
+_IDNA_DEVIATIONS = frozenset("ßẞς\u200c\u200d")
+
+
+def ascii_domain(domain: str) -> str:
+    """`domain` in IDNA (punycode) as DNS knows it. Raises UnicodeError if it cannot be."""
+    if _IDNA_DEVIATIONS.isdisjoint(domain):
+        return domain.encode("idna").decode("ascii")
+    return idna.encode(domain, uts46=True, transitional=False).decode("ascii")
+
+
 def with_ascii_domain(address: str) -> str:
     """`local@domain` with the domain in IDNA (punycode), as messages go on the wire (no
     SMTPUTF8 needed from the provider) and into the log. Raises UnicodeError if it cannot be."""
     local, _, domain = address.rpartition("@")
-    return f"{local}@{domain.encode('idna').decode('ascii')}"
+    return f"{local}@{ascii_domain(domain)}"
 
 
 # RFC 5321's longest path (256 octets with its angle brackets), and the log's column.

@@ -60,8 +60,10 @@ def _host(value: str) -> str:
         if not settings.SMTP_ALLOW_PRIVATE_HOSTS and not guard.is_public(literal):
             raise ConfigError("host", "This address is private, loopback or reserved; use your provider's public host.")
         return str(literal)
+    from relay.validation import ascii_domain
+
     try:
-        ascii_host = host.encode("idna").decode("ascii")
+        ascii_host = ascii_domain(host)
     except UnicodeError as exc:
         raise ConfigError("host", "This is not a valid host name.") from exc
     if not _HOSTNAME.match(ascii_host):

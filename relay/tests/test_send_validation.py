@@ -231,6 +231,22 @@ def test_internationalized_domains_are_accepted(send):
     assert Message.objects.get().to == ["jurgen@xn--bcher-kva.example"]
 
 
+@pytest.mark.parametrize(
+    ("typed", "wire"),
+    [
+        ("kontakt@straße.example", "kontakt@xn--strae-oqa.example"),
+        ("info@ς.example", "info@xn--3xa.example"),
+    ],
+)
+def test_a_domain_with_an_idna_deviation_goes_to_that_domain(send, typed, wire):
+    """Python's "idna" codec is IDNA 2003, which maps ß to "ss" and ς to σ: mail for
+    straße.example went to strasse.example, somebody else's domain. IDNA 2008 (registries,
+    browsers) keeps them."""
+    response = send(to=f"Jürgen <{typed}>")
+    assert response.status_code == 202, response.content
+    assert Message.objects.get().to == [wire]
+
+
 def test_the_outbox_content_is_the_request_as_asdict_gives_it_without_the_sender():
     from dataclasses import asdict
 

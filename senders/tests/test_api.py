@@ -83,6 +83,16 @@ def test_bad_input_is_refused_naming_the_field(alice_api, body, field):
     assert not Sender.objects.exists()
 
 
+def test_a_domain_with_an_idna_deviation_is_kept_as_that_domain(alice_api):
+    """IDNA 2003 (Python's codec) maps ß to "ss": a sender of straße.example sent as
+    strasse.example, and an SMTP host smtp.straße.example was dialled as smtp.strasse.example,
+    another owner's server, which got the login."""
+    sender = create(alice_api, from_email="kontakt@straße.example").json()
+    assert sender["from_email"] == "kontakt@xn--strae-oqa.example"
+    smtp = create(alice_api, provider="smtp", host="smtp.straße.example", port=587, security="starttls").json()
+    assert smtp["host"] == "smtp.xn--strae-oqa.example"
+
+
 def test_a_from_name_with_a_literal_equals_question_mark_is_no_encoded_word(alice_api):
     assert create(alice_api, from_name="2+2=? Team").json()["from_name"] == "2+2=? Team"
 
