@@ -44,11 +44,19 @@ class ApiError(drf.APIException):
         super().__init__(self.message)
 
     def body(self) -> dict[str, Any]:
-        error: dict[str, Any] = {"type": self.type, "message": self.message}
+        error: dict[str, Any] = {"type": self.type, "message": _encodable(self.message)}
         if self.field:
-            error["field"] = self.field
+            error["field"] = _encodable(self.field)
         error.update(self.extra)
         return {"error": error}
+
+
+def _encodable(text: str) -> str:
+    """`text` as UTF-8 can carry it: a lone surrogate from the request (valid JSON, "\\ud800")
+    quoted in a message or field is written as its escape, or rendering the error raised."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class InvalidRequest(ApiError):

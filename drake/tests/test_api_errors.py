@@ -153,6 +153,23 @@ def test_with_the_database_unreachable_every_endpoint_answers_503_not_500(alice_
     assert alice_api.get(path).status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/senders", {"provider": "\ud800", "from_email": "alice@example.org", "password": "pw"}),
+        ("/v1/senders", {"provider": "gmail", "from_email": "alice@example.org", "password": "pw", "\udfff": 1}),
+        ("/v1/send", {"sender": "snd_x", "to": "bob@example.com", "subject": "Hi", "text": "Hi", "\ud800": 1}),
+    ],
+)
+def test_an_error_quoting_a_lone_surrogate_is_a_400_not_a_500(alice_api, path, body):
+    """Valid JSON ("\\ud800") quoted back in the error's message or field ("not a valid
+    choice", "Unknown field"): UTF-8 cannot carry it, and rendering the 400 was a 500."""
+    alice_api.raise_request_exception = False
+    response = alice_api.post(path, json.dumps(body), content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert _error(response)["type"] == "invalid_request"
+
+
 @pytest.fixture
 def silent_redis():
     from drake.testing.smtp import SilentServer
