@@ -59,6 +59,9 @@ def update_sender(
         # Staff's disable holds for its From address: moved away, the address would have no
         # disabled sender left and connect again (as after a delete, without its block).
         raise PermissionDenied(sender.disabled_notice, field="from_email")
+    if "from_email" in changed:
+        # Before the sender changes in memory: the console renders it again with the refusal.
+        _refuse_disabled_address(sender.user, config["from_email"], exclude=sender)
     for field in changed:
         setattr(sender, field, config[field])
     if data.get("password"):
@@ -66,8 +69,6 @@ def update_sender(
         changed.add("password")
     if not changed:
         return sender
-    if "from_email" in changed:
-        _refuse_disabled_address(sender.user, sender.from_email, exclude=sender)
     if changed & (_CONNECTION_FIELDS | {"password"}):
         # Unverified, and what the last verify said (of the old settings) no longer stands.
         sender.verified_at, sender.last_verify_error = None, {}

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from auditlog.models import AuditEvent
 from senders import actions
-from senders.models import Sender
+from senders.models import AddressBlock, Sender
 
 SECRET = "stored-smtp-password-7Hq"
 
@@ -271,3 +271,22 @@ def test_new_settings_clear_what_the_last_verify_said_of_the_old_ones(signed_in,
     page = signed_in.get(f"/senders/{smtp_sender.public_id}/").content.decode()
     assert "Refused" not in page and "not verified" in page
     assert _updates()[0].detail["fields"] == ["host"]
+
+
+def test_a_refused_from_address_leaves_the_page_showing_the_sender_as_it_is(signed_in, alice, smtp_sender):
+    """Moving onto an address staff blocked is refused at its field; the page around the form
+    went on to show the refused address and server as the sender's own, and the sender as
+    unverified, while nothing had been saved."""
+    AddressBlock.objects.create(
+        user=alice, from_email="blocked@example.org", reason="Phishing", disabled_at=timezone.now()
+    )
+    response = signed_in.post(
+        f"/senders/{smtp_sender.public_id}/", _form(from_email="blocked@example.org", host="mail.new-host.example")
+    )
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "The From address blocked@example.org" in page  # The refusal, at its field.
+    assert "<h1>alice@example.org" in page
+    assert "smtp.old-host.example:587" in page and "mail.new-host.example:" not in page
+    assert "not yet" not in page  # Still verified: nothing changed.
+    assert Sender.objects.get(pk=smtp_sender.pk).from_email == "alice@example.org"
