@@ -129,3 +129,37 @@ def test_the_recipient_search_finds_an_internationalized_domain_as_it_was_sent(s
     assert message_id in signed_in.get("/messages/?recipient=bob@xn--bcher-kva.example").content.decode()
     # The customer searches for the address as their application sent it.
     assert message_id in signed_in.get("/messages/?recipient=bob@bücher.example").content.decode()
+
+
+def test_every_time_the_console_shows_says_its_zone(signed_in, alice, alice_sender, alice_key, send):
+    """The times are UTC, but only the message page said so: the log, the request log, the keys,
+    the sender and the security activity showed bare times, which a reader takes for local
+    time, and a message's attempts only a time of day (its retries span a day)."""
+    import re
+
+    message = Message.objects.get(public_id=send().json()["id"])
+    DeliveryAttempt.objects.create(
+        message=message, number=1, started_at=message.created_at, outcome="retry", smtp_code=451, reply="later"
+    )
+    alice_sender.verified_at = timezone.now()
+    alice_sender.save(update_fields=["verified_at"])
+    pages = [
+        "/messages/",
+        "/messages/api-requests/",
+        f"/messages/{message.public_id}/",
+        "/keys/",
+        f"/senders/{alice_sender.public_id}/",
+        "/account/activity/",
+    ]
+    for path in pages:
+        page = signed_in.get(path).content.decode()
+        shown = re.findall(r'<time datetime="[^"]*T[^"]*">([^<]*)</time>', page)
+        assert shown, f"{path} shows no time"
+        for text in shown:
+            assert text.endswith(" UTC"), f"{path}: {text!r} does not say its zone"
+    attempt_started = message.created_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+    assert attempt_started in signed_in.get(f"/messages/{message.public_id}/").content.decode()
+    # The date filters are UTC days too.
+    log = signed_in.get("/messages/").content.decode()
+    assert '<label for="f-from">From date (UTC)</label>' in log
+    assert '<label for="f-to">To date (UTC)</label>' in log
