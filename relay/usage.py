@@ -22,7 +22,7 @@ from billing.periods import current_period
 from billing.quota import charged
 from drake import sql
 from drake.middleware import is_api_request
-from relay.models import ApiRequest, Message, Status
+from relay.models import ApiRequest, DailyUsage, Message, Status
 
 logger = logging.getLogger(__name__)
 _BUCKETS = (
@@ -153,7 +153,8 @@ def usage_summary(user: Any, now: datetime | None = None) -> dict[str, Any]:
 
 
 def daily_counts(user: Any, days: int = 30, now: datetime | None = None) -> list[dict[str, Any]]:
-    """Sent and failed per day for the last `days` days (for the dashboard chart)."""
+    """Sent and failed per day for the last `days` days (for the dashboard chart), rotated
+    days included."""
     from datetime import timedelta
 
     from django.db.models.functions import TruncDate
@@ -167,12 +168,20 @@ def daily_counts(user: Any, days: int = 30, now: datetime | None = None) -> list
         .values("day")
         .annotate(sent=Count("id", filter=Q(status=Status.SENT)), failed=Count("id", filter=Q(status=Status.FAILED)))
     )
-    by_day = {row["day"]: row for row in rows}
+    counts = {(row["day"], status): row[status] for row in rows for status in (Status.SENT, Status.FAILED)}
+    # Days older than the plan's log retention live on as DailyUsage (relay.retention), which
+    # deletes the messages it folds in the same transaction: no message is counted twice.
+    folded = DailyUsage.objects.filter(
+        user=user, metric="messages.status", dimension__in=[Status.SENT, Status.FAILED], day__gte=first
+    ).values_list("day", "dimension", "count")
+    for day, status, count in folded:
+        counts[(day, status)] = counts.get((day, status), 0) + count
     series = []
     for offset in range(days):
         day = first + timedelta(days=offset)
-        row = by_day.get(day, {})
-        series.append({"day": day, "sent": row.get("sent", 0), "failed": row.get("failed", 0)})
+        series.append(
+            {"day": day, "sent": counts.get((day, Status.SENT), 0), "failed": counts.get((day, Status.FAILED), 0)}
+        )
     return series
 
 

@@ -148,3 +148,24 @@ def test_every_kind_of_event_a_customer_makes_goes_after_the_window(alice, setti
     call_command("rotate_logs", "--quiet", stdout=StringIO())
     left = set(AuditEvent.objects.filter(account_id=alice.pk, created_at__lt=timezone.now() - timedelta(days=1)))
     assert {event.action for event in left} == {"account.suspended"}
+
+
+def test_the_dashboard_chart_keeps_the_days_whose_logs_were_rotated(client, alice, alice_sender):
+    """A plan keeping logs 7 days: rotation folded older messages into DailyUsage, and the
+    dashboard's "Last 30 days" chart, which read the message log only, showed those 23 days
+    empty (or "Nothing sent in the last 30 days yet" when nothing was recent)."""
+    alice.plan.retention_days = 7
+    alice.plan.save(update_fields=["retention_days"])
+    for _ in range(2):
+        _message(alice, alice_sender, "sent", 10)
+    _message(alice, alice_sender, "failed", 10, category="recipient_rejected")
+    day = (timezone.now() - timedelta(days=10)).date()
+    client.force_login(alice)
+    before = client.get("/dashboard/").content.decode()
+    call_command("rotate_logs", "--quiet", stdout=StringIO())
+    assert not Message.objects.filter(user=alice).exists()
+
+    after = client.get("/dashboard/").content.decode()
+    assert f"{day:%b} {day.day}: 2 sent, 1 failed</title>" in before
+    assert f"{day:%b} {day.day}: 2 sent, 1 failed</title>" in after
+    assert f"<td>{day:%Y-%m-%d}</td><td>2</td><td>1</td>" in after
