@@ -220,6 +220,7 @@ class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
         if not form.user.is_active:
             # Never activated: the link proved the mailbox, and the password is the owner's own.
             actions.activate_account(form.user, request=self.request)
+        messages.success(self.request, "Your new password is set. Sign in with it.")
         return response
 
 

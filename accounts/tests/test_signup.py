@@ -177,3 +177,15 @@ def test_a_password_reset_mail_goes_after_the_answer(rf, alice):
     unknown.close()
     known.close()
     assert [m.to for m in mail.outbox] == [["alice@example.org"]]
+
+
+def test_a_new_password_set_by_a_reset_link_is_confirmed_on_the_sign_in_page(client, alice):
+    """The reset's last step went to the sign-in page with nothing on it: the person could not
+    tell whether the new password was set, or the link had failed."""
+    client.post("/password-reset/", {"email": "alice@example.org"})
+    link = re.search(r"http://testserver(/password-reset/\S+/)", mail.outbox[-1].body).group(1)
+    form = client.get(link, follow=True)
+    new = "alice's brand new passphrase"
+    page = client.post(form.redirect_chain[-1][0], {"new_password1": new, "new_password2": new}, follow=True)
+    assert page.redirect_chain[-1][0] == "/login/"
+    assert "Your new password is set. Sign in with it." in page.content.decode()
