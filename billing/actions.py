@@ -24,6 +24,8 @@ ACTIVE = {"active", "trialing"}
 # it is resumed). The account is on the free plan, and the subscription does not stand in the
 # way of a new one.
 NOT_PAYING = {"canceled", "unpaid", "incomplete_expired", "paused"}
+# What has_running_subscription counts as paying, in the statuses Stripe answers with.
+PAYING = {"active", "trialing", "past_due"}
 
 
 def _ts(value: Any) -> datetime | None:
@@ -86,6 +88,13 @@ def start_checkout(user: Any, plan: Plan, *, success_url: str, cancel_url: str) 
     if has_running_subscription(user):
         return portal_url(user, return_url=cancel_url)
     subscription = customer_for(user)
+    # Stripe's word, not only the mirror's: a subscription paid for a moment ago is known here
+    # only once its webhook arrives (seconds, or never while the endpoint is broken), and a
+    # second Checkout meanwhile made a second subscription, paid for on top of the first.
+    running = [sid for sid, status in stripe_api.subscriptions_of(subscription.stripe_customer_id) if status in PAYING]
+    if running:
+        refresh_subscription(running[0], subscription.stripe_customer_id)
+        return portal_url(user, return_url=cancel_url)
     url = stripe_api.create_checkout_session(
         customer=subscription.stripe_customer_id,
         price=plan.stripe_price_id,

@@ -62,6 +62,12 @@ def create_portal_session(*, customer: str, return_url: str) -> str:
     return client().v1.billing_portal.sessions.create(params={"customer": customer, "return_url": return_url}).url
 
 
+def subscriptions_of(customer: str) -> list[tuple[str, str]]:
+    """(id, status) of the customer's subscriptions at Stripe, but canceled ones."""
+    found = client().v1.subscriptions.list(params={"customer": customer, "limit": 10})
+    return [(subscription.id, subscription.status) for subscription in found.data]
+
+
 def retrieve_subscription(subscription_id: str) -> Any:
     return client().v1.subscriptions.retrieve(subscription_id)
 

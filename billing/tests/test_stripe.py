@@ -425,6 +425,29 @@ def test_a_subscriber_changing_plan_goes_to_the_portal_not_to_a_second_checkout(
     assert "/portal/" in response["Location"]
 
 
+def test_back_from_paying_before_stripes_webhook_a_second_upgrade_goes_to_the_portal(
+    client, alice, pro_plan, stripe_client
+):
+    """alice paid at Checkout and came back to the billing page before the webhook did (a
+    second or two, or hours while the webhook endpoint is misconfigured): the page still said
+    Free with its "Upgrade" button, and a second click started a second Checkout, a second
+    subscription paid for on top of the first."""
+    client.force_login(alice)
+    client.post("/billing/checkout/", {"plan": "pro"})
+    subscription = Subscription.objects.get(user=alice)
+    stripe_sub = _pay(stripe_client, subscription.stripe_customer_id, pro_plan.stripe_price_id)
+
+    response = client.post("/billing/checkout/", {"plan": "pro"})
+    assert response.status_code == 302
+    assert "/checkout/" not in response["Location"]
+    assert "/portal/" in response["Location"]
+    # What Stripe said is mirrored at once, without waiting for the webhook.
+    subscription.refresh_from_db()
+    assert (subscription.stripe_subscription_id, subscription.status) == (stripe_sub.id, "active")
+    alice.refresh_from_db()
+    assert alice.plan == pro_plan
+
+
 @pytest.mark.django_db(transaction=True)
 def test_two_checkouts_at_once_make_one_customer_and_no_500(alice, pro_plan, stripe_settings):
     """A double click on a plan: both requests found no billing row, both made a Stripe
