@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Count, Q
+from django.db.models import Count, Q, Sum
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
@@ -139,17 +139,42 @@ def usage_summary(user: Any, now: datetime | None = None) -> dict[str, Any]:
     quota = user.plan.monthly_quota
     # Accepted as the quota counts it: retention may have rotated part of the period's message
     # log (a plan keeping logs for less than a period), never the counter. Sent and failed are
-    # of the messages still in the log.
+    # of the messages still in the log, plus the outcomes retention folded into daily counts.
     accepted = charged(user, start)
+    folded = _folded_outcomes(user, start, end)
     return {
         "period_start": start.isoformat().replace("+00:00", "Z"),
         "period_end": end.isoformat().replace("+00:00", "Z"),
         "accepted": accepted,
-        "sent": counts["sent"],
-        "failed": counts["failed"],
+        "sent": counts["sent"] + folded.get(Status.SENT, 0),
+        "failed": counts["failed"] + folded.get(Status.FAILED, 0),
         "quota": quota,
         "remaining": max(0, quota - accepted),
     }
+
+
+def _folded_outcomes(user: Any, start: datetime, end: datetime) -> dict[str, int]:
+    """Sent and failed of the period's messages that retention rotated (DailyUsage), which
+    deletes the messages it folds in the same transaction: none is counted twice. Whole days
+    only: a period starting after midnight (a subscription's) leaves its first day out, whose
+    counts include the previous period's last hours (an undercount, never an overcount)."""
+    from datetime import timedelta
+
+    start, end = timezone.localtime(start), timezone.localtime(end)  # DailyUsage's days are TIME_ZONE's.
+    first = start.date()
+    if start != start.replace(hour=0, minute=0, second=0, microsecond=0):
+        first += timedelta(days=1)
+    rows = (
+        DailyUsage.objects.filter(
+            user=user,
+            metric="messages.status",
+            dimension__in=[Status.SENT, Status.FAILED],
+            day__range=(first, end.date()),
+        )
+        .values("dimension")
+        .annotate(n=Sum("count"))
+    )
+    return {row["dimension"]: row["n"] for row in rows}
 
 
 def daily_counts(user: Any, days: int = 30, now: datetime | None = None) -> list[dict[str, Any]]:

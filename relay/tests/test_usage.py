@@ -89,3 +89,51 @@ def test_usage_reports_what_the_quota_counted_after_retention_rotated_the_log(al
         assert alice_api.post("/v1/send", body, format="json").status_code == 402
         usage = alice_api.get("/v1/usage").json()
     assert (usage["accepted"], usage["remaining"]) == (3, 0)
+
+
+def test_sent_and_failed_count_the_periods_messages_retention_rotated(client, alice, alice_api, alice_sender):
+    """The same plan: after rotation /v1/usage said 4 accepted, 0 sent, 0 failed (and the
+    dashboard the same), as if the three delivered or failed on the 2nd had vanished, though
+    their outcomes were kept in the daily counts."""
+    from datetime import UTC, datetime
+
+    import time_machine
+
+    from relay import retention
+
+    alice.plan.retention_days = 7
+    alice.plan.save()
+    body = {"sender": alice_sender.public_id, "to": "bob@example.com", "subject": "Hi", "text": "Hi"}
+    with time_machine.travel(datetime(2026, 11, 2, 12, 0, tzinfo=UTC)):
+        ids = [alice_api.post("/v1/send", body, format="json").json()["id"] for _ in range(3)]
+    Message.objects.filter(public_id__in=ids[:2]).update(status="sent")
+    Message.objects.filter(public_id=ids[2]).update(status="failed")
+    with time_machine.travel(datetime(2026, 11, 20, 12, 0, tzinfo=UTC)):
+        alice_api.post("/v1/send", body, format="json")  # Recent: still in the log, queued.
+        retention.rotate()
+        assert Message.objects.count() == 1
+        usage = alice_api.get("/v1/usage").json()
+        client.force_login(alice)
+        dashboard = client.get("/dashboard/").content.decode()
+    assert (usage["accepted"], usage["sent"], usage["failed"]) == (4, 2, 1)
+    assert '<span class="stat good">2</span> sent' in dashboard
+    assert '<span class="stat bad">1</span> failed' in dashboard
+
+
+def test_rotated_counts_of_the_previous_period_are_not_counted_in_this_one(alice, alice_api, alice_sender):
+    from datetime import UTC, datetime
+
+    import time_machine
+
+    from relay import retention
+
+    alice.plan.retention_days = 7
+    alice.plan.save()
+    body = {"sender": alice_sender.public_id, "to": "bob@example.com", "subject": "Hi", "text": "Hi"}
+    with time_machine.travel(datetime(2026, 10, 31, 23, 0, tzinfo=UTC)):
+        alice_api.post("/v1/send", body, format="json")
+    Message.objects.update(status="sent")
+    with time_machine.travel(datetime(2026, 11, 20, 12, 0, tzinfo=UTC)):
+        retention.rotate()
+        usage = alice_api.get("/v1/usage").json()
+    assert (usage["accepted"], usage["sent"], usage["failed"]) == (0, 0, 0)
