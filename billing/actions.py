@@ -88,12 +88,9 @@ def start_checkout(user: Any, plan: Plan, *, success_url: str, cancel_url: str) 
     if has_running_subscription(user):
         return portal_url(user, return_url=cancel_url)
     subscription = customer_for(user)
-    # Stripe's word, not only the mirror's: a subscription paid for a moment ago is known here
-    # only once its webhook arrives (seconds, or never while the endpoint is broken), and a
-    # second Checkout meanwhile made a second subscription, paid for on top of the first.
-    running = [sid for sid, status in stripe_api.subscriptions_of(subscription.stripe_customer_id) if status in PAYING]
-    if running:
-        refresh_subscription(running[0], subscription.stripe_customer_id)
+    # Stripe's word, not only the mirror's: a second Checkout made a second subscription, paid
+    # for on top of the first.
+    if adopt_running_subscription(subscription):
         return portal_url(user, return_url=cancel_url)
     url = stripe_api.create_checkout_session(
         customer=subscription.stripe_customer_id,
@@ -104,6 +101,20 @@ def start_checkout(user: Any, plan: Plan, *, success_url: str, cancel_url: str) 
     )
     record("billing.checkout_started", actor=user, account=user, detail={"plan": plan.slug})  # once it has
     return url
+
+
+def adopt_running_subscription(subscription: Subscription) -> bool:
+    """Whether the customer pays for a subscription at Stripe, which is then mirrored at once.
+
+    The mirror learns of a subscription just paid for only when its webhook arrives: seconds
+    after the customer is back from Checkout, or never while the webhook endpoint is broken.
+    Raises stripe.StripeError when Stripe does not answer.
+    """
+    customer = subscription.stripe_customer_id
+    running = [sid for sid, status in stripe_api.subscriptions_of(customer) if status in PAYING]
+    if running:
+        refresh_subscription(running[0], customer)
+    return bool(running)
 
 
 def portal_url(user: Any, *, return_url: str) -> str:

@@ -25,11 +25,20 @@ STRIPE_UNAVAILABLE = (
 
 @login_required
 def billing_page(request: HttpRequest) -> HttpResponse:
+    subscription = Subscription.objects.filter(user=request.user).first()
+    returning = request.GET.get("checkout") == "done" and subscription and stripe_api.configured()
+    if returning and not actions.has_running_subscription(request.user):
+        # Back from paying: the plan is shown now, not once the webhook comes.
+        try:
+            if actions.adopt_running_subscription(subscription):
+                request.user.refresh_from_db(fields=["plan"])
+        except stripe.StripeError:
+            logger.warning("Stripe could not be asked for a returning customer's subscription", exc_info=True)
     context = {
         "configured": stripe_api.configured(),
         "usage": usage_summary(request.user),
         "plans": Plan.objects.filter(is_public=True).exclude(stripe_price_id=""),
-        "subscription": Subscription.objects.filter(user=request.user).first(),
+        "subscription": Subscription.objects.filter(user=request.user).first(),  # Again: adopting changes it.
         "subscribed": actions.has_running_subscription(request.user),
         "invoices": Invoice.objects.filter(user=request.user)[:24],
     }

@@ -448,6 +448,22 @@ def test_back_from_paying_before_stripes_webhook_a_second_upgrade_goes_to_the_po
     assert alice.plan == pro_plan
 
 
+def test_back_from_paying_alice_sees_her_new_plan_without_waiting_for_the_webhook(
+    client, alice, pro_plan, stripe_client
+):
+    """Checkout sends the customer back to the billing page at once; the page still said
+    "Your plan: Free" with the "Upgrade" button until the webhook came (never, while the
+    webhook endpoint is misconfigured): paid, and nothing to show for it."""
+    client.force_login(alice)
+    client.post("/billing/checkout/", {"plan": "pro"})
+    subscription = Subscription.objects.get(user=alice)
+    _pay(stripe_client, subscription.stripe_customer_id, pro_plan.stripe_price_id)
+
+    page = client.get("/billing/?checkout=done").content.decode()
+    assert "Your plan: Pro" in page
+    assert "Upgrade to Pro" not in page
+
+
 @pytest.mark.django_db(transaction=True)
 def test_two_checkouts_at_once_make_one_customer_and_no_500(alice, pro_plan, stripe_settings):
     """A double click on a plan: both requests found no billing row, both made a Stripe
