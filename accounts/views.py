@@ -274,7 +274,9 @@ def signup(request: HttpRequest) -> HttpResponse:
             request=request,
             activation_url=activation.replace("UID", "{uid}").replace("TOKEN", "{token}"),
         )
-        return render(request, "accounts/signup_sent.html", {"email": form.cleaned_data["email"]})
+        # Development's console backend prints the mail: only then is the terminal worth a word.
+        printed = settings.EMAIL_BACKEND == "django.core.mail.backends.console.EmailBackend"
+        return render(request, "accounts/signup_sent.html", {"email": form.cleaned_data["email"], "printed": printed})
     return render(request, "accounts/signup.html", {"form": form})
 
 

@@ -189,3 +189,12 @@ def test_a_new_password_set_by_a_reset_link_is_confirmed_on_the_sign_in_page(cli
     page = client.post(form.redirect_chain[-1][0], {"new_password1": new, "new_password2": new}, follow=True)
     assert page.redirect_chain[-1][0] == "/login/"
     assert "Your new password is set. Sign in with it." in page.content.decode()
+
+
+def test_the_page_after_sign_up_mentions_the_terminal_only_where_mail_goes_there(client, db, settings):
+    """Every customer of a real deployment was told "Running locally? The message is printed
+    in the terminal where make run runs": a developer's note, and a wrong one where mail is sent."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"  # Mail goes out, as SMTP's does.
+    assert "make run" not in _signup(client, "dana@example.org").content.decode()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+    assert "make run" in _signup(client, "erin@example.org").content.decode()
