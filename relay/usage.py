@@ -11,7 +11,7 @@ import json
 import logging
 import re
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models import Count, Q, Sum
@@ -158,8 +158,6 @@ def _folded_outcomes(user: Any, start: datetime, end: datetime) -> dict[str, int
     deletes the messages it folds in the same transaction: none is counted twice. Whole days
     only: a period starting after midnight (a subscription's) leaves its first day out, whose
     counts include the previous period's last hours (an undercount, never an overcount)."""
-    from datetime import timedelta
-
     start, end = timezone.localtime(start), timezone.localtime(end)  # DailyUsage's days are TIME_ZONE's.
     first = start.date()
     if start != start.replace(hour=0, minute=0, second=0, microsecond=0):
