@@ -8,9 +8,11 @@ Production (DEBUG=false) has no defaults for secrets: start-up stops with a clea
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import environ
+from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
 from drake.devsecrets import ensure_dev_secrets
@@ -36,6 +38,19 @@ if _missing:
 SECRET_KEY = env.str("SECRET_KEY")
 # First key encrypts, every key decrypts (cryptography's MultiFernet).
 FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS")
+# Checked here, not only by `check` (drake.E001/E002): gunicorn and the worker run no system
+# checks, and with a key that is not one the web answered 500 to every new sender and the
+# worker failed every queued message as unreadable. Entries counted as senders.crypto reads them.
+_keys = [key.strip() for key in FIELD_ENCRYPTION_KEYS if key.strip()]
+if not _keys:
+    raise ImproperlyConfigured("FIELD_ENCRYPTION_KEYS holds no key: set one or more comma-separated Fernet keys.")
+for _index, _key in enumerate(_keys, start=1):
+    try:
+        Fernet(_key)
+    except (ValueError, TypeError):
+        raise ImproperlyConfigured(
+            f"FIELD_ENCRYPTION_KEYS entry #{_index} is not a valid Fernet key (32 url-safe base64-encoded bytes)."
+        ) from None
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"] if DEBUG else [])
 
 INSTALLED_APPS = [
@@ -104,7 +119,18 @@ TEMPLATES = [
 ]
 
 # --- Data -------------------------------------------------------------------------------------
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
+with warnings.catch_warnings():
+    # django-environ warns of a URL it finds no engine in by printing it parsed, password included.
+    warnings.simplefilter("ignore")
+    try:
+        _database = env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")
+    except ValueError:
+        _database = {}  # A port that is not a number, say (some of urllib's messages quote the URL).
+if not _database.get("ENGINE"):
+    raise ImproperlyConfigured(
+        "DATABASE_URL is not a database URL (e.g. postgres://user:password@host:5432/name): check its scheme and port."
+    )
+DATABASES = {"default": _database}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web process and the worker write concurrently: WAL plus IMMEDIATE transactions make
     # SQLite wait for the lock instead of failing with "database is locked".

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import trustme
 from cryptography.fernet import Fernet
 
@@ -163,3 +164,55 @@ def test_manage_py_says_what_is_missing_in_a_sentence():
     assert result.returncode == 1
     assert result.stderr.startswith("3drake cannot start: SECRET_KEY and FIELD_ENCRYPTION_KEYS must be set")
     assert "Traceback" not in result.stderr
+
+
+def _manage_check(env_overrides: dict[str, str]) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
+    env.update(DEBUG="false", SECRET_KEY="x" * 60, FIELD_ENCRYPTION_KEYS=Fernet.generate_key().decode())
+    env.update(env_overrides)
+    return subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "//drake:hunter2@db.example.com/drake",  # no scheme
+        "postgres://drake:hunter2@db.example.com:5432x/drake",  # a typo in the port
+        "",  # `DATABASE_URL=` left empty in the env file
+    ],
+)
+def test_a_malformed_database_url_is_a_sentence_without_its_password(url):
+    """It was a KeyError or ValueError traceback, and with no scheme django-environ's warning
+    printed the parsed URL, password included, into the service's log. Found by an operator review."""
+    result = _manage_check({"DATABASE_URL": url})
+    assert result.returncode == 1
+    assert result.stderr.startswith("3drake cannot start: DATABASE_URL"), result.stderr
+    assert "hunter2" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("keys", "says"),
+    [
+        (f"not-a-key,{Fernet.generate_key().decode()}", "FIELD_ENCRYPTION_KEYS entry #1 is not a valid Fernet key"),
+        (",", "FIELD_ENCRYPTION_KEYS holds no key"),
+    ],
+)
+def test_malformed_encryption_keys_stop_every_process_at_start(keys, says):
+    """Only `check` looked at them, and gunicorn and the Celery worker run no checks: the web
+    started and answered 500 to every new sender, and the worker failed every queued message
+    as content_unreadable (its content deleted, never sent). Found by an operator review."""
+    result = _django_setup(
+        {
+            "DEBUG": "false",
+            "SECRET_KEY": "x" * 60,
+            "FIELD_ENCRYPTION_KEYS": keys,
+            "DJANGO_SETTINGS_MODULE": "drake.settings",
+        }
+    )
+    assert result.returncode != 0
+    assert says in result.stderr, result.stderr
+    assert "not-a-key" not in result.stderr  # A key is a secret, even a broken one.
+    assert _manage_check({"FIELD_ENCRYPTION_KEYS": keys}).stderr.startswith(f"3drake cannot start: {says}")
