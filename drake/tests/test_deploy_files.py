@@ -34,3 +34,21 @@ def test_compose_gives_the_web_as_long_to_stop_as_gunicorn_gives_its_requests():
     namespace: dict = {}
     exec((ROOT / "gunicorn.conf.py").read_text(), namespace)  # noqa: S102 (the project's own file)
     assert _seconds(_compose()["services"]["web"]["stop_grace_period"]) > namespace["graceful_timeout"]
+
+
+def _unit(name: str) -> dict[str, str]:
+    service: dict[str, str] = {}
+    for line in (ROOT / "docs" / "systemd" / name).read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not line.startswith("#"):
+            service[key.strip()] = value.strip()
+    return service
+
+
+def test_the_beat_unit_has_the_folder_its_schedule_is_written_to():
+    """Beat writes its schedule under /var/lib/3drake, which nothing created: on a new host it
+    stopped at once ("No such file or directory"), restarted for ever, and no sweep, retention
+    or grace period ran. Found by an operator review."""
+    unit = _unit("drake-beat.service")
+    schedule = Path(unit["ExecStart"].split("--schedule", 1)[1].split()[0])
+    assert schedule.parent == Path("/var/lib") / unit["StateDirectory"]
