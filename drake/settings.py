@@ -396,6 +396,9 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'; object-src 'none'"
 )
+# Where SECURE_SSL_REDIRECT is on (production): load balancers and container probes ask gunicorn
+# over plain HTTP, and a redirect hid the 200/503 they need. It says only "ok" or "down".
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 if not DEBUG:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True

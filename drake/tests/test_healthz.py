@@ -75,3 +75,16 @@ def test_it_reports_the_shared_cache_down_and_keeps_to_spec_on_the_status(client
     }
     response = client.get("/healthz")
     assert (response.status_code, response.json()["cache"]) == (200, "down")
+
+
+def test_a_probe_over_plain_http_reaches_it_in_production(client, db, settings):
+    """With DEBUG off every plain-HTTP request was redirected to HTTPS, /healthz too: a load
+    balancer or container probe talking to gunicorn directly got a 301 whatever the database
+    and broker said (a failure for some probes, "healthy" for those that count 3xx as up).
+    Found by an operator review."""
+    from drake import settings as production
+
+    settings.SECURE_SSL_REDIRECT = True  # What DEBUG=false sets (SECURE_SSL_REDIRECT's default).
+    settings.SECURE_REDIRECT_EXEMPT = getattr(production, "SECURE_REDIRECT_EXEMPT", [])
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/signup/").status_code == 301  # Everything else still goes to HTTPS.
