@@ -14,6 +14,7 @@ from pathlib import Path
 import environ
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
+from kombu.transport import resolve_transport
 
 from drake.devsecrets import ensure_dev_secrets
 
@@ -259,6 +260,18 @@ SPECTACULAR_SETTINGS = {
 
 # --- Celery -----------------------------------------------------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+# A scheme kombu has no transport for stopped only the worker and beat, with a traceback, while
+# the web went on taking messages with a 202; an empty value meant RabbitMQ on localhost.
+_scheme = CELERY_BROKER_URL.partition("://")[0] if "://" in CELERY_BROKER_URL else ""
+try:
+    if not _scheme:
+        raise KeyError("it has none")
+    resolve_transport(_scheme.partition("+")[0])  # "sqla+sqlite://": the transport is sqla.
+except (KeyError, ImportError) as exc:
+    raise ImproperlyConfigured(
+        f"CELERY_BROKER_URL has no broker transport for its scheme {_scheme!r} ({exc.args[0] if exc.args else exc}): "
+        "e.g. redis://host:6379/0 or amqp://user:password@host:5672//."
+    ) from None
 CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "broker"

@@ -216,3 +216,15 @@ def test_malformed_encryption_keys_stop_every_process_at_start(keys, says):
     assert says in result.stderr, result.stderr
     assert "not-a-key" not in result.stderr  # A key is a secret, even a broken one.
     assert _manage_check({"FIELD_ENCRYPTION_KEYS": keys}).stderr.startswith(f"3drake cannot start: {says}")
+
+
+@pytest.mark.parametrize("url", ["reddis://:hunter2@redis.example.com:6379/0", "redis.example.com:6379", ""])
+def test_a_broker_url_celery_has_no_transport_for_stops_start_up(url):
+    """The web started and took every message with a 202 while the worker and beat stopped at
+    once with a traceback (an empty one meant RabbitMQ on localhost, unsaid): nothing was
+    delivered and only /healthz hinted why. Found by an operator review."""
+    result = _manage_check({"CELERY_BROKER_URL": url})
+    assert result.returncode == 1
+    assert result.stderr.startswith("3drake cannot start: CELERY_BROKER_URL"), result.stderr
+    assert "hunter2" not in result.stderr
+    assert "Traceback" not in result.stderr
