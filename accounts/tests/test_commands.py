@@ -120,3 +120,40 @@ def test_export_account_writes_a_file_only_its_owner_can_read(alice, tmp_path):
         run("export_account", "--email", alice.email, "--output", str(path))
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
         assert json.loads(path.read_text())["account"]["email"] == alice.email
+
+
+def test_export_account_leaves_the_mode_of_what_is_not_a_regular_file(alice, tmp_path):
+    """It made its --output 0600 whatever it was: run as root, `--output /dev/null` (or
+    /dev/stdout on a terminal) left /dev/null writable by root alone, and every other service of
+    the machine failing to write to it. Found by an operator review."""
+    import json
+    import os
+    import stat
+    import threading
+
+    fifo = tmp_path / "export.fifo"
+    os.mkfifo(fifo)
+    fifo.chmod(0o666)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_text()))
+    reader.start()
+    run("export_account", "--email", alice.email, "--output", str(fifo))
+    reader.join(timeout=10)
+    assert json.loads(received[0])["account"]["email"] == alice.email
+    assert stat.S_IMODE(os.stat(fifo).st_mode) == 0o666
+
+
+def test_export_account_that_cannot_finish_its_file_says_so_and_leaves_no_part_of_it(alice, tmp_path):
+    """A disk that fills up mid-export was a traceback, and the partial JSON stayed where the
+    operator expected the export. Found by an operator review."""
+    import resource
+
+    path = tmp_path / "export.json"
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (100, hard))  # Past 100 bytes a write fails (EFBIG).
+    try:
+        with pytest.raises(CommandError, match=f"Cannot write {path}: File too large"):
+            call_command("export_account", "--email", alice.email, "--output", str(path), stdout=StringIO())
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert not path.exists()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
@@ -30,19 +32,31 @@ class Command(TextCommand):
             raise CommandError(f"No account with the email {options['email']}.")
         size = 0
         if options["output"]:
+            path = options["output"]
             try:
                 # Everything we hold about a person: for the operator's eyes only, whatever the umask.
-                out = open(  # noqa: SIM115 (closed below)
-                    os.open(options["output"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8"
-                )
-                os.fchmod(out.fileno(), 0o600)  # A file that was there keeps its mode otherwise.
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                # A file that was there keeps its mode otherwise; not so /dev/null, a terminal or a
+                # pipe, which root would make its own alone.
+                regular = stat.S_ISREG(os.fstat(fd).st_mode)
+                if regular:
+                    os.fchmod(fd, 0o600)
+                out = open(fd, "w", encoding="utf-8")  # noqa: SIM115 (closed below)
             except OSError as exc:
-                raise CommandError(f"Cannot write {options['output']}: {exc.strerror}.") from exc
+                raise CommandError(f"Cannot write {path}: {exc.strerror}.") from exc
             privacy.export_requested(user, via="shell")  # Once it can be written.
-            with out:
-                for chunk in privacy.export_chunks(user):
-                    out.write(chunk)
-                    size += len(chunk)
+            try:
+                with out:
+                    for chunk in privacy.export_chunks(user):
+                        out.write(chunk)
+                        size += len(chunk)
+            except OSError as exc:
+                # A full disk, say: a partial export must not pass for the whole one.
+                if regular:
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)
+                kept = "; the incomplete file was removed" if regular else ""
+                raise CommandError(f"Cannot write {path}: {exc.strerror}{kept}.") from exc
         else:
             privacy.export_requested(user, via="shell")
             for chunk in privacy.export_chunks(user):
