@@ -52,3 +52,15 @@ def test_the_beat_unit_has_the_folder_its_schedule_is_written_to():
     unit = _unit("drake-beat.service")
     schedule = Path(unit["ExecStart"].split("--schedule", 1)[1].split()[0])
     assert schedule.parent == Path("/var/lib") / unit["StateDirectory"]
+
+
+def test_the_worker_is_given_the_time_its_longest_delivery_takes_to_stop(settings):
+    """A delivery ends at most (REPLY_WAITS + 1) * SMTP_TIMEOUT past RELAY_TASK_TIME_LIMIT
+    (150 s with the defaults, deploy.md); compose gave the worker 2 min and systemd exactly 150 s
+    before SIGKILL, so a stop during a slow delivery could cut a message mid-body (retried, and
+    maybe delivered twice). Found by an operator review."""
+    from senders.smtp import REPLY_WAITS
+
+    longest = settings.RELAY_TASK_TIME_LIMIT + (REPLY_WAITS + 1) * settings.SMTP_TIMEOUT
+    assert _seconds(_compose()["services"]["worker"]["stop_grace_period"]) > longest
+    assert int(_unit("drake-worker.service")["TimeoutStopSec"]) > longest
