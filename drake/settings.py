@@ -216,7 +216,12 @@ EMAIL_BACKEND = env.str(
 )
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="3drake <no-reply@localhost>")
 if not DEBUG:
-    vars().update(env.email("EMAIL_URL", default="smtp://localhost:25"))
+    try:
+        vars().update(env.email("EMAIL_URL", default="smtp://localhost:25"))
+    except ValueError:  # A port that is not a number (an unknown scheme is environ's own sentence).
+        raise ImproperlyConfigured(
+            "EMAIL_URL is not a mail server URL (e.g. smtp+tls://user:password@smtp.example.com:587): check its port."
+        ) from None
 
 # --- API --------------------------------------------------------------------------------------
 # The whole request, attachments included. Checked on Content-Length before the body is read, or,

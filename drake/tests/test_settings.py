@@ -228,3 +228,12 @@ def test_a_broker_url_celery_has_no_transport_for_stops_start_up(url):
     assert result.stderr.startswith("3drake cannot start: CELERY_BROKER_URL"), result.stderr
     assert "hunter2" not in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_mail_server_url_with_a_typo_in_its_port_is_a_sentence():
+    """It was a ValueError traceback (DATABASE_URL's port had the same). Found by an operator review."""
+    result = _manage_check({"EMAIL_URL": "smtp+tls://relay:hunter2@smtp.example.com:587x"})
+    assert result.returncode == 1
+    assert result.stderr.startswith("3drake cannot start: EMAIL_URL"), result.stderr
+    assert "hunter2" not in result.stderr
+    assert "Traceback" not in result.stderr
