@@ -21,7 +21,19 @@ from drake.devsecrets import ensure_dev_secrets
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 
-env = environ.Env()
+
+class _Env(environ.Env):
+    def get_value(self, var: str, cast: object = None, default: object = environ.Env.NOTSET, **kw: object) -> object:
+        try:
+            return super().get_value(var, cast=cast, default=default, **kw)
+        except ValueError:
+            # int("2O") says neither which variable nor what it should be; the value is not
+            # repeated (the same call reads secrets).
+            kind = getattr(cast, "__name__", "the expected kind")
+            raise ImproperlyConfigured(f"{var} cannot be read as {kind}: check its value.") from None
+
+
+env = _Env()
 DEBUG = env.bool("DEBUG", default=True)
 
 if DEBUG:

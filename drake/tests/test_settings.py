@@ -237,3 +237,12 @@ def test_a_mail_server_url_with_a_typo_in_its_port_is_a_sentence():
     assert result.stderr.startswith("3drake cannot start: EMAIL_URL"), result.stderr
     assert "hunter2" not in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_number_that_is_not_one_names_its_variable_in_a_sentence():
+    """RELAY_BATCH_SIZE=2O (a letter O) was a traceback ending in "invalid literal for int()
+    with base 10", without the variable's name. Found by an operator review."""
+    result = _manage_check({"RELAY_BATCH_SIZE": "2O"})
+    assert result.returncode == 1
+    assert result.stderr.startswith("3drake cannot start: RELAY_BATCH_SIZE"), result.stderr
+    assert "Traceback" not in result.stderr
