@@ -49,7 +49,10 @@ def server(tmp_path) -> Iterator[callable]:
 
 
 def _get(base: str, **headers: str) -> requests.Response:
-    return requests.get(f"{base}/healthz", headers=headers, allow_redirects=False, timeout=10)
+    # Not /healthz: probes reach it over plain HTTP (SECURE_REDIRECT_EXEMPT). A GET of the
+    # webhook is a bare 405: no page to render (no collectstatic here), no usage row written
+    # into the tests' database by this other process, as /v1/ would.
+    return requests.get(f"{base}/billing/stripe/webhook", headers=headers, allow_redirects=False, timeout=10)
 
 
 def test_x_forwarded_proto_is_believed_from_the_proxy_only(server):
