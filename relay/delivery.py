@@ -206,7 +206,14 @@ def _send_one(sender: Sender, message: Message, sent: list[claims.Sent], deadlin
     started = timezone.now()
     try:
         content = _content(message)
-    except (crypto.DecryptionError, OutboxContent.DoesNotExist, ValueError):
+    except crypto.DecryptionError:
+        # Most likely under a key this worker's FIELD_ENCRYPTION_KEYS lacks for now (a web process
+        # restarted with a new key first, a rotation run before the worker restarted): it waits,
+        # as a sender's unreadable password does, for a worker that has it or its lifetime's end.
+        logger.warning("Content of %s does not decrypt under this worker's keys; it waits", message.public_id)
+        error = ("content_unreadable", None, "The content could not be read yet.")
+        return outcomes.defer(message, timezone.now() + _paused_recheck(), error, started=started)
+    except (OutboxContent.DoesNotExist, ValueError):
         logger.exception("Content of %s cannot be read", message.public_id)
         return outcomes.finish(message, started, error=("content_unreadable", None, "The content could not be read."))
     try:
