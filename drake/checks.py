@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import ssl
 
 from django.conf import settings
@@ -125,7 +126,7 @@ def check_timeout_order(app_configs: object, **kwargs: object) -> list[CheckMess
 
 @checks.register()
 def check_smtp_settings(app_configs: object, **kwargs: object) -> list[CheckMessage]:
-    """SMTP_ALLOWED_PORTS and SMTP_CA_FILE are read only when a sender is saved or connects:
+    """SMTP_ALLOWED_PORTS, SMTP_ALLOWED_NETWORKS and SMTP_CA_FILE are read only when a sender is saved or connects:
     at start-up, not as a 500 for every custom SMTP sender or a "could not connect" for every
     TLS connection."""
     errors: list[CheckMessage] = []
@@ -138,6 +139,17 @@ def check_smtp_settings(app_configs: object, **kwargs: object) -> list[CheckMess
                     f"SMTP_ALLOWED_PORTS ({raw!r}) is not a comma-separated list of ports.",
                     hint="Ports from 1 to 65535, e.g. 25,465,587,2525; or * for any.",
                     id="drake.E004",
+                )
+            )
+    for entry in [n.strip() for n in settings.SMTP_ALLOWED_NETWORKS if n.strip()]:  # As senders.guard reads them.
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            errors.append(
+                checks.Error(
+                    f"SMTP_ALLOWED_NETWORKS entry {entry!r} is not a network.",
+                    hint="Comma-separated CIDRs or addresses, e.g. 10.0.0.0/8,2001:db8::/32; or unset.",
+                    id="drake.E006",
                 )
             )
     if settings.SMTP_CA_FILE:

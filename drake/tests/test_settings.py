@@ -246,3 +246,15 @@ def test_a_number_that_is_not_one_names_its_variable_in_a_sentence():
     assert result.returncode == 1
     assert result.stderr.startswith("3drake cannot start: RELAY_BATCH_SIZE"), result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_check_refuses_an_smtp_network_allowlist_it_cannot_read(settings):
+    """Read only when a sender connects: a malformed SMTP_ALLOWED_NETWORKS made every verify a
+    500 and every delivery raise until its lifetime ended. Found by an operator review."""
+    from drake.checks import check_smtp_settings as check_smtp
+
+    settings.SMTP_ALLOWED_NETWORKS = ["10.0.0.0/8", " 2001:db8::/32 ", "192.0.2.7", ""]
+    assert check_smtp(None) == []
+    for networks in (["10.0.0/8x"], ["10.0.0.0/33"], ["smtp.example.com"]):
+        settings.SMTP_ALLOWED_NETWORKS = networks
+        assert [e.id for e in check_smtp(None)] == ["drake.E006"], networks
