@@ -258,3 +258,13 @@ def test_check_refuses_an_smtp_network_allowlist_it_cannot_read(settings):
     for networks in (["10.0.0/8x"], ["10.0.0.0/33"], ["smtp.example.com"]):
         settings.SMTP_ALLOWED_NETWORKS = networks
         assert [e.id for e in check_smtp(None)] == ["drake.E006"], networks
+
+
+@pytest.mark.parametrize(("name", "value"), [("LOG_FORMAT", "jsno"), ("LOG_LEVEL", "verbose")])
+def test_a_log_format_or_level_with_a_typo_is_a_sentence(name, value):
+    """It was a traceback ending in "Unable to configure handler 'console'" (or "root logger"),
+    naming neither variable. Found by an operator review."""
+    result = _manage_check({name: value})
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"3drake cannot start: {name}"), result.stderr
+    assert "Traceback" not in result.stderr
