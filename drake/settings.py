@@ -9,6 +9,7 @@ Production (DEBUG=false) has no defaults for secrets: start-up stops with a clea
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from pathlib import Path
 
@@ -218,6 +219,10 @@ OTP_TOTP_ISSUER = "3drake"
 LOGIN_RATE_PER_IP = env.str("LOGIN_RATE_PER_IP", default="20/m")
 LOGIN_RATE_PER_ACCOUNT = env.str("LOGIN_RATE_PER_ACCOUNT", default="5/m")
 SIGNUP_RATE_PER_IP = env.str("SIGNUP_RATE_PER_IP", default="10/h")
+for _name in ("LOGIN_RATE_PER_IP", "LOGIN_RATE_PER_ACCOUNT", "SIGNUP_RATE_PER_IP"):
+    # django-ratelimit reads a rate at each request: one it cannot was a 500 on every sign-in.
+    if not re.fullmatch(r"\d+/\d*[smhd][a-z]*", vars()[_name]):
+        raise ImproperlyConfigured(f"{_name} is {vars()[_name]!r}: a rate such as 20/m (per s, m, h or d).")
 RATELIMIT_VIEW = "accounts.views.ratelimited"
 
 # --- Email the console itself sends (password reset, sign-up confirmation) ---------------------

@@ -268,3 +268,12 @@ def test_a_log_format_or_level_with_a_typo_is_a_sentence(name, value):
     assert result.returncode == 1
     assert result.stderr.startswith(f"3drake cannot start: {name}"), result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("rate", ["20perm", "20 / m", "twenty/m"])
+def test_a_console_throttle_rate_that_is_not_one_stops_start_up(rate):
+    """django-ratelimit reads it at each request: every console sign-in was a 500. Found by an
+    operator review."""
+    result = _manage_check({"LOGIN_RATE_PER_IP": rate})
+    assert result.returncode == 1
+    assert result.stderr.startswith("3drake cannot start: LOGIN_RATE_PER_IP"), result.stderr
