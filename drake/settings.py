@@ -67,6 +67,13 @@ for _index, _key in enumerate(_keys, start=1):
             f"FIELD_ENCRYPTION_KEYS entry #{_index} is not a valid Fernet key (32 url-safe base64-encoded bytes)."
         ) from None
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"] if DEBUG else [])
+ALLOWED_HOSTS = [host.strip() for host in ALLOWED_HOSTS if host.strip()]
+# Else the web starts and answers everything, /healthz included, with a bare 400.
+if not DEBUG and not ALLOWED_HOSTS:
+    raise ImproperlyConfigured("ALLOWED_HOSTS must be set when DEBUG=false: the host names it answers to.")
+for _host in ALLOWED_HOSTS:
+    if "/" in _host:
+        raise ImproperlyConfigured(f"ALLOWED_HOSTS holds host names, not URLs: {_host!r}.")
 
 INSTALLED_APPS = [
     "drake.apps.DrakeAdminConfig",

@@ -168,7 +168,12 @@ def test_manage_py_says_what_is_missing_in_a_sentence():
 
 def _manage_check(env_overrides: dict[str, str]) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
-    env.update(DEBUG="false", SECRET_KEY="x" * 60, FIELD_ENCRYPTION_KEYS=Fernet.generate_key().decode())
+    env.update(
+        DEBUG="false",
+        SECRET_KEY="x" * 60,
+        FIELD_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
+        ALLOWED_HOSTS="relay.example.com",
+    )
     env.update(env_overrides)
     return subprocess.run(
         [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
@@ -277,3 +282,13 @@ def test_a_console_throttle_rate_that_is_not_one_stops_start_up(rate):
     result = _manage_check({"LOGIN_RATE_PER_IP": rate})
     assert result.returncode == 1
     assert result.stderr.startswith("3drake cannot start: LOGIN_RATE_PER_IP"), result.stderr
+
+
+@pytest.mark.parametrize("hosts", ["", "https://relay.example.com", "relay.example.com/"])
+def test_production_without_a_host_name_to_answer_to_stops_start_up(hosts):
+    """With ALLOWED_HOSTS unset (or a URL in it) the web started and answered every request,
+    /healthz included, with a bare 400; only its log said why. Found by an operator review."""
+    result = _manage_check({"ALLOWED_HOSTS": hosts})
+    assert result.returncode == 1
+    assert result.stderr.startswith("3drake cannot start: ALLOWED_HOSTS"), result.stderr
+    assert _manage_check({"ALLOWED_HOSTS": "relay.example.com, .example.org"}).returncode == 0
