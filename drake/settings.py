@@ -181,6 +181,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.boo
     # a pooler in transaction mode that cannot keep prepared statements (docs/deploy.md).
     DATABASES["default"].setdefault("OPTIONS", {}).update({"server_side_binding": True, "prepare_threshold": 5})
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A server that takes the connection and never answers (hung, or a partition: the kernel's
+    # SYN retries last two minutes) held each request until gunicorn killed its worker at 30 s;
+    # bounded, /healthz and the API answer 503 in seconds. libpq's option, in whole seconds.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5)
+    )
     # Django's backend, health-checking a kept connection only after it sat idle a second
     # (drake/postgresql/base.py): the check was one of a send's two round trips.
     DATABASES["default"]["ENGINE"] = "drake.postgresql"

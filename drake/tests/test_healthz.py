@@ -88,3 +88,40 @@ def test_a_probe_over_plain_http_reaches_it_in_production(client, db, settings):
     settings.SECURE_REDIRECT_EXEMPT = getattr(production, "SECURE_REDIRECT_EXEMPT", [])
     assert client.get("/healthz").status_code == 200
     assert client.get("/signup/").status_code == 301  # Everything else still goes to HTTPS.
+
+
+def test_a_silent_database_is_down_within_seconds():
+    """A PostgreSQL that takes the connection and never answers (a hung server; a partition is
+    alike, the kernel's SYN retries lasting two minutes) held /healthz, and every API request,
+    until gunicorn killed the worker at 30 s: no 503, just a dropped connection. Found by an
+    operator review."""
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from drake.testing.smtp import SilentServer
+
+    script = (
+        "import django; django.setup()\n"
+        "from django.test import Client\n"
+        "response = Client(HTTP_HOST='localhost').get('/healthz')\n"
+        "print(response.status_code, response.json()['database'])\n"
+    )
+    server = SilentServer().start()
+    started = time.monotonic()
+    try:
+        env = {**os.environ, "DATABASE_URL": f"postgres://drake@127.0.0.1:{server.port}/drake"}
+        result = subprocess.run(
+            [sys.executable, "-c", script],
+            cwd=Path(__file__).resolve().parents[2],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        server.stop()
+    assert result.stdout.split() == ["503", "down"], result.stderr[-2000:]
+    assert time.monotonic() - started < 20
