@@ -31,31 +31,39 @@ def _checkout_completed(session: Any) -> None:
         # Stripe retried for days. Its reference is theirs and may be personal: not logged.
         logger.info("Checkout session %s names no account of ours: ignored", session.id)
         return
-    if account_id and not _link_customer(int(account_id), session):
+    if account_id and not _for_the_accounts_customer(int(account_id), session):
         return
     if getattr(session, "subscription", None):
         actions.refresh_subscription(session.subscription, _customer_of(session))
 
 
-def _link_customer(account_id: int, session: Any) -> bool:
-    """Link the session's customer to the account it names (the one that started it), if the
-    customer is new to us. False, and nothing changed, if another billing row holds it: a
-    webhook's word does not move a customer from one account to another (trying broke the
-    unique customer id: a 500 that Stripe retried for days). The caller then applies the
-    session's subscription to neither: refresh_subscription mirrors by customer, and would put
-    a checkout the session calls this account's on the other one. Staff sort it out from the
-    log, which names ids only."""
+def _for_the_accounts_customer(account_id: int, session: Any) -> bool:
+    """Whether the session is for the customer of the account it names, as ours always are
+    (start_checkout passes customer_for's). False, and nothing changed, otherwise: a Payment
+    Link (or another app on the same Stripe account) takes its client_reference_id from whoever
+    opens it, and linking its customer moved the account named onto someone else's customer,
+    mirrored their subscription, and ignored the account's own from then on; a customer another
+    billing row holds broke the unique customer id (a 500 that Stripe retried for days). The
+    caller then applies the session's subscription to neither: refresh_subscription mirrors by
+    customer. Staff sort it out from the log, which names ids only."""
     customer = _customer_of(session)
     if not customer:
         return True  # Nothing to link: the account keeps its customer id (set to None, it was a 500).
+    holder = Subscription.objects.filter(stripe_customer_id=customer).values_list("pk", "user_id").first()
+    if holder is not None and holder[1] == account_id:
+        return True
     subscription = getattr(session, "subscription", None)
-    holder = (
-        Subscription.objects.filter(stripe_customer_id=customer)
-        .exclude(user_id=account_id)
-        .values_list("pk", "user_id")
-        .first()
-    )
-    if holder is not None:
+    subscription = getattr(subscription, "id", subscription) or "-"  # An id, or the object when expanded.
+    if holder is None:
+        logger.warning(
+            "Checkout session %s names account %s, but its customer %s is not that account's (nor any other's):"
+            " subscription %s not applied",
+            session.id,
+            account_id,
+            customer,
+            subscription,
+        )
+    else:
         logger.warning(
             "Checkout session %s names account %s, but its customer %s is linked to billing row %s (account %s):"
             " not linked, subscription %s not applied",
@@ -63,13 +71,9 @@ def _link_customer(account_id: int, session: Any) -> bool:
             account_id,
             customer,
             *holder,
-            getattr(subscription, "id", subscription) or "-",  # An id, or the object when expanded.
+            subscription,
         )
-        return False
-    Subscription.objects.filter(user_id=account_id).exclude(stripe_customer_id=customer).update(
-        stripe_customer_id=customer
-    )
-    return True
+    return False
 
 
 def _subscription_changed(subscription: Any) -> None:

@@ -622,6 +622,33 @@ def test_a_checkout_session_naming_alice_with_charlies_customer_moves_nothing(
     assert "alice@example.org" not in caplog.text and "charlie@example.net" not in caplog.text
 
 
+def test_a_session_naming_alice_with_a_customer_new_to_us_moves_nothing(client, alice, pro_plan, stripe_client, caplog):
+    """A Payment Link (or another app) on the same Stripe account takes its client_reference_id
+    from whoever opens it: dana paid through one naming alice's account id. Alice's billing row
+    was moved onto dana's customer and mirrored dana's subscription: alice's own renewals and
+    cancellation were ignored from then on, and when dana cancelled, alice, still paying, fell
+    to the free plan. Our sessions are always for the account's own customer (customer_for)."""
+    from billing import actions
+
+    alices = actions.customer_for(alice).stripe_customer_id
+    alice_sub = _pay(stripe_client, alices, pro_plan.stripe_price_id)
+    actions.refresh_subscription(alice_sub.id, alices)
+    danas = stripe_client.v1.customers.create(params={"email": "dana@example.com"}).id
+    dana_sub = _pay(stripe_client, danas, pro_plan.stripe_price_id)
+    session = {"id": "cs_test_link", "object": "checkout.session", "customer": danas,
+               "subscription": dana_sub.id, "client_reference_id": str(alice.pk)}  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="billing.webhooks"):
+        assert _post(client, _event("checkout.session.completed", session)).status_code == 200
+    row = Subscription.objects.get(user=alice)
+    assert (row.stripe_customer_id, row.stripe_subscription_id) == (alices, alice_sub.id)
+    assert f"Checkout session cs_test_link names account {alice.pk}, but its customer {danas} is not" in caplog.text
+    stripe_client.v1.subscriptions.cancel(dana_sub.id)
+    deleted = {"id": dana_sub.id, "object": "subscription", "customer": danas, "status": "canceled"}
+    assert _post(client, _event("customer.subscription.deleted", deleted)).status_code == 200
+    alice.refresh_from_db()
+    assert alice.plan == pro_plan
+
+
 def test_the_paid_period_is_read_from_the_subscription_item_in_stripes_current_api(alice_api, alice, pro_plan):
     """Since API 2025-03-31 (stripe 16 pins 2026-10-28.endive) the period is on each item, not
     on the subscription: it was mirrored as None, and the account's usage counted by calendar
