@@ -225,6 +225,18 @@ def enforce_all_grace_periods() -> int:
     )
 
 
+def hold_invoice(invoice_id: str, customer: str) -> None:
+    """Lock the customer's billing row and the invoice's record until the caller's transaction
+    ends; callers do it before they fetch the invoice, so of two events of it handled at once
+    (its payment failed, then a retry paid it), the one that fetched last saves last.
+    Unlocked, the failure's older answer was saved over the newer: the invoice open in the
+    records though paid, and a grace period started on a subscription paid for. The billing
+    row first, as refresh_subscription, which the paid event calls next, locks it."""
+    if customer:
+        list(Subscription.objects.select_for_update().filter(stripe_customer_id=customer).values_list("pk", flat=True))
+    list(Invoice.objects.select_for_update().filter(stripe_invoice_id=invoice_id).values_list("pk", flat=True))
+
+
 def sync_invoice(stripe_invoice: Any) -> Invoice:
     subscription = (
         Subscription.objects.select_related("user").filter(stripe_customer_id=stripe_invoice.customer).first()

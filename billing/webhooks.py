@@ -82,6 +82,7 @@ def _subscription_changed(subscription: Any) -> None:
 
 
 def _invoice_paid(invoice: Any) -> None:
+    actions.hold_invoice(invoice.id, _customer_of(invoice))
     actions.sync_invoice(stripe_api.retrieve_invoice(invoice.id))
     subscription = stripe_api.subscription_of(invoice)
     if subscription:
@@ -89,6 +90,7 @@ def _invoice_paid(invoice: Any) -> None:
 
 
 def _invoice_failed(invoice: Any) -> None:
+    actions.hold_invoice(invoice.id, _customer_of(invoice))
     actions.payment_failed(stripe_api.retrieve_invoice(invoice.id))
 
 
