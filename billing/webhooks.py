@@ -89,6 +89,13 @@ def _invoice_paid(invoice: Any) -> None:
         actions.refresh_subscription(subscription, _customer_of(invoice))
 
 
+def _invoice_closed(invoice: Any) -> None:
+    # Voided (an expired incomplete subscription's, or by staff) or written off: no money is
+    # owed any more, and finance's records and the customer's page must not say "open".
+    actions.hold_invoice(invoice.id, _customer_of(invoice))
+    actions.sync_invoice(stripe_api.retrieve_invoice(invoice.id))
+
+
 def _invoice_failed(invoice: Any) -> None:
     actions.hold_invoice(invoice.id, _customer_of(invoice))
     actions.payment_failed(stripe_api.retrieve_invoice(invoice.id))
@@ -103,6 +110,8 @@ HANDLERS = {
     "customer.subscription.resumed": _subscription_changed,
     "invoice.paid": _invoice_paid,
     "invoice.payment_failed": _invoice_failed,
+    "invoice.voided": _invoice_closed,
+    "invoice.marked_uncollectible": _invoice_closed,
 }
 
 

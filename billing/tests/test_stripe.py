@@ -843,3 +843,22 @@ def _pay_open_invoice_with_a_good_card(stripe_client, customer: str, invoice_id:
     stripe_client.v1.customers.update(customer, params={"invoice_settings": {"default_payment_method": pm.id}})
     stripe_client.v1.invoices.pay(invoice_id)
     assert stripe_client.v1.invoices.retrieve(invoice_id).status == "paid"
+
+
+def test_an_invoice_voided_at_stripe_reads_void_in_finances_records(client, alice, pro_plan, stripe_client):
+    """Alice's first payment needs her bank's approval, which never comes: the subscription
+    expires incomplete and Stripe voids its open invoice. The record stayed "open" (no handler
+    for the voiding), money owed in finance's export and on alice's billing page."""
+    from billing import actions
+
+    customer = actions.customer_for(alice).stripe_customer_id
+    stripe_sub = _pay(stripe_client, customer, pro_plan.stripe_price_id, card="4000000000000341")
+    assert stripe_sub.status == "incomplete"
+    invoice = stripe_client.v1.invoices.retrieve(stripe_sub.latest_invoice)
+    obj = {"id": invoice.id, "object": "invoice", "customer": customer}
+    assert _post(client, _event("invoice.payment_failed", obj)).status_code == 200
+    assert Invoice.objects.get(stripe_invoice_id=invoice.id).status == "open"
+    stripe_client.v1.invoices.void_invoice(invoice.id)
+    response = _post(client, _event("invoice.voided", obj))
+    assert response.json() == {"received": True, "handled": True}
+    assert Invoice.objects.get(stripe_invoice_id=invoice.id).status == "void"
