@@ -22,6 +22,10 @@ def configured() -> bool:
     return bool(_secret_key())
 
 
+def webhooks_configured() -> bool:
+    return bool(settings.STRIPE_WEBHOOK_SECRET.strip())
+
+
 def client() -> stripe.StripeClient:
     if not configured():
         raise NotConfigured()

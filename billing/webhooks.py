@@ -120,6 +120,10 @@ HANDLERS = {
 def stripe_webhook(request: HttpRequest) -> HttpResponse:
     if not stripe_api.configured() or not request.headers.get("Stripe-Signature"):
         return JsonResponse({"error": "not accepted"}, status=400)
+    if not stripe_api.webhooks_configured():
+        # Stripe retries for days and only its dashboard shows the 400s: say it where operators look.
+        logger.error("A Stripe event was refused: STRIPE_WEBHOOK_SECRET is not set (check: drake.W007).")
+        return JsonResponse({"error": "not accepted"}, status=400)
     try:
         event = stripe_api.construct_event(request.body, request.headers["Stripe-Signature"])
     except (ValueError, stripe.SignatureVerificationError):

@@ -164,3 +164,18 @@ def check_smtp_settings(app_configs: object, **kwargs: object) -> list[CheckMess
                 )
             )
     return errors
+
+
+@checks.register()
+def check_stripe_settings(app_configs: object, **kwargs: object) -> list[CheckMessage]:
+    """With a secret key the billing page offers Checkout; without the webhook secret every
+    event Stripe sends is refused, so customers pay and their plan never changes."""
+    if settings.STRIPE_SECRET_KEY.strip() and not settings.STRIPE_WEBHOOK_SECRET.strip():
+        return [
+            checks.Warning(
+                "STRIPE_SECRET_KEY is set but STRIPE_WEBHOOK_SECRET is not: every Stripe event would be refused.",
+                hint="Set STRIPE_WEBHOOK_SECRET to the signing secret (whsec_...) of the endpoint in Stripe's dashboard.",
+                id="drake.W007",
+            )
+        ]
+    return []

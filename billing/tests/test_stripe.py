@@ -862,3 +862,21 @@ def test_an_invoice_voided_at_stripe_reads_void_in_finances_records(client, alic
     response = _post(client, _event("invoice.voided", obj))
     assert response.json() == {"received": True, "handled": True}
     assert Invoice.objects.get(stripe_invoice_id=invoice.id).status == "void"
+
+
+def test_a_secret_key_without_a_webhook_secret_is_flagged_and_each_refused_event_logged(
+    client, alice, pro_plan, stripe_settings, caplog
+):
+    """With STRIPE_SECRET_KEY set and STRIPE_WEBHOOK_SECRET forgotten, the billing page offers
+    Checkout and customers pay, but every event is refused (400): nobody's plan ever changes,
+    and neither `check` nor the log said why."""
+    from django.core.checks import run_checks
+
+    stripe_settings.STRIPE_WEBHOOK_SECRET = ""
+    flagged = [m for m in run_checks(include_deployment_checks=True) if "STRIPE_WEBHOOK_SECRET" in m.msg]
+    assert flagged and all(m.is_serious(30) for m in flagged)  # At least a warning: fails `--fail-level WARNING`.
+    with caplog.at_level(logging.ERROR, logger="billing.webhooks"):
+        assert _post(client, _event("invoice.paid", {"id": "in_x", "object": "invoice"})).status_code == 400
+    assert "STRIPE_WEBHOOK_SECRET" in caplog.text
+    stripe_settings.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
+    assert not [m for m in run_checks(include_deployment_checks=True) if "STRIPE_WEBHOOK_SECRET" in m.msg]
