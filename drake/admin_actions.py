@@ -45,6 +45,9 @@ def reason_action(
             "action": name,
             "opts": modeladmin.model._meta,
             "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+            # "Select all N": the queryset is every match, not the rows ticked; the form says so
+            # again, or applying it acts on the ticked rows alone.
+            "select_across": request.POST.get("select_across") == "1",
         }
         return TemplateResponse(request, "admin/reason_action.html", context)
 
