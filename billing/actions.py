@@ -207,6 +207,25 @@ def _sync_subscription(stripe_subscription: Any) -> Subscription | None:
     return subscription
 
 
+def customer_deleted(customer_id: str) -> None:
+    """The customer is gone at Stripe (staff deleted it in its dashboard; an account's own goes
+    with the account), its subscriptions cancelled first: nothing is paid for any more, so the
+    account is on the free plan, and its billing row goes too. Kept, it named the deleted
+    customer in every later Checkout and Portal, which Stripe refused for good; without it the
+    next Checkout makes a new customer. Invoices keep the old customer's id."""
+    with transaction.atomic():
+        subscription = (
+            Subscription.objects.select_for_update(of=("self",))
+            .select_related("user", "user__plan")
+            .filter(stripe_customer_id=customer_id)
+            .first()
+        )
+        if subscription is None:
+            return
+        _set_plan(subscription.user, Plan.objects.default(), "customer deleted at Stripe")
+        subscription.delete()
+
+
 def enforce_grace(subscription: Subscription, now: datetime | None = None) -> bool:
     """After BILLING_GRACE_DAYS of failed payment, the account falls back to the free plan."""
     now = now or timezone.now()

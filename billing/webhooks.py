@@ -81,6 +81,10 @@ def _subscription_changed(subscription: Any) -> None:
     actions.refresh_subscription(subscription.id, _customer_of(subscription))
 
 
+def _customer_deleted(customer: Any) -> None:
+    actions.customer_deleted(customer.id)
+
+
 def _invoice_paid(invoice: Any) -> None:
     actions.hold_invoice(invoice.id, _customer_of(invoice))
     actions.sync_invoice(stripe_api.retrieve_invoice(invoice.id))
@@ -103,6 +107,7 @@ def _invoice_failed(invoice: Any) -> None:
 
 HANDLERS = {
     "checkout.session.completed": _checkout_completed,
+    "customer.deleted": _customer_deleted,
     "customer.subscription.created": _subscription_changed,
     "customer.subscription.updated": _subscription_changed,
     "customer.subscription.deleted": _subscription_changed,

@@ -880,3 +880,30 @@ def test_a_secret_key_without_a_webhook_secret_is_flagged_and_each_refused_event
     assert "STRIPE_WEBHOOK_SECRET" in caplog.text
     stripe_settings.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
     assert not [m for m in run_checks(include_deployment_checks=True) if "STRIPE_WEBHOOK_SECRET" in m.msg]
+
+
+def test_a_customer_deleted_in_stripes_dashboard_leaves_the_account_free_to_subscribe_again(
+    client, alice, pro_plan, stripe_client
+):
+    """Staff deleted alice's customer in Stripe's dashboard (Stripe cancels its subscriptions
+    first). Her billing row kept naming it: every Checkout and Portal after that was refused by
+    Stripe, "Billing is unavailable right now", for good, and no admin could remove the row."""
+    from billing import actions
+
+    client.force_login(alice)
+    client.post("/billing/checkout/", {"plan": "pro"})
+    old = Subscription.objects.get(user=alice).stripe_customer_id
+    stripe_sub = _pay(stripe_client, old, pro_plan.stripe_price_id)
+    actions.refresh_subscription(stripe_sub.id, old)
+    alice.refresh_from_db()
+    assert alice.plan == pro_plan
+    stripe_client.v1.subscriptions.cancel(stripe_sub.id)
+    stripe_client.v1.customers.delete(old)
+    deleted = {"id": old, "object": "customer", "deleted": True}
+    assert _post(client, _event("customer.deleted", deleted)).json() == {"received": True, "handled": True}
+    alice.refresh_from_db()
+    assert alice.plan.slug == "free"
+    response = client.post("/billing/checkout/", {"plan": "pro"})
+    assert "/checkout/cs_test_" in response["Location"]
+    new = Subscription.objects.get(user=alice).stripe_customer_id
+    assert new != old and stripe_client.v1.customers.retrieve(new).email == alice.email

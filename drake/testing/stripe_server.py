@@ -19,6 +19,7 @@ def main() -> None:
     args = parser.parse_args()
     base = f"http://127.0.0.1:{args.port}"
 
+    from localstripe.resources import Customer
     from localstripe.server import app, get_post_data, store
 
     store.clear()  # Never the pickled state of an earlier run.
@@ -26,6 +27,7 @@ def main() -> None:
 
     async def create_checkout_session(request: web.Request) -> web.Response:
         data = await get_post_data(request) or {}
+        Customer._api_retrieve(data.get("customer"))  # As Stripe: no session for a customer it does not have.
         session_id = f"cs_test_{secrets.token_hex(12)}"
         session = {
             "id": session_id,
@@ -47,6 +49,7 @@ def main() -> None:
 
     async def create_portal_session(request: web.Request) -> web.Response:
         data = await get_post_data(request) or {}
+        Customer._api_retrieve(data.get("customer"))
         session_id = f"bps_{secrets.token_hex(12)}"
         return web.json_response(
             {
