@@ -192,7 +192,9 @@ def _sync_subscription(stripe_subscription: Any) -> Subscription | None:
     start, end = stripe_api.period_of(stripe_subscription)
     subscription.current_period_start, subscription.current_period_end = _ts(start), _ts(end)
     subscription.cancel_at_period_end = bool(getattr(stripe_subscription, "cancel_at_period_end", False))
-    if status in ACTIVE:
+    if status in ACTIVE or status in NOT_PAYING:
+        # Paid again, or billed no more: no grace period runs. Left open after the end, the
+        # hourly grace task put the account back on the free plan whatever staff gave it since.
         subscription.past_due_since = None
     elif status == "past_due" and subscription.past_due_since is None:
         subscription.past_due_since = timezone.now()
@@ -292,4 +294,4 @@ def payment_failed(stripe_invoice: Any) -> None:
     with transaction.atomic():
         Subscription.objects.filter(
             stripe_customer_id=stripe_invoice.customer, stripe_subscription_id=billed, past_due_since__isnull=True
-        ).update(past_due_since=timezone.now())
+        ).exclude(status__in=NOT_PAYING).update(past_due_since=timezone.now())  # Ended: no grace to start.

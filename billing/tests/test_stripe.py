@@ -907,3 +907,36 @@ def test_a_customer_deleted_in_stripes_dashboard_leaves_the_account_free_to_subs
     assert "/checkout/cs_test_" in response["Location"]
     new = Subscription.objects.get(user=alice).stripe_customer_id
     assert new != old and stripe_client.v1.customers.retrieve(new).email == alice.email
+
+
+def test_a_subscription_that_ended_after_failed_payments_leaves_no_grace_period_behind(
+    client, alice, pro_plan, stripe_client, settings
+):
+    """Alice's renewal failed and, the retries used up, Stripe cancelled her subscription: she is
+    on the free plan. Staff then gave her Pro by hand (a goodwill gesture); the grace period
+    had never been closed, so the hourly grace task put her back on the free plan, and her
+    billing page kept telling her to update her card "to keep your plan"."""
+    from datetime import timedelta
+
+    import time_machine
+    from django.utils import timezone
+
+    from billing import actions
+
+    client.force_login(alice)
+    customer = actions.customer_for(alice).stripe_customer_id
+    stripe_sub = _pay(stripe_client, customer, pro_plan.stripe_price_id)
+    actions.refresh_subscription(stripe_sub.id, customer)
+    invoice = _failed_renewal(stripe_client, customer, stripe_sub.id)
+    assert _post(client, _event("invoice.payment_failed", {"id": invoice.id, "object": "invoice"})).status_code == 200
+    stripe_client.v1.subscriptions.cancel(stripe_sub.id)
+    ended = {"id": stripe_sub.id, "object": "subscription", "customer": customer}
+    assert _post(client, _event("customer.subscription.deleted", ended)).status_code == 200
+    alice.refresh_from_db()
+    assert alice.plan.slug == "free"
+    assert "Your last payment failed" not in client.get("/billing/").content.decode()
+    type(alice).objects.filter(pk=alice.pk).update(plan=pro_plan)  # Staff, in the back office.
+    with time_machine.travel(timezone.now() + timedelta(days=settings.BILLING_GRACE_DAYS, hours=1)):
+        actions.enforce_all_grace_periods()
+    alice.refresh_from_db()
+    assert alice.plan == pro_plan
