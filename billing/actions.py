@@ -263,7 +263,6 @@ def sync_invoice(stripe_invoice: Any) -> Invoice:
         Subscription.objects.select_related("user").filter(stripe_customer_id=stripe_invoice.customer).first()
     )
     fields = {
-        "user": subscription.user if subscription else None,
         "stripe_customer_id": stripe_invoice.customer or "",
         "number": getattr(stripe_invoice, "number", None) or "",
         "amount_due": getattr(stripe_invoice, "amount_due", 0) or 0,
@@ -275,6 +274,10 @@ def sync_invoice(stripe_invoice: Any) -> Invoice:
         "hosted_invoice_url": getattr(stripe_invoice, "hosted_invoice_url", None) or "",
         "created_at": _ts(getattr(stripe_invoice, "created", None)),
     }
+    if subscription is not None:
+        # Without a billing row (the customer deleted at Stripe) the record keeps the account it
+        # has: set to None, an invoice left the page and export of an account still here.
+        fields["user"] = subscription.user
     invoice, _ = Invoice.objects.update_or_create(stripe_invoice_id=stripe_invoice.id, defaults=fields)
     return invoice
 

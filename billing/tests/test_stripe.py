@@ -940,3 +940,26 @@ def test_a_subscription_that_ended_after_failed_payments_leaves_no_grace_period_
         actions.enforce_all_grace_periods()
     alice.refresh_from_db()
     assert alice.plan == pro_plan
+
+
+def test_an_invoice_event_after_the_customers_deletion_keeps_the_invoice_the_accounts(
+    client, alice, pro_plan, stripe_client
+):
+    """Once alice's customer is deleted at Stripe her billing row goes; an event of one of
+    her invoices after that (Stripe voiding an open one) detached it from her account: gone
+    from her billing page and her export, though she is still here."""
+    from billing import actions
+
+    customer = actions.customer_for(alice).stripe_customer_id
+    stripe_sub = _pay(stripe_client, customer, pro_plan.stripe_price_id)
+    invoice = _failed_renewal(stripe_client, customer, stripe_sub.id)
+    obj = {"id": invoice.id, "object": "invoice", "customer": customer}
+    assert _post(client, _event("invoice.payment_failed", obj)).status_code == 200
+    assert Invoice.objects.get(stripe_invoice_id=invoice.id).user == alice
+    stripe_client.v1.subscriptions.cancel(stripe_sub.id)
+    stripe_client.v1.customers.delete(customer)
+    assert _post(client, _event("customer.deleted", {"id": customer, "object": "customer"})).status_code == 200
+    stripe_client.v1.invoices.void_invoice(invoice.id)
+    assert _post(client, _event("invoice.voided", obj)).status_code == 200
+    record = Invoice.objects.get(stripe_invoice_id=invoice.id)
+    assert (record.user, record.status) == (alice, "void")
