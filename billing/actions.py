@@ -240,10 +240,21 @@ def enforce_grace(subscription: Subscription, now: datetime | None = None) -> bo
 
 
 def enforce_all_grace_periods() -> int:
-    return sum(
-        enforce_grace(s)
-        for s in Subscription.objects.select_related("user", "user__plan").filter(past_due_since__isnull=False)
-    )
+    pending = list(Subscription.objects.filter(past_due_since__isnull=False).values_list("pk", flat=True))
+    return sum(_enforce_grace_of(pk) for pk in pending)
+
+
+def _enforce_grace_of(pk: int) -> bool:
+    # Locked and read again, as a webhook locks it (refresh_subscription): from one reading of
+    # them all, a payment handled meanwhile was undone and the account put on the free plan.
+    with transaction.atomic():
+        subscription = (
+            Subscription.objects.select_for_update(of=("self",))
+            .select_related("user", "user__plan")
+            .filter(pk=pk)
+            .first()
+        )
+        return subscription is not None and enforce_grace(subscription)
 
 
 def hold_invoice(invoice_id: str, customer: str) -> None:
