@@ -269,10 +269,16 @@ def hold_invoice(invoice_id: str, customer: str) -> None:
     list(Invoice.objects.select_for_update().filter(stripe_invoice_id=invoice_id).values_list("pk", flat=True))
 
 
-def sync_invoice(stripe_invoice: Any) -> Invoice:
+def sync_invoice(stripe_invoice: Any) -> Invoice | None:
+    """Record an invoice of one of our customers, or bring a recorded one up to date. One of a
+    customer we never had is another product's on the same Stripe account: not recorded (it
+    was, detached, in finance's export as if we had billed it). An erased account's invoices
+    were recorded while it was here, and are still kept up to date."""
     subscription = (
         Subscription.objects.select_related("user").filter(stripe_customer_id=stripe_invoice.customer).first()
     )
+    if subscription is None and not Invoice.objects.filter(stripe_invoice_id=stripe_invoice.id).exists():
+        return None
     fields = {
         "stripe_customer_id": stripe_invoice.customer or "",
         "number": getattr(stripe_invoice, "number", None) or "",

@@ -1016,3 +1016,18 @@ def test_a_payment_made_while_the_grace_task_runs_keeps_the_paid_plan(
     alice.refresh_from_db()
     assert alice.plan == pro_plan
     assert Subscription.objects.get(user=alice).past_due_since is None
+
+
+def test_another_apps_invoice_on_the_same_stripe_account_is_not_in_finances_records(
+    client, alice, pro_plan, stripe_client
+):
+    """Stripe sends the endpoint every invoice of the Stripe account, another product's too
+    (the webhook ignores their sessions and subscriptions already): each was recorded, detached,
+    as if 3drake had billed it, in finance's list and CSV export."""
+    danas = stripe_client.v1.customers.create(params={"email": "dana@example.com"}).id
+    dana_sub = _pay(stripe_client, danas, pro_plan.stripe_price_id)
+    invoice = stripe_client.v1.invoices.retrieve(dana_sub.latest_invoice)
+    assert invoice.status == "paid"
+    obj = {"id": invoice.id, "object": "invoice", "customer": danas, "subscription": dana_sub.id}
+    assert _post(client, _event("invoice.paid", obj)).status_code == 200
+    assert not Invoice.objects.exists()
