@@ -11,6 +11,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
+from auditlog.events import record
+
 
 class ReasonForm(forms.Form):
     reason = forms.CharField(
@@ -37,6 +39,14 @@ def reason_action(
             done = sum(1 for obj in queryset if perform(obj, form.cleaned_data["reason"], request))
             modeladmin.message_user(request, f"{label}: {done} of {queryset.count()} changed.", messages.SUCCESS)
             return None
+        # The page lists every record the action would touch (every match with "Select all",
+        # not one page of them): a view of them, audited as the change list is.
+        record(
+            "admin.listed",
+            actor=request.user,
+            request=request,
+            detail={"model": modeladmin.model._meta.label_lower, "action": name, "rows": queryset.count()},
+        )
         context = {
             **modeladmin.admin_site.each_context(request),
             "title": label,

@@ -30,3 +30,17 @@ def test_suspending_every_matching_account_suspends_every_one(client, sam, alice
     client.post(url, {**_confirmation_form(page), "reason": "one fraud ring"})
     suspended = get_user_model().objects.filter(suspended_at__isnull=False)
     assert sorted(suspended.values_list("email", flat=True)) == [alice.email, charlie.email]
+
+
+def test_the_confirmation_page_listing_every_match_is_audited(client, sam, alice, charlie):
+    """The confirmation page lists every account the action would touch, all matches with
+    "Select all", not one page of them: a list of customers' addresses that nothing recorded
+    (the change list's own `admin.listed` is for the page it showed), even when Sam cancelled."""
+    from auditlog.models import AuditEvent
+
+    client.force_login(sam)
+    client.post(
+        "/admin/accounts/user/?q=example", {"action": "suspend", "_selected_action": [alice.pk], "select_across": "1"}
+    )
+    event = AuditEvent.objects.get(action="admin.listed", detail__action="suspend")
+    assert (event.actor, event.detail["model"], event.detail["rows"]) == (sam, "accounts.user", 2)
