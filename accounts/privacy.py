@@ -363,6 +363,7 @@ def delete_account(
     them (a search for its email, former or current, or its sender's From address; a reason
     naming one); one audit event that the deletion happened, without the email.
     """
+    from billing import actions as billing_actions
     from billing import stripe_api
     from billing.models import Subscription
     from senders.models import Sender
@@ -377,7 +378,7 @@ def delete_account(
         if not stripe_api.configured():
             raise DeletionBlocked("The account has a Stripe subscription but Stripe is not configured here.")
         try:
-            stripe_api.cancel_subscription(subscription.stripe_subscription_id)
+            billing_actions.end_subscription(subscription.stripe_subscription_id)
         except Exception as exc:
             # The error's text is for the log (masked there): it may quote our request to
             # Stripe, headers included. The customer gets a plain sentence, staff its kind.

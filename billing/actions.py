@@ -6,6 +6,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import stripe
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
@@ -26,6 +27,8 @@ ACTIVE = {"active", "trialing"}
 NOT_PAYING = {"canceled", "unpaid", "incomplete_expired", "paused"}
 # What has_running_subscription counts as paying, in the statuses Stripe answers with.
 PAYING = {"active", "trialing", "past_due"}
+# Of those, the ones Stripe will not cancel again.
+ENDED = {"canceled", "incomplete_expired"}
 
 
 def _ts(value: Any) -> datetime | None:
@@ -69,6 +72,25 @@ def sync_customer_email(account_id: int) -> None:
         stripe_api.update_customer_email(customer_id, email)
     except Exception:
         logger.warning("Stripe customer %s could not be given the account's new email.", customer_id, exc_info=True)
+
+
+def end_subscription(subscription_id: str) -> None:
+    """Cancel a subscription at Stripe (an account's erasure); raises what Stripe said. One that
+    Stripe has ended already is done: it refuses to cancel it again ("No such subscription"),
+    which kept an account whose owner had just cancelled in the Portal from being deleted
+    while that event was on its way, and for good had it been lost."""
+    try:
+        stripe_api.cancel_subscription(subscription_id)
+    except stripe.InvalidRequestError:
+        if not _ended_at_stripe(subscription_id):
+            raise
+
+
+def _ended_at_stripe(subscription_id: str) -> bool:
+    try:
+        return stripe_api.retrieve_subscription(subscription_id).status in ENDED
+    except stripe.StripeError:
+        return False
 
 
 def has_running_subscription(user: Any) -> bool:

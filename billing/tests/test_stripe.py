@@ -1031,3 +1031,22 @@ def test_another_apps_invoice_on_the_same_stripe_account_is_not_in_finances_reco
     obj = {"id": invoice.id, "object": "invoice", "customer": danas, "subscription": dana_sub.id}
     assert _post(client, _event("invoice.paid", obj)).status_code == 200
     assert not Invoice.objects.exists()
+
+
+def test_an_account_whose_subscription_stripe_has_cancelled_already_is_deleted(
+    alice, pro_plan, stripe_client, django_capture_on_commit_callbacks
+):
+    """Alice cancels in the Portal and deletes her account at once, before the cancellation's
+    event is handled (or it was lost): the mirror says active, Stripe answers the cancel "No
+    such subscription", and her account was not deleted ("Stripe could not cancel the
+    subscription just now") until the event came, and for good if it never did."""
+    from accounts import privacy
+    from billing import actions
+
+    customer = actions.customer_for(alice).stripe_customer_id
+    stripe_sub = _pay(stripe_client, customer, pro_plan.stripe_price_id)
+    actions.refresh_subscription(stripe_sub.id, customer)
+    stripe_client.v1.subscriptions.cancel(stripe_sub.id)  # In the Portal; its event not handled yet.
+    with django_capture_on_commit_callbacks(execute=True):
+        privacy.delete_account(alice, via="console")
+    assert not type(alice).objects.filter(pk=alice.pk).exists()

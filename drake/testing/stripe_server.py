@@ -19,10 +19,20 @@ def main() -> None:
     args = parser.parse_args()
     base = f"http://127.0.0.1:{args.port}"
 
-    from localstripe.resources import Customer
+    from localstripe.errors import UserError
+    from localstripe.resources import Customer, Subscription
     from localstripe.server import app, get_post_data, store
 
     store.clear()  # Never the pickled state of an earlier run.
+    cancel = Subscription._api_delete.__func__
+
+    def cancel_once(cls: type, id: str) -> object:
+        # As Stripe: a cancelled subscription cancelled again is "No such subscription" (localstripe says nothing).
+        if Subscription._api_retrieve(id).status in ("canceled", "incomplete_expired"):
+            raise UserError(404, f"No such subscription: '{id}'")
+        return cancel(cls, id)
+
+    Subscription._api_delete = classmethod(cancel_once)
     sessions: dict[str, dict] = {}
 
     async def create_checkout_session(request: web.Request) -> web.Response:
