@@ -293,15 +293,14 @@ def hold_invoice(invoice_id: str, customer: str) -> None:
 
 def sync_invoice(stripe_invoice: Any) -> Invoice | None:
     """Record an invoice of one of our customers, or bring a recorded one up to date. One of a
-    customer we never had is another product's on the same Stripe account: not recorded (it
-    was, detached, in finance's export as if we had billed it). An erased account's invoices
-    were recorded while it was here, and are still kept up to date."""
+    customer we never had (no billing row, nothing billed before) is another product's on the
+    same Stripe account: not recorded (it was, detached, in finance's export as if we had
+    billed it). An erased account's invoices were recorded while it was here, and are still
+    kept up to date."""
     subscription = (
         Subscription.objects.select_related("user").filter(stripe_customer_id=stripe_invoice.customer).first()
     )
-    if subscription is None and not Invoice.objects.filter(stripe_invoice_id=stripe_invoice.id).exists():
-        return None
-    fields = {
+    fields: dict[str, Any] = {
         "stripe_customer_id": stripe_invoice.customer or "",
         "number": getattr(stripe_invoice, "number", None) or "",
         "amount_due": getattr(stripe_invoice, "amount_due", 0) or 0,
@@ -314,9 +313,16 @@ def sync_invoice(stripe_invoice: Any) -> Invoice | None:
         "created_at": _ts(getattr(stripe_invoice, "created", None)),
     }
     if subscription is not None:
-        # Without a billing row (the customer deleted at Stripe) the record keeps the account it
-        # has: set to None, an invoice left the page and export of an account still here.
         fields["user"] = subscription.user
+    elif not Invoice.objects.filter(stripe_invoice_id=stripe_invoice.id).exists():
+        # New, and its customer has no billing row: one we billed before (deleted at Stripe, an
+        # event arriving late) bills that invoice's account; else it is not ours.
+        earlier = Invoice.objects.filter(stripe_customer_id=stripe_invoice.customer or None).first()
+        if earlier is None:
+            return None
+        fields["user_id"] = earlier.user_id
+    # Otherwise a recorded invoice keeps the account it has: set to None, one left the page and
+    # export of an account still here once its customer was deleted at Stripe.
     invoice, _ = Invoice.objects.update_or_create(stripe_invoice_id=stripe_invoice.id, defaults=fields)
     return invoice
 

@@ -1050,3 +1050,25 @@ def test_an_account_whose_subscription_stripe_has_cancelled_already_is_deleted(
     with django_capture_on_commit_callbacks(execute=True):
         privacy.delete_account(alice, via="console")
     assert not type(alice).objects.filter(pk=alice.pk).exists()
+
+
+def test_a_late_event_of_an_invoice_paid_before_the_customers_deletion_is_recorded(
+    client, alice, pro_plan, stripe_client
+):
+    """Events arrive in any order: an invoice.paid handled after its customer's deletion (its
+    billing row gone) is of a customer we billed before, not another product's: it is kept."""
+    from billing import actions
+
+    customer = actions.customer_for(alice).stripe_customer_id
+    stripe_sub = _pay(stripe_client, customer, pro_plan.stripe_price_id)
+    first = stripe_client.v1.invoices.retrieve(stripe_sub.latest_invoice)
+    assert _post(client, _event("invoice.paid", {"id": first.id, "object": "invoice", "customer": customer}))
+    renewal = _failed_renewal(stripe_client, customer, stripe_sub.id)
+    _pay_open_invoice_with_a_good_card(stripe_client, customer, renewal.id)
+    stripe_client.v1.subscriptions.cancel(stripe_sub.id)
+    stripe_client.v1.customers.delete(customer)
+    assert _post(client, _event("customer.deleted", {"id": customer, "object": "customer"})).status_code == 200
+    late = {"id": renewal.id, "object": "invoice", "customer": customer}
+    assert _post(client, _event("invoice.paid", late)).status_code == 200
+    record = Invoice.objects.get(stripe_invoice_id=renewal.id)
+    assert (record.user, record.status, record.amount_paid) == (alice, "paid", renewal.amount_due)
