@@ -27,7 +27,7 @@ ACTIVE = {"active", "trialing"}
 NOT_PAYING = {"canceled", "unpaid", "incomplete_expired", "paused"}
 # What has_running_subscription counts as paying, in the statuses Stripe answers with.
 PAYING = {"active", "trialing", "past_due"}
-# Of those, the ones Stripe will not cancel again.
+# Of NOT_PAYING, the ones Stripe will not cancel again.
 ENDED = {"canceled", "incomplete_expired"}
 
 
