@@ -374,6 +374,9 @@ def _without_password(failure: SmtpFailure, username: str, password: str) -> Smt
         base64.b64encode(value.encode("utf-8")).decode("ascii") for value in (password, f"\0{username}\0{password}")
     ]
     text = failure.message.replace(password, "[redacted]")
+    for form in encoded:
+        # Whole, however short: the runs below must be long to be told from other base64.
+        text = text.replace(form.rstrip("="), "[redacted]")
     text = _BASE64_RUN.sub(lambda run: "[redacted]" if any(run[0] in form for form in encoded) else run[0], text)
     if text == failure.message:
         return failure
