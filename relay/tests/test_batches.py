@@ -181,3 +181,39 @@ def test_a_sender_disconnected_during_a_batch_sends_nothing_more_of_it(
     assert [delivery.deliver(i) for i in ids[1:]] == ["failed"] * 3
     assert {m.last_error["category"] for m in rest.all()} == {"sender_deleted"}
     assert len(smtp_server.messages) == 1 and not OutboxContent.objects.exists()
+
+
+def test_a_sender_moved_to_another_server_during_a_batch_sends_no_more_to_the_old_one(
+    send, smtp_server, smtp_sender, smtp_ca, alice, in_process, monkeypatch
+):
+    """The pool gives a changed sender new connections (transport._key), but a batch went on
+    over the connection it opened before the change: a customer who moved the sender off a
+    server (a mistyped host, a provider left) had the rest of the batch go to the old one. The
+    batch stops as for a sender disconnected; the rest go to the new server."""
+    from drake.testing.smtp import SmtpTestServer
+    from relay import transport
+    from relay.tests.conftest import SMTP_PASSWORD, SMTP_USER
+    from senders.actions import update_sender
+    from senders.models import Sender
+
+    monkeypatch.setattr(delivery, "RECHECK_SECONDS", 0)
+    new_server = SmtpTestServer(security="starttls", username=SMTP_USER, password=SMTP_PASSWORD, ca=smtp_ca).start()
+    try:
+        ids = _queue(send, smtp_sender, 4)
+        real_send = transport.send
+
+        def send_then_move(*args, **kwargs):
+            result = real_send(*args, **kwargs)
+            if len(smtp_server.messages) == 1:
+                update_sender(Sender.objects.get(pk=smtp_sender.pk), {"port": new_server.port}, actor=alice)
+            return result
+
+        monkeypatch.setattr(transport, "send", send_then_move)
+        assert delivery.deliver(ids[0], batch=10) == "sent"
+        assert len(smtp_server.messages) == 1
+        rest = Message.objects.filter(public_id__in=ids[1:])
+        assert {m.status for m in rest} == {Status.QUEUED} and {m.attempts for m in rest} == {0}
+        assert [delivery.deliver(i) for i in ids[1:]] == ["sent"] * 3
+        assert len(smtp_server.messages) == 1 and len(new_server.messages) == 3
+    finally:
+        new_server.stop()
