@@ -1,8 +1,11 @@
 """Retention: raw operational logs older than the plan's window are folded into daily counts, then deleted.
 
 Each batch is one transaction: its rows are counted into DailyUsage and deleted together, so an
-interrupted run leaves nothing half-done and a second run finds nothing left to do. Memory stays
-bounded: a batch is a list of primary keys, aggregation happens in the database.
+interrupted run leaves nothing half-done and a second run finds nothing left to do. Two runs at
+once (an operator's while beat's goes on, or the task redelivered after the broker's visibility
+timeout) share the work: a batch locks its rows, skipping those another run holds, and adds to
+the counts in one statement. Memory stays bounded: a batch is a list of primary keys,
+aggregation happens in the database.
 """
 
 from __future__ import annotations
@@ -10,11 +13,11 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import CharField, Count, F, QuerySet, Value
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Concat, TruncDate
@@ -50,26 +53,45 @@ def truncate_ip(value: str) -> str:
     return str(ipaddress.ip_network(f"{value}/{prefix}", strict=False).network_address)
 
 
+def _add(user_id: int, day: date, metric: str, dimension: str, n: int) -> None:
+    """Add `n` to a DailyUsage count, creating it if need be, in one statement: a count another
+    run created meanwhile is added to, not refused by the unique constraint."""
+    qn = connection.ops.quote_name
+    table = qn(DailyUsage._meta.db_table)
+    columns = ", ".join(qn(DailyUsage._meta.get_field(name).column) for name in ("user", "day", "metric", "dimension"))
+    count = qn("count")
+    sql = (
+        f"INSERT INTO {table} ({columns}, {count}) VALUES (%s, %s, %s, %s, %s) "  # noqa: S608 (our names)
+        f"ON CONFLICT ({columns}) DO UPDATE SET {count} = {table}.{count} + EXCLUDED.{count}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [user_id, connection.ops.adapt_datefield_value(day), metric, dimension, n])
+
+
 def _fold(user_id: int, rows: QuerySet, metric: str, dimension: Any, report: Report) -> None:
     """Add counts of `rows` per day and `dimension` (an expression) to DailyUsage."""
     counted = rows.annotate(day=TruncDate("created_at"), dim=dimension).values("day", "dim").annotate(n=Count("id"))
     for row in counted:
         if row["dim"] in (None, ""):
             continue
-        key = {"user_id": user_id, "day": row["day"], "metric": metric, "dimension": str(row["dim"])[:120]}
-        updated = DailyUsage.objects.filter(**key).update(count=F("count") + row["n"])
-        if not updated:
-            DailyUsage.objects.create(**key, count=row["n"])
+        _add(user_id, row["day"], metric, str(row["dim"])[:120], row["n"])
         report.aggregates[metric] = report.aggregates.get(metric, 0) + row["n"]
+
+
+def _locked_batch(old: QuerySet) -> list[int]:
+    """Up to RETENTION_BATCH primary keys of `old`, locked until the transaction ends; rows another
+    run has locked (it is folding and deleting them) are skipped, so none is counted twice."""
+    skip = connection.features.has_select_for_update_skip_locked
+    return list(old.select_for_update(skip_locked=skip).values_list("pk", flat=True)[: settings.RETENTION_BATCH])
 
 
 def _rotate_messages(user_id: int, cutoff: datetime, report: Report, progress: Progress) -> None:
     old = Message.objects.filter(user_id=user_id, created_at__lt=cutoff, status__in=TERMINAL)
     while True:
-        batch = list(old.values_list("pk", flat=True)[: settings.RETENTION_BATCH])
-        if not batch:
-            return
         with transaction.atomic():
+            batch = _locked_batch(old)
+            if not batch:
+                return
             rows = Message.objects.filter(pk__in=batch)
             _fold(user_id, rows, "messages.status", F("status"), report)
             _fold(
@@ -87,10 +109,10 @@ def _rotate_messages(user_id: int, cutoff: datetime, report: Report, progress: P
 def _rotate_requests(user_id: int, cutoff: datetime, report: Report, progress: Progress) -> None:
     old = ApiRequest.objects.filter(user_id=user_id, created_at__lt=cutoff)
     while True:
-        batch = list(old.values_list("pk", flat=True)[: settings.RETENTION_BATCH])
-        if not batch:
-            return
         with transaction.atomic():
+            batch = _locked_batch(old)
+            if not batch:
+                return
             rows = ApiRequest.objects.filter(pk__in=batch)
             endpoint = Concat(F("method"), Value(" "), F("endpoint"), output_field=CharField())
             _fold(user_id, rows, "requests.endpoint", endpoint, report)

@@ -1,13 +1,17 @@
 """rotate_logs: old raw logs become exact daily aggregates, IPs are truncated, a rerun changes nothing."""
 
+import threading
 from datetime import timedelta
 from io import StringIO
 
+import pytest
 import time_machine
 from django.core.management import call_command
+from django.db import connection, transaction
 from django.utils import timezone
 
 from auditlog.models import AuditEvent
+from relay import retention
 from relay.models import ApiRequest, DailyUsage, IdempotencyKey, Message
 from relay.retention import truncate_ip
 
@@ -169,3 +173,54 @@ def test_the_dashboard_chart_keeps_the_days_whose_logs_were_rotated(client, alic
     assert f"{day:%b} {day.day}: 2 sent, 1 failed</title>" in before
     assert f"{day:%b} {day.day}: 2 sent, 1 failed</title>" in after
     assert f"<td>{day:%Y-%m-%d}</td><td>2</td><td>1</td>" in after
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.services
+def test_two_rotations_at_once_count_every_record_once(alice, alice_sender):
+    """beat's daily run still going when an operator runs rotate_logs, or Redis handing the
+    unacknowledged task to another worker after its visibility timeout (an hour; a big log
+    takes longer): the second run folded the rows the first had deleted but not yet committed
+    into the daily counts again (sent twice over on /v1/usage and the dashboard), or, adding
+    to a count the first had just made, stopped with an IntegrityError."""
+    noon = timezone.now().replace(hour=12, minute=0, second=0, microsecond=0) - timedelta(days=40)
+    for _ in range(3):
+        Message.objects.filter(pk=_message(alice, alice_sender, "sent", 0).pk).update(created_at=noon)
+    first_done, first_may_commit = threading.Event(), threading.Event()
+    errors = []
+
+    def first() -> None:
+        try:
+            with transaction.atomic():  # Its batches stay uncommitted until the second has begun.
+                retention.rotate()
+                first_done.set()
+                first_may_commit.wait(10)
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    def second() -> None:
+        try:
+            retention.rotate()
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    threads[0].start()
+    assert first_done.wait(10)
+    # Two more of the same day, committed meanwhile: the second run's to fold, into the first's count.
+    for _ in range(2):
+        Message.objects.filter(pk=_message(alice, alice_sender, "sent", 0).pk).update(created_at=noon)
+    threads[1].start()
+    threads[1].join(1)  # It waits on the first's locks, or finds nothing left to do.
+    first_may_commit.set()
+    for thread in threads:
+        thread.join(20)
+
+    assert errors == []
+    assert not Message.objects.filter(user=alice).exists()
+    counts = {(a.metric, a.dimension): a.count for a in DailyUsage.objects.filter(user=alice)}
+    assert counts == {("messages.status", "sent"): 5}
