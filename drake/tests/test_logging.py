@@ -4,10 +4,15 @@ import json
 import logging
 import logging.config
 import sys
+import time
 
+import pytest
+import requests
 from django.conf import settings
 
 from drake.logging import JsonFormatter
+from drake.testing.processes import gunicorn
+from drake.tests.test_access_log_addresses import _production
 
 
 def test_every_response_has_a_request_id(client, db):
@@ -68,3 +73,31 @@ def test_a_stripe_secret_in_an_exception_is_masked():
     assert "sk_live_[redacted]" in json.loads(line)["message"]
     webhook = logging.LogRecord("x", logging.WARNING, __file__, 1, "whsec_abcDEF123456 rk_test_abcDEF123456", (), None)
     assert "abcDEF" not in JsonFormatter().format(webhook)
+
+
+@pytest.mark.django_db(transaction=True)  # The server's usage record is committed: flushed after.
+def test_gunicorn_logs_json_lines_with_the_request_id(tmp_path):
+    """deploy.md: logs are JSON lines with the request id returned as X-Request-ID. gunicorn's
+    own lines (its access log, a worker timing out or killed) were plain text in the same
+    stream, and no line of a request that raised nothing carried its id: a customer quoting
+    the X-Request-ID of a 401 or a 400 pointed to no line at all."""
+    log_path = tmp_path / "gunicorn.log"
+    env = {**_production(), "LOG_FORMAT": "json"}
+    with gunicorn(env, log_path, args=("--access-logfile", "-")) as port:
+        response = requests.get(
+            f"http://127.0.0.1:{port}/v1/account", headers={"X-Request-ID": "probe-12345678"}, timeout=10
+        )
+        assert response.status_code == 401 and response.headers["X-Request-ID"] == "probe-12345678"
+        time.sleep(0.5)
+    lines = log_path.read_text(errors="replace").splitlines()
+    entries = []
+    for line in lines:
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            pytest.fail(f"not a JSON line: {line!r}\n" + "\n".join(lines))
+    access = [entry for entry in entries if entry["logger"] == "gunicorn.access"]
+    assert [entry.get("request_id") for entry in access if '"GET /v1/account" 401' in entry["message"]] == [
+        "probe-12345678"
+    ], lines
+    assert any(entry["logger"] == "gunicorn.error" for entry in entries), lines
