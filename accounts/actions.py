@@ -9,6 +9,7 @@ from django.contrib.auth.tokens import PasswordResetTokenGenerator
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare
 
 from accounts import keys
 from accounts.models import ApiKey, User
@@ -171,16 +172,18 @@ EMAIL_CHANGE_MAX_AGE = 60 * 60 * 48
 
 
 def _email_change_token(user: User, new_email: str) -> str:
-    """The link's token: the signed change (account, address it changes from, new address, when),
-    encrypted. Signed alone it was base64 of plain JSON, both addresses readable wherever the
-    URL goes (gunicorn's access log, the browser's history, a proxy's log). Fernet under
-    FIELD_ENCRYPTION_KEYS, bound to this purpose (no other ciphertext of ours is a token), and
-    the signature under SECRET_KEY inside it, as before: neither key alone makes a link."""
+    """The link's token: the signed change (account, address it changes from, the password it was
+    asked under as the session's hash of it, new address, when), encrypted. Signed alone it was
+    base64 of plain JSON, both addresses readable wherever the URL goes (gunicorn's access log,
+    the browser's history, a proxy's log). Fernet under FIELD_ENCRYPTION_KEYS, bound to this
+    purpose (no other ciphertext of ours is a token), and the signature under SECRET_KEY inside
+    it, as before: neither key alone makes a link."""
     from django.core import signing
 
     from senders import crypto
 
-    signed = signing.dumps({"u": user.pk, "f": user.email, "e": new_email}, salt=EMAIL_CHANGE_SALT)
+    change = {"u": user.pk, "f": user.email, "a": user.get_session_auth_hash(), "e": new_email}
+    signed = signing.dumps(change, salt=EMAIL_CHANGE_SALT)
     return crypto.encrypt(signed.encode(), binding=EMAIL_CHANGE_SALT).rstrip("=")  # No '=' in a URL.
 
 
@@ -203,7 +206,8 @@ def request_email_change(user: User, new_email: str, *, request: HttpRequest, co
     `confirm_url` is a format string with a `{token}` placeholder. The token is opaque (no
     address can be read from the URL), expires after EMAIL_CHANGE_MAX_AGE, and is bound to the
     address it changes from: once the address changes (by this link or another), every older
-    link is void, and none can switch it back.
+    link is void, and none can switch it back. It is bound to the password too: whoever asked
+    with a stolen password loses the link with the owner's next password (change or reset).
     """
     from accounts import mail
 
@@ -214,13 +218,15 @@ def request_email_change(user: User, new_email: str, *, request: HttpRequest, co
 
 def confirm_email_change(token: str, *, request: HttpRequest) -> User | None:
     """Apply a confirmed email change; None if the link is bad, expired, used, older than the
-    last change of address, or the address taken. After the commit the account's Stripe
+    last change of address or of password, or the address taken. After the commit the account's Stripe
     customer, if any, gets the new address (billing.actions.sync_customer_email: best effort)."""
     data = _email_change_of(token)
     if data is None:
         return None
     user = User.objects.filter(pk=data["u"], email=data.get("f")).first()
-    if user is None or User.objects.filter(email__iexact=data["e"]).exclude(pk=user.pk).exists():
+    if user is None or not constant_time_compare(data.get("a", ""), user.get_session_auth_hash()):
+        return None
+    if User.objects.filter(email__iexact=data["e"]).exclude(pk=user.pk).exists():
         return None
     from billing import actions as billing_actions
 

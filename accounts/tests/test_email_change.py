@@ -71,3 +71,15 @@ def test_a_ciphertext_of_another_purpose_is_no_token(client, alice):
     assert client.get(f"/account/email/{elsewhere}/").status_code == 400
     alice.refresh_from_db()
     assert alice.email == "alice@example.org"
+
+
+def test_a_password_change_voids_a_pending_link(client, alice):
+    """Whoever knew alice's password could ask to move her account to their own mailbox; her new
+    password (which logs their session out) must void that link too, or it still takes the account:
+    the address becomes theirs, and a password reset to it is the rest."""
+    link = _request_change(client, alice)
+    alice.set_password("a new and different password")
+    alice.save(update_fields=["password"])
+    assert client.get(link).status_code == 400
+    alice.refresh_from_db()
+    assert alice.email == "alice@example.org"
