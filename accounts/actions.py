@@ -134,9 +134,11 @@ def sign_up(email: str, password: str, *, name: str = "", request: HttpRequest, 
 
 
 def activate_account(user: User, *, request: HttpRequest) -> None:
+    """Activate a sign-up that was never activated (its link, or a password reset)."""
     with transaction.atomic():
-        User.objects.filter(pk=user.pk).update(is_active=True)
-        user.is_active = True
+        now = timezone.now()
+        User.objects.filter(pk=user.pk, activated_at__isnull=True).update(is_active=True, activated_at=now)
+        user.is_active, user.activated_at = True, now
         record("account.activated", actor=user, account=user, target=user, request=request)
 
 

@@ -51,6 +51,7 @@ class UserAdmin(AuditedAdmin):
     readonly_fields = (
         "email",
         "date_joined",
+        "activated_at",
         "last_login",
         "suspended_at",
         "suspension_reason",
@@ -58,7 +59,7 @@ class UserAdmin(AuditedAdmin):
         "two_factor",
     )
     fieldsets = (
-        ("Account", {"fields": ("email", "name", "plan", "date_joined", "last_login", "related")}),
+        ("Account", {"fields": ("email", "name", "plan", "date_joined", "activated_at", "last_login", "related")}),
         ("Suspension", {"fields": ("suspended_at", "suspension_reason")}),
         ("Access", {"fields": ("two_factor", "is_active", "is_staff", "is_superuser", "groups")}),
     )

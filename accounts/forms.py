@@ -10,6 +10,7 @@ from django import forms
 from django.contrib.auth import forms as auth_forms
 from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm
+from django.db.models import Q
 
 from accounts.models import User
 
@@ -125,7 +126,8 @@ class PasswordResetForm(auth_forms.PasswordResetForm):
         self.unsent: list[Callable[[], None]] = []
 
     def get_users(self, email: str) -> Iterator[Any]:
-        users = User.objects.filter(email__iexact=email)
+        # Not an account staff deactivated (activated once, inactive now): no link, as Django's.
+        users = User.objects.filter(Q(is_active=True) | Q(activated_at__isnull=True), email__iexact=email)
         return (u for u in users if u.has_usable_password() and u.email.casefold() == email.casefold())
 
     def send_mail(self, *args: Any, **kwargs: Any) -> None:

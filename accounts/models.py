@@ -38,6 +38,8 @@ class UserManager(BaseUserManager["User"]):
         if not email:
             raise ValueError("An email address is required.")
         fields.setdefault("plan", default_plan())
+        if fields.get("is_active", True):
+            fields.setdefault("activated_at", timezone.now())
         user = self.model(email=self.normalize_email(email).strip(), **fields)
         user.set_password(password)
         user.save(using=self._db)
@@ -55,6 +57,9 @@ class User(AbstractBaseUser, PermissionsMixin):
     email = models.EmailField("email address", max_length=254, unique=True)
     name = models.CharField(max_length=150, blank=True)
     is_active = models.BooleanField(default=True)
+    # When the account was first activated; None while a sign-up waits for its link. Inactive
+    # with it set is an account staff deactivated, which a password reset must not reactivate.
+    activated_at = models.DateTimeField(null=True, blank=True)
     is_staff = models.BooleanField(default=False)
     date_joined = models.DateTimeField(default=timezone.now)
     plan = models.ForeignKey("billing.Plan", on_delete=models.PROTECT, related_name="+")

@@ -72,6 +72,7 @@ def export_chunks(user: User) -> Iterator[str]:
             "email": user.email,
             "name": user.name,
             "date_joined": user.date_joined,
+            "activated_at": user.activated_at,
             "last_login": user.last_login,
             "plan": user.plan.as_api() | {"retention_days": user.plan.retention_days},
             "suspended_at": user.suspended_at,

@@ -217,8 +217,9 @@ class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
     def form_valid(self, form: Any) -> HttpResponse:
         response = super().form_valid(form)
         record("password.reset", actor_label=form.user.email, account=form.user, target=form.user, request=self.request)
-        if not form.user.is_active:
+        if not form.user.is_active and form.user.activated_at is None:
             # Never activated: the link proved the mailbox, and the password is the owner's own.
+            # (One activated before and inactive now was deactivated by staff: it stays so.)
             actions.activate_account(form.user, request=self.request)
         messages.success(self.request, "Your new password is set. Sign in with it.")
         return response

@@ -198,3 +198,25 @@ def test_the_page_after_sign_up_mentions_the_terminal_only_where_mail_goes_there
     assert "make run" not in _signup(client, "dana@example.org").content.decode()
     settings.EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
     assert "make run" in _signup(client, "erin@example.org").content.decode()
+
+
+def _reset_link(client, email):
+    client.post("/password-reset/", {"email": email})
+    return re.search(r"http://testserver(/password-reset/\S+/)", mail.outbox[-1].body).group(1)
+
+
+def test_a_password_reset_does_not_undo_a_deactivation_by_staff(client, alice):
+    """Reactivating a never-activated account on a password reset also reactivated one that
+    staff had deactivated (the admin's "active" box): its owner asked for a reset link, set a
+    password, and was back in, API keys working again."""
+    link = _reset_link(client, "alice@example.org")  # Asked for before staff stepped in.
+    User.objects.filter(pk=alice.pk).update(is_active=False)
+    mail.outbox.clear()
+    client.post("/password-reset/", {"email": "alice@example.org"})
+    assert mail.outbox == []  # As for Django's own reset form: nothing for a deactivated account.
+    form = client.get(link, follow=True)
+    new = "alice's brand new passphrase"
+    client.post(form.redirect_chain[-1][0], {"new_password1": new, "new_password2": new})
+    alice.refresh_from_db()
+    assert not alice.is_active
+    assert client.post("/login/", {"username": "alice@example.org", "password": new}).status_code == 200
