@@ -1,6 +1,7 @@
 """The login throttle, one for every way in (the console's login, the back office's): per IP and
 per account, against credential stuffing. Both count in the same buckets, so a second login
-page is not a second allowance."""
+page is not a second allowance; so do the activation page and the signed-in forms that ask for
+the password again."""
 
 from __future__ import annotations
 
@@ -42,6 +43,12 @@ def password_check_limited(request: HttpRequest, account: User) -> bool:
     """Count a check of `account`'s password outside the login (the activation link asks for
     it); in the login's buckets, so no page is a second allowance of guesses."""
     return _limited(request, lambda group, request: f"account:{account.pk}")
+
+
+def signed_in_account(group: str, request: HttpRequest) -> str:
+    """The login's account bucket of the signed-in account (a django-ratelimit key): a form
+    asking a signed-in person for their password again counts in it (accounts.views)."""
+    return f"account:{request.user.pk}"
 
 
 def _limited(request: HttpRequest, account_key: Callable[[str, HttpRequest], str]) -> bool:

@@ -186,9 +186,14 @@ def activity(request: HttpRequest) -> HttpResponse:
 
 
 # A form that asks a signed-in person for their password again is a password oracle too: as
-# many tries per account as the login allows (a review found them unlimited).
+# many tries per account as the login allows (a review found them unlimited), in the login's
+# own bucket, so no form is a second allowance (each had one of its own, none the login's).
 _password_confirmations = ratelimit(
-    key="user", rate=lambda g, r: settings.LOGIN_RATE_PER_ACCOUNT, method="POST", block=True
+    group="login.account",
+    key=throttles.signed_in_account,
+    rate=lambda g, r: settings.LOGIN_RATE_PER_ACCOUNT,
+    method="POST",
+    block=True,
 )
 
 

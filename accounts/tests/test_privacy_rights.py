@@ -423,3 +423,18 @@ def test_a_deletion_stripe_refuses_tells_the_customer_nothing_of_stripes_interna
     with pytest.raises(CommandError, match="Stripe could not cancel") as refused:
         call_command("delete_account", "--email", alice.email, "--yes", stdout=StringIO())
     assert "S3cr3t" not in str(refused.value)
+
+
+def test_the_forms_asking_for_the_password_again_share_the_logins_allowance(client, alice, settings):
+    """Each form counted in a bucket of its own, none the login's: whoever held alice's session
+    (a stolen cookie, an unlocked desk) had four times the login's guesses at her password, and
+    the login's own on top."""
+    from django.test import Client
+
+    settings.LOGIN_RATE_PER_ACCOUNT = "4/m"
+    Client().post("/login/", {"username": "alice@example.org", "password": "a guess"})
+    client.force_login(alice)
+    wrong = {"password": "not it", "old_password": "not it", "confirm": "DELETE", "new_email": "a@new.example"}
+    statuses = [client.post(url, wrong).status_code for url in ("/account/export/", "/account/delete/", "/account/")]
+    assert statuses == [200, 200, 200]
+    assert client.post("/account/password/", wrong).status_code == 429
