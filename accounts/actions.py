@@ -107,7 +107,8 @@ def sign_up(email: str, password: str, *, name: str = "", request: HttpRequest, 
 
     A new email gets an inactive account and an activation link; a known email gets a note
     that someone tried to sign up with it. The caller shows the same page in both cases.
-    `activation_url` is a format string with `{uid}` and `{token}` placeholders.
+    `activation_url` is a format string with `{uid}` and `{token}` placeholders. Raises
+    mail.MailUnavailable in both cases alike if the mail cannot go; a new account is not kept then.
     """
     from django.contrib.auth.hashers import make_password
     from django.utils.encoding import force_bytes
@@ -122,15 +123,18 @@ def sign_up(email: str, password: str, *, name: str = "", request: HttpRequest, 
         return
     from drake.legal import policy
 
-    try:
-        user = create_account(email, password, name=name, is_active=False, request=request, via="signup")
-    except EmailTaken:
-        return  # Lost a race with an identical sign-up: that one sends the mail.
-    # Signing up accepts the policy in force (the page says so): no "updated" notice for it.
-    User.objects.filter(pk=user.pk).update(policy_acknowledged_at=policy()["updated"])
-    uid = urlsafe_base64_encode(force_bytes(user.pk))
-    token = activation_tokens.make_token(user)
-    mail.send_activation(user, request.build_absolute_uri(activation_url.format(uid=uid, token=token)))
+    # One transaction with the mail: an account whose link could not be mailed is not kept (a
+    # second try is then a sign-up again, not "it already has one").
+    with transaction.atomic():
+        try:
+            user = create_account(email, password, name=name, is_active=False, request=request, via="signup")
+        except EmailTaken:
+            return  # Lost a race with an identical sign-up: that one sends the mail.
+        # Signing up accepts the policy in force (the page says so): no "updated" notice for it.
+        User.objects.filter(pk=user.pk).update(policy_acknowledged_at=policy()["updated"])
+        uid = urlsafe_base64_encode(force_bytes(user.pk))
+        token = activation_tokens.make_token(user)
+        mail.send_activation(user, request.build_absolute_uri(activation_url.format(uid=uid, token=token)))
 
 
 def activate_account(user: User, *, request: HttpRequest) -> None:
@@ -210,6 +214,7 @@ def request_email_change(user: User, new_email: str, *, request: HttpRequest, co
     address it changes from: once the address changes (by this link or another), every older
     link is void, and none can switch it back. It is bound to the password too: whoever asked
     with a stolen password loses the link with the owner's next password (change or reset).
+    Raises mail.MailUnavailable (nothing recorded) if the mail cannot go.
     """
     from accounts import mail
 

@@ -10,10 +10,21 @@ from django.template.loader import render_to_string
 from accounts.models import User
 
 
+class MailUnavailable(Exception):
+    """The mail server refused, failed or timed out: nothing was sent."""
+
+
+def _deliver(subject: str, body: str, to: str) -> None:
+    try:
+        send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [to])
+    except OSError as exc:  # Refused, timed out, or an SMTP error (smtplib's are OSErrors).
+        raise MailUnavailable(str(exc)) from exc
+
+
 def _send(user: User, template: str, context: dict) -> None:
     subject = render_to_string(f"accounts/email/{template}_subject.txt", context).strip()
     body = render_to_string(f"accounts/email/{template}.txt", context)
-    send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [user.email])
+    _deliver(subject, body, user.email)
 
 
 def send_activation(user: User, link: str) -> None:
@@ -34,7 +45,7 @@ def send_signup_existing(user: User, *, request: HttpRequest) -> None:
 def send_email_change(new_email: str, link: str) -> None:
     subject = render_to_string("accounts/email/email_change_subject.txt", {}).strip()
     body = render_to_string("accounts/email/email_change.txt", {"link": link})
-    send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [new_email])
+    _deliver(subject, body, new_email)
 
 
 def send_two_factor_reset(user: User, reason: str) -> None:

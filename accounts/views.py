@@ -24,7 +24,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 from django_ratelimit.decorators import ratelimit
 
-from accounts import actions, privacy, throttles, twofactor
+from accounts import actions, mail, privacy, throttles, twofactor
 from accounts.forms import (
     ActivationForm,
     ApiKeyForm,
@@ -48,6 +48,15 @@ THROTTLED_MESSAGE = "Too many attempts. Wait a minute, then try again."
 def ratelimited(request: HttpRequest, exception: Exception) -> HttpResponse:
     """RATELIMIT_VIEW: a console page hit too often."""
     return render(request, "accounts/throttled.html", {"message": THROTTLED_MESSAGE}, status=429)
+
+
+def mail_unavailable(request: HttpRequest, exc: mail.MailUnavailable) -> HttpResponse:
+    """Our own mail server cannot take a mail this page sends: 503, nothing changed (it was a
+    500). The same page for every address, as the mail's own answers are."""
+    logger.warning("The console's mail could not be sent: %s", exc)
+    response = render(request, "unavailable.html", status=503)
+    response["Retry-After"] = "60"
+    return response
 
 
 @method_decorator(sensitive_post_parameters("password"), name="dispatch")
@@ -273,13 +282,16 @@ def signup(request: HttpRequest) -> HttpResponse:
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         activation = reverse("accounts:activate", kwargs={"uidb64": "UID", "token": "TOKEN"})
-        actions.sign_up(
-            form.cleaned_data["email"],
-            form.cleaned_data["password"],
-            name=form.cleaned_data["name"],
-            request=request,
-            activation_url=activation.replace("UID", "{uid}").replace("TOKEN", "{token}"),
-        )
+        try:
+            actions.sign_up(
+                form.cleaned_data["email"],
+                form.cleaned_data["password"],
+                name=form.cleaned_data["name"],
+                request=request,
+                activation_url=activation.replace("UID", "{uid}").replace("TOKEN", "{token}"),
+            )
+        except mail.MailUnavailable as exc:
+            return mail_unavailable(request, exc)
         # Development's console backend prints the mail: only then is the terminal worth a word.
         printed = settings.EMAIL_BACKEND == "django.core.mail.backends.console.EmailBackend"
         return render(request, "accounts/signup_sent.html", {"email": form.cleaned_data["email"], "printed": printed})
@@ -351,9 +363,12 @@ def profile(request: HttpRequest) -> HttpResponse:
         return redirect("accounts:profile")
     if is_email and email_form.is_valid():
         confirm = reverse("accounts:email_confirm", kwargs={"token": "TOKEN"}).replace("TOKEN", "{token}")
-        actions.request_email_change(
-            request.user, email_form.cleaned_data["new_email"], request=request, confirm_url=confirm
-        )
+        try:
+            actions.request_email_change(
+                request.user, email_form.cleaned_data["new_email"], request=request, confirm_url=confirm
+            )
+        except mail.MailUnavailable as exc:
+            return mail_unavailable(request, exc)
         messages.success(request, "Check the new address: the change happens when you follow the link we sent there.")
         return redirect("accounts:profile")
     return render(request, "accounts/profile.html", {"form": form, "email_form": email_form})

@@ -246,6 +246,9 @@ EMAIL_BACKEND = env.str(
     else "django.core.mail.backends.smtp.EmailBackend",
 )
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="3drake <no-reply@localhost>")
+# Sign-up and the email change mail in the request: without a bound, a server that takes the
+# connection and says nothing holds it until gunicorn kills the worker (its timeout is 30 s).
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 if not DEBUG:
     try:
         vars().update(env.email("EMAIL_URL", default="smtp://localhost:25"))

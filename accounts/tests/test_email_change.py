@@ -83,3 +83,16 @@ def test_a_password_change_voids_a_pending_link(client, alice):
     assert client.get(link).status_code == 400
     alice.refresh_from_db()
     assert alice.email == "alice@example.org"
+
+
+def test_an_email_change_while_the_mail_server_is_down_is_a_503(client, alice, settings):
+    """It was a 500."""
+    from auditlog.models import AuditEvent
+    from drake.testing.smtp import free_port
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", free_port()
+    client.force_login(alice)
+    response = client.post("/account/", {"new_email": "alice@new.example", "password": PASSWORD})
+    assert response.status_code == 503
+    assert not AuditEvent.objects.filter(action="email.change_requested").exists()

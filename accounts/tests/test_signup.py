@@ -220,3 +220,31 @@ def test_a_password_reset_does_not_undo_a_deactivation_by_staff(client, alice):
     alice.refresh_from_db()
     assert not alice.is_active
     assert client.post("/login/", {"username": "alice@example.org", "password": new}).status_code == 200
+
+
+def _mail_server_down(settings):
+    from drake.testing.smtp import free_port
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", free_port()  # Nothing listens there.
+
+
+def test_a_sign_up_while_the_mail_server_is_down_is_a_503_that_changed_nothing(client, alice, settings):
+    """It was a 500, with the new account left behind, inactive and never mailed its link (a
+    second try then mailed "it already has one"). Now the same 503 for a new and a known address."""
+    _mail_server_down(settings)
+    new, known = _signup(client, "dana@example.org"), _signup(client, "alice@example.org")
+    assert new.status_code == known.status_code == 503
+    assert new.content == known.content
+    assert not User.objects.filter(email="dana@example.org").exists()
+
+
+def test_the_consoles_own_mail_waits_a_bounded_time_for_its_server():
+    """No EMAIL_TIMEOUT: a mail server that took the connection and then said nothing held the
+    sign-up (the email change, the reset's mail) until gunicorn killed the worker."""
+    from django.conf import settings
+    from django.core.mail import get_connection
+
+    connection = get_connection("django.core.mail.backends.smtp.EmailBackend")
+    assert connection.timeout is not None and connection.timeout < 30  # gunicorn's timeout.
+    assert connection.timeout == settings.EMAIL_TIMEOUT
