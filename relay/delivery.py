@@ -148,13 +148,17 @@ def _send_batch(sender: Sender, messages: list[Message], now: datetime) -> str:
     a refused login, a throttle, a dropped connection) or when half the task's time limit is
     spent; the messages not tried go back to the queue with their attempt uncounted and a new
     task each, so each one's own task decides again (paused sender, pace) exactly as alone.
+    A batch of which the pace lets none go now waits for it whole.
     """
     results: dict[int, str] = {}
     try:
         allowed = pacing.reserve(sender, now, len(messages))
     except pacing.PaceLimited as paced:
-        _give_back(messages[1:])
-        return _paced(messages[0], paced)
+        # None may go before `paced.until`: each waits for it here. Given back due now, each
+        # one's task would claim the others again, find the pace spent and give them back
+        # with a task each, a backlog's tasks growing with its square every minute.
+        waiting = [_paced(message, paced) for message in messages]
+        return waiting[0]
     started = time.monotonic() - max(0.0, (timezone.now() - now).total_seconds())  # When the claim was made.
     budget = started + settings.RELAY_TASK_TIME_LIMIT / 2
     # Celery enforces no time limit on the threads pool the worker runs (deploy.md): the

@@ -1,7 +1,10 @@
 """Batches: a worker that claims one message of a busy sender sends that sender's other due
 messages over the same connection, records them together, and never takes one twice."""
 
+from datetime import timedelta
+
 import pytest
+import time_machine
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -112,6 +115,34 @@ def test_the_pace_caps_a_batch(send, smtp_server, smtp_sender, in_process):
     assert len(smtp_server.messages) == 2
     assert Message.objects.filter(public_id__in=ids, status=Status.QUEUED, attempts=0).count() == 3
     assert len(in_process) == 3
+
+
+def test_a_batch_over_the_pace_waits_for_it_whole(send, smtp_server, smtp_sender, in_process):
+    """A task whose claim found the sender's pace spent gave its batch's other messages back
+    due at once, each with a task of its own, which claimed the rest again, found the pace
+    spent and gave them back with a task each: a backlog of n over the pace cost about n²/2
+    tasks, claims and releases every minute (a Gmail sender's backlog of 2,000, 19 tasks
+    per message a minute). Over the pace the whole batch waits for it, as one message does."""
+    from senders.models import Sender
+
+    Sender.objects.filter(pk=smtp_sender.pk).update(max_per_minute=2)
+    start = timezone.now().replace(second=5, microsecond=0) + timedelta(minutes=1)
+    with time_machine.travel(start, tick=False):
+        ids = _queue(send, smtp_sender, 6)
+        in_process.clear()
+        assert delivery.deliver(ids[0], batch=10) == "sent"
+        assert sorted(in_process) == sorted(ids[2:])  # Untried: back, a task each.
+        given_back = list(in_process)
+        assert delivery.deliver(given_back[0], batch=10) == "deferred"
+        assert in_process == given_back  # Nothing published again.
+        assert [delivery.deliver(i, batch=10) for i in given_back[1:]] == [None] * 3
+        assert in_process == given_back
+    rest = Message.objects.filter(public_id__in=ids[2:])
+    assert {(m.status, m.attempts, m.next_attempt_at) for m in rest} == {
+        (Status.QUEUED, 0, start.replace(second=0) + timedelta(minutes=1))
+    }
+    assert {m.last_error["category"] for m in rest} == {"paced"}
+    assert len(smtp_server.messages) == 2
 
 
 def test_a_paused_sender_sends_nothing_of_a_batch(send, smtp_server, smtp_sender):
