@@ -104,22 +104,23 @@ class Slot:
     token: str
 
 
-def acquire_connection_slot(sender: Sender) -> Slot | None:
-    """Take one of the sender's connection slots; None if all are in use (across all workers)."""
+def acquire_connection_slot(sender: Sender, seconds: int | None = None) -> Slot | None:
+    """Take one of the sender's connection slots, leased for `seconds` (SLOT_LEASE_SECONDS by
+    default); None if all are in use (across all workers)."""
     token = secrets.token_hex(8)
     for index in range(sender.limits().connections):
         key = f"drake:conn:{sender.pk}:{index}"
-        if cache.add(key, token, timeout=SLOT_LEASE_SECONDS):
+        if cache.add(key, token, timeout=seconds or SLOT_LEASE_SECONDS):
             return Slot(key, token)
     return None
 
 
-def renew_connection_slot(slot: Slot) -> bool:
-    """Renew our own lease; one that ran out is taken again if nobody took it since. False:
-    another connection holds the slot now, and this one must close (it is over the cap)."""
-    return touch_if(slot.key, slot.token, timeout=SLOT_LEASE_SECONDS) or cache.add(
-        slot.key, slot.token, timeout=SLOT_LEASE_SECONDS
-    )
+def renew_connection_slot(slot: Slot, seconds: int | None = None) -> bool:
+    """Renew our own lease (for `seconds`, SLOT_LEASE_SECONDS by default); one that ran out is
+    taken again if nobody took it since. False: another connection holds the slot now, and
+    this one must close (it is over the cap)."""
+    timeout = seconds or SLOT_LEASE_SECONDS
+    return touch_if(slot.key, slot.token, timeout=timeout) or cache.add(slot.key, slot.token, timeout=timeout)
 
 
 def release_connection_slot(slot: Slot) -> None:

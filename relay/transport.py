@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import re
 import smtplib
 import threading
@@ -63,6 +64,20 @@ class _Idle:
 class _Slot:
     key: pacing.Slot  # The connection slot (relay.pacing) this connection holds.
     renewed: float
+    until: float  # When its lease runs out (time.monotonic()).
+
+
+def _in_use_until(deadline: float | None) -> float:
+    """When a connection handed out now is back at the latest: by its session's deadline
+    (RELAY_TASK_TIME_LIMIT from now without one), and the body's last step and its reply,
+    which may go past it (`_body`). Its slot's lease must last that long: nothing renews it
+    while the connection is in use, and another worker takes a slot whose lease ran out."""
+    end = time.monotonic() + settings.RELAY_TASK_TIME_LIMIT if deadline is None else deadline
+    return end + (smtp.REPLY_WAITS + 1) * settings.SMTP_TIMEOUT
+
+
+def _lease_seconds(until: float) -> int:
+    return max(math.ceil(pacing.SLOT_LEASE_SECONDS), math.ceil(until - time.monotonic()) + 1)
 
 
 def _key(sender: Sender) -> tuple[int, float]:
@@ -102,8 +117,9 @@ class SmtpPool:
         if slot:
             pacing.release_connection_slot(slot.key)
 
-    def _take_idle(self, key: tuple[int, float]) -> smtplib.SMTP | None:
+    def _take_idle(self, key: tuple[int, float], deadline: float | None = None) -> smtplib.SMTP | None:
         now = time.monotonic()
+        in_use_until = _in_use_until(deadline)
         stale: list[smtplib.SMTP] = []
         found = None
         with self._lock:
@@ -115,10 +131,13 @@ class SmtpPool:
                     break
                 stale.append(entry.client)
             slot = self._slot_of.get(id(found)) if found is not None else None
-            renew = slot is not None and now - slot.renewed > pacing.SLOT_LEASE_SECONDS / 4
+            renew = slot is not None and (
+                now - slot.renewed > pacing.SLOT_LEASE_SECONDS / 4 or slot.until < in_use_until
+            )
             if renew:
-                slot.renewed = now
-        if renew and not pacing.renew_connection_slot(slot.key):
+                seconds = _lease_seconds(in_use_until)
+                slot.renewed, slot.until = now, now + seconds
+        if renew and not pacing.renew_connection_slot(slot.key, seconds):
             stale.append(found)  # Its lease ran out and another connection took the slot.
             found = None
         for client in stale:
@@ -177,12 +196,13 @@ class SmtpPool:
             with self._returned:
                 # Slots held by other processes free themselves without a signal here: look again soon.
                 self._returned.wait(timeout=min(remaining, 0.2))
-            client = self._take_idle(key)
+            client = self._take_idle(key, session_deadline)
             if client is not None:
                 return client, True
 
     def _open(self, sender: Sender, deadline: float | None = None) -> smtplib.SMTP:
-        slot = pacing.acquire_connection_slot(sender)
+        leased, seconds = time.monotonic(), _lease_seconds(_in_use_until(deadline))
+        slot = pacing.acquire_connection_slot(sender, seconds)
         if slot is None:
             limit = sender.limits().connections
             raise pacing.PaceLimited(
@@ -194,7 +214,7 @@ class SmtpPool:
             pacing.release_connection_slot(slot)
             raise
         with self._lock:
-            self._slot_of[id(client)] = _Slot(slot, time.monotonic())
+            self._slot_of[id(client)] = _Slot(slot, leased, leased + seconds)
             self.opened += 1
         return client
 
@@ -209,7 +229,7 @@ class SmtpPool:
         the block ends without an exception.
         """
         key = _key(sender)
-        client = None if fresh else self._take_idle(key)
+        client = None if fresh else self._take_idle(key, deadline)
         reused = client is not None
         if client is None:
             client, reused = self._open_or_wait(sender, key, deadline)

@@ -325,6 +325,41 @@ def test_a_setup_whose_every_reply_is_within_the_timeout_connects(relay_settings
         client.quit()
 
 
+def test_a_connection_busy_past_its_slots_lease_keeps_the_slot(smtp_server, smtp_sender, monkeypatch, settings):
+    """A slot's lease was renewed only when its connection was taken from the pool, so a
+    connection busy with one message longer than the lease (a large body to a slow server:
+    up to RELAY_TASK_TIME_LIMIT + 3 × SMTP_TIMEOUT, past the 120 s lease; any send past it
+    with a higher limit) lost its slot mid-send, and another worker opened one connection
+    more than the sender's cap. B must wait for A's connection to close."""
+    import threading
+
+    from relay import pacing
+    from senders.models import Sender
+
+    Sender.objects.filter(pk=smtp_sender.pk).update(max_connections=1)
+    sender = Sender.objects.get(pk=smtp_sender.pk)
+    monkeypatch.setattr(pacing, "SLOT_LEASE_SECONDS", 1.2)
+    settings.RELAY_POOL_IDLE_SECONDS = 0.3
+    settings.RELAY_CONNECTION_WAIT_SECONDS = 5
+    smtp_server.reply_delay = 0.6  # MAIL, RCPT, DATA and the data's reply: 2.4 s for A's message.
+    a, b = transport.SmtpPool(), transport.SmtpPool()
+    monkeypatch.setattr(transport, "pool", a)
+    a_sends = threading.Thread(
+        target=transport.send, args=(sender, sender.from_email, ["r1@example.com"], b"Subject: 1\r\n\r\nx\r\n")
+    )
+    a_sends.start()
+    time.sleep(1.5)  # A's message is still going out.
+    monkeypatch.setattr(transport, "pool", b)
+    try:
+        transport.send(sender, sender.from_email, ["r2@example.com"], b"Subject: 2\r\n\r\nx\r\n")
+    finally:
+        a_sends.join()
+        a.close_all()
+        b.close_all()
+    assert smtp_server.max_connections_seen == 1
+    assert len(smtp_server.messages) == 2
+
+
 def test_an_idle_pooled_connection_is_closed_before_its_slot_runs_out(smtp_server, smtp_sender, monkeypatch, settings):
     """Worker A's connection sits in its pool after a burst; nothing renews its slot there. B
     must not open a second connection to a sender capped at one while A's is still open."""
