@@ -205,22 +205,25 @@ def release(messages: list[Message]) -> None:
 
 def still_held(sender: Sender, messages: list[Message]) -> bool:
     """Whether every one of `messages`, claimed for `sender`, is still claimed and still that
-    sender's, the sender unchanged and its account not suspended: false once the account was
-    deleted (its messages with it) or suspended, the sender disconnected (its messages keep no
-    sender), disabled or changed (a new host or password: the batch's connection is the old
-    one's, as transport._key tells the pool)."""
+    sender's, the sender unchanged, neither disabled nor paused, and its account not suspended:
+    false once the account was deleted (its messages with it) or suspended, the sender
+    disconnected (its messages keep no sender), disabled, paused (as Sender.is_paused reads it)
+    or changed (a new host or password: the batch's connection is the old one's, as
+    transport._key tells the pool)."""
     placeholders = ", ".join(["%s"] * len(messages))
     senders, accounts = Sender._meta.db_table, User._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT count(*) FROM {_TABLE} m JOIN {senders} s ON s.id = m.sender_id "  # noqa: S608 (our names)
             f"JOIN {accounts} u ON u.id = s.user_id WHERE m.id IN ({placeholders}) AND m.status = %s "
-            "AND s.id = %s AND s.updated_at = %s AND s.disabled_at IS NULL AND u.suspended_at IS NULL",
+            "AND s.id = %s AND s.updated_at = %s AND s.disabled_at IS NULL AND u.suspended_at IS NULL "
+            "AND (s.paused_at IS NULL OR s.paused_until <= %s)",
             [
                 *[m.pk for m in messages],
                 Status.SENDING,
                 sender.pk,
                 connection.ops.adapt_datetimefield_value(sender.updated_at),
+                _when(timezone.now()),
             ],
         )
         return cursor.fetchone()[0] == len(messages)

@@ -46,8 +46,9 @@ CLOCK_TOLERANCE = timedelta(seconds=1)
 
 # A batch goes on from its claim with its messages' content and the sender's login in hand;
 # while it sends, it looks again this often (one statement) that they are still its to send:
-# an account deleted or suspended, or a sender disconnected, disabled or changed, meanwhile stops it. A fast batch
-# (a local relay) looks never, a slow one (a real provider) every few messages.
+# an account deleted or suspended, or a sender disconnected, disabled, paused or changed, meanwhile
+# stops it. A fast batch (a local relay) looks never, a slow one (a real provider) every few
+# messages.
 RECHECK_SECONDS = 0.5
 ACCOUNT_SUSPENDED = "The account is suspended: its messages wait until support lifts the suspension."
 

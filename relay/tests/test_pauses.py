@@ -161,3 +161,32 @@ def test_messages_failed_by_a_disable_do_not_pause_the_sender_enabled_again(
     smtp_server.fail_next("data", 554, "5.7.1 Message refused")
     assert delivery.deliver(send(via=smtp_sender).json()["id"]) == "failed"
     assert not Sender.objects.get(pk=smtp_sender.pk).is_paused()
+
+
+def test_a_batch_stops_when_its_sender_is_paused(send, smtp_server, smtp_sender, monkeypatch):
+    """A batch looked again at what it holds (relay.claims.still_held) for a deleted or
+    suspended account and a sender disconnected or disabled, not for a pause: a sender paused
+    while a batch of it went out (another worker's batch told to slow down, the daily quota
+    used up, staff pausing it) had the rest of the batch sent regardless, up to
+    RELAY_BATCH_SIZE - 1 messages to a provider that had just asked for none."""
+    from relay import transport
+
+    monkeypatch.setattr(delivery, "RECHECK_SECONDS", 0)
+    ids = [send(via=smtp_sender, to=f"r{i}@example.com").json()["id"] for i in range(4)]
+    real_send = transport.send
+
+    def send_then_pause(*args, **kwargs):
+        result = real_send(*args, **kwargs)
+        if len(smtp_server.messages) == 1:
+            until = timezone.now() + timedelta(minutes=5)
+            sender_actions.pause_sender(smtp_sender, "The provider asked to slow down (421 4.7.0).", until=until)
+        return result
+
+    monkeypatch.setattr(transport, "send", send_then_pause)
+    assert delivery.deliver(ids[0], batch=10) == "sent"
+    assert len(smtp_server.messages) == 1
+    rest = Message.objects.filter(public_id__in=ids[1:])
+    assert {(m.status, m.attempts) for m in rest} == {(Status.QUEUED, 0)}
+    assert [delivery.deliver(i) for i in ids[1:]] == ["deferred"] * 3
+    assert {m.last_error["category"] for m in rest.all()} == {"sender_paused"}
+    assert len(smtp_server.messages) == 1
