@@ -9,6 +9,7 @@ the server deferred while it accepted others are tried again on their own (relay
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -190,7 +191,11 @@ def _send_batch(sender: Sender, messages: list[Message], now: datetime) -> str:
         # again once its lease runs out (its attempt counted), until its lifetime ends.
         claims.record_sent(sent)
         results.update((item.message.pk, Outcome.SENT) for item in sent)
-        _give_back([m for m in messages if m.pk not in results and m is not trying])
+        untried = [m for m in messages if m.pk not in results and m is not trying]
+        _give_back(untried)
+        # Those the pace let go and that went back untried: counted again when they are tried.
+        with contextlib.suppress(Exception):  # Not given back, they only wait longer.
+            pacing.unreserve(sender, now, len(untried) - (len(messages) - allowed))
     return results[messages[0].pk]
 
 

@@ -53,15 +53,7 @@ def reserve(sender: Sender, now: datetime | None = None, count: int = 1) -> int:
     now = now or timezone.now()
     limits = sender.limits()
     minute = int(now.timestamp() // 60)
-    minute_key = f"drake:pace:{sender.pk}:{minute}"
-    # The rolling 24 hours: what the message log counted when this window began (its base, at
-    # most every DAY_COUNT_SECONDS: counting a busy sender's log for every message cost more
-    # than sending it), plus every reservation made since (sent or not, so it errs towards
-    # waiting). Keys name their window, like the minute's: a counter that ever lost its expiry
-    # (Redis' INCR recreates an expired key without one) is simply never read again.
-    window = int(now.timestamp() // DAY_COUNT_SECONDS)
-    day_key = f"drake:pace-day-n:{sender.pk}:{window}"  # reservations only (was log + reservations)
-    base_key = f"drake:pace-day-base:{sender.pk}:{window}"
+    minute_key, day_key, base_key = _keys(sender, now)
     counted = add_to({minute_key: count, day_key: count}, timeout=KEY_SECONDS, read=(base_key,))
     allowed = max(0, min(count, limits.per_minute - (counted[minute_key] - count)))
     minute_allowed = allowed
@@ -80,6 +72,32 @@ def reserve(sender: Sender, now: datetime | None = None, count: int = 1) -> int:
         oldest = _sent_in_day(sender, now).order_by("sent_at").values_list("sent_at", flat=True).first() or now
         raise PaceLimited(oldest + timedelta(hours=24), f"{limits.per_day} messages per 24 hours")
     return allowed
+
+
+def _keys(sender: Sender, now: datetime) -> tuple[str, str, str]:
+    """The sender's counters for `now`: its minute's, and its day window's reservations and base.
+
+    The rolling 24 hours: what the message log counted when this window began (its base, at
+    most every DAY_COUNT_SECONDS: counting a busy sender's log for every message cost more
+    than sending it), plus every reservation made since (sent or not, so it errs towards
+    waiting). Keys name their window, like the minute's: a counter that ever lost its expiry
+    (Redis' INCR recreates an expired key without one) is simply never read again."""
+    minute = int(now.timestamp() // 60)
+    window = int(now.timestamp() // DAY_COUNT_SECONDS)
+    return (
+        f"drake:pace:{sender.pk}:{minute}",
+        f"drake:pace-day-n:{sender.pk}:{window}",  # reservations only (was log + reservations)
+        f"drake:pace-day-base:{sender.pk}:{window}",
+    )
+
+
+def unreserve(sender: Sender, now: datetime, count: int) -> None:
+    """Give back `count` of the messages `reserve` counted at `now` that were not tried: they
+    are counted again when they are."""
+    if count <= 0:
+        return
+    minute_key, day_key, _ = _keys(sender, now)
+    add_to({minute_key: -count, day_key: -count}, timeout=KEY_SECONDS)
 
 
 def _day_base(sender: Sender, now: datetime, key: str) -> int:

@@ -145,6 +145,24 @@ def test_a_batch_over_the_pace_waits_for_it_whole(send, smtp_server, smtp_sender
     assert len(smtp_server.messages) == 2
 
 
+def test_messages_a_batch_gives_back_untried_do_not_spend_the_pace(send, smtp_server, smtp_sender, in_process):
+    """A batch counted all its messages against the sender's pace when it began, and the ones
+    it gave back untried (it stopped at a refusal, a throttle, a dropped connection, all the
+    sender's connections busy) stayed counted: one deferred message of a batch of 20 spent a
+    Microsoft 365 sender's minute (30) for messages that never went, which then waited for
+    the next minute. What goes back untried is counted again only when it is tried."""
+    from senders.models import Sender
+
+    Sender.objects.filter(pk=smtp_sender.pk).update(max_per_minute=3)
+    start = timezone.now().replace(second=5, microsecond=0) + timedelta(minutes=1)
+    with time_machine.travel(start, tick=False):
+        ids = _queue(send, smtp_sender, 3)
+        smtp_server.fail_next("data", 451, "4.3.0 Try again later")
+        assert delivery.deliver(ids[0], batch=10) == "retry"
+        assert [delivery.deliver(i) for i in ids[1:]] == ["sent", "sent"]
+    assert len(smtp_server.messages) == 2
+
+
 def test_a_paused_sender_sends_nothing_of_a_batch(send, smtp_server, smtp_sender):
     from senders.models import Sender
 
