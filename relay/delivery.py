@@ -169,6 +169,7 @@ def _send_batch(sender: Sender, messages: list[Message], now: datetime) -> str:
     deadline = started + settings.RELAY_TASK_TIME_LIMIT
     sent: list[claims.Sent] = []
     trying = None
+    tried = 0  # Of the `allowed` the pace counted.
     looked = time.monotonic()
     try:
         for index, message in enumerate(messages[:allowed]):
@@ -178,8 +179,16 @@ def _send_batch(sender: Sender, messages: list[Message], now: datetime) -> str:
                 if not claims.still_held(sender, messages[index:allowed]):
                     break  # The rest go back; each one's own task finds what became of it.
                 looked = time.monotonic()
-            trying = message
-            outcome = _send_one(sender, message, sent, deadline)
+            trying, tried = message, tried + 1
+            try:
+                outcome = _send_one(sender, message, sent, deadline)
+            except pacing.PaceLimited as paced:
+                # Every connection of the sender stayed busy (RELAY_CONNECTION_WAIT_SECONDS):
+                # none of the rest goes before one frees either. Given back, each one's task
+                # would hold a worker thread as long again, and give the others back again.
+                trying, tried = None, tried - 1
+                results.update((waiting.pk, _paced(waiting, paced)) for waiting in messages[index:])
+                break
             trying = None
             if outcome is not None:
                 results[message.pk] = outcome
@@ -191,11 +200,10 @@ def _send_batch(sender: Sender, messages: list[Message], now: datetime) -> str:
         # again once its lease runs out (its attempt counted), until its lifetime ends.
         claims.record_sent(sent)
         results.update((item.message.pk, Outcome.SENT) for item in sent)
-        untried = [m for m in messages if m.pk not in results and m is not trying]
-        _give_back(untried)
-        # Those the pace let go and that went back untried: counted again when they are tried.
+        _give_back([m for m in messages if m.pk not in results and m is not trying])
+        # Those the pace let go and that were not tried: counted again when they are.
         with contextlib.suppress(Exception):  # Not given back, they only wait longer.
-            pacing.unreserve(sender, now, len(untried) - (len(messages) - allowed))
+            pacing.unreserve(sender, now, allowed - tried)
     return results[messages[0].pk]
 
 
@@ -212,7 +220,8 @@ def _give_back(messages: list[Message]) -> None:
 
 def _send_one(sender: Sender, message: Message, sent: list[claims.Sent], deadline: float | None = None) -> str | None:
     """Send one claimed message. Appends it to `sent` on success (None); else records the
-    outcome (retry, defer, fail) and returns it."""
+    outcome (retry, defer, fail) and returns it. Raises PaceLimited, nothing recorded, when
+    every connection of the sender is busy."""
     started = timezone.now()
     try:
         content = _content(message)
@@ -248,8 +257,6 @@ def _send_one(sender: Sender, message: Message, sent: list[claims.Sent], deadlin
         )
     try:
         result = transport.send(sender, sender.from_email, recipients, data, deadline=deadline)
-    except pacing.PaceLimited as paced:
-        return _paced(message, paced)
     except crypto.DecryptionError:
         # The sender's stored password: the key it was encrypted with has left
         # FIELD_ENCRYPTION_KEYS. Nothing retried would read it: pause, keep the messages waiting.

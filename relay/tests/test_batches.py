@@ -163,6 +163,34 @@ def test_messages_a_batch_gives_back_untried_do_not_spend_the_pace(send, smtp_se
     assert len(smtp_server.messages) == 2
 
 
+def test_a_batch_that_finds_every_connection_busy_waits_for_one_whole(
+    send, smtp_server, smtp_sender, in_process, settings
+):
+    """All the sender's connections busy (another machine's worker holds them): the batch
+    waited RELAY_CONNECTION_WAIT_SECONDS, deferred its first message and gave the others back
+    due at once, a task each, each of which claimed the rest again, waited as long for a
+    connection, and gave them back with a task each: a worker thread held per message and
+    task, and the queue, which every sender shares, filling with the busy sender's tasks.
+    None of the batch can go before a connection frees: it waits for one whole."""
+    from relay import pacing
+    from senders.models import Sender
+
+    Sender.objects.filter(pk=smtp_sender.pk).update(max_connections=1)
+    settings.RELAY_CONNECTION_WAIT_SECONDS = 0
+    ids = _queue(send, smtp_sender, 4)
+    in_process.clear()
+    held = pacing.acquire_connection_slot(Sender.objects.get(pk=smtp_sender.pk))
+    try:
+        assert delivery.deliver(ids[0], batch=10) == "deferred"
+    finally:
+        pacing.release_connection_slot(held)
+    assert in_process == []
+    waiting = Message.objects.filter(public_id__in=ids)
+    assert {(m.status, m.attempts, m.last_error["category"]) for m in waiting} == {(Status.QUEUED, 0, "paced")}
+    assert all(m.next_attempt_at > timezone.now() for m in waiting)
+    assert smtp_server.messages == []
+
+
 def test_a_paused_sender_sends_nothing_of_a_batch(send, smtp_server, smtp_sender):
     from senders.models import Sender
 
