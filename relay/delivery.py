@@ -277,7 +277,7 @@ def _send_one(sender: Sender, message: Message, sent: list[claims.Sent], deadlin
             # messages failed for good, one by one.
             return _refused(message, started, "rcpt", *quota)
         return _all_refused(message, started, content, all_refused)
-    reply = without_content(smtp.clean_reply(result.reply), content)
+    reply = smtp.clean_reply(without_content(result.reply, content))  # Cut once the content is out.
     deferred, refused_for_good = refusals.split(refusals.unnamed(result.refused, content))
     if deferred:
         return _partly_sent(message, started, content, reply, deferred, refused_for_good)

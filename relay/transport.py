@@ -33,10 +33,17 @@ from senders.models import Sender
 logger = logging.getLogger(__name__)
 
 
+def _said(reply: bytes) -> str:
+    """A reply's text, cleaned but not cut to its length yet: the caller takes the message's
+    content (subject, filenames, Cc and Bcc addresses) out of it first, which a cut through
+    one would leave partly in (relay.delivery)."""
+    return smtp.clean_reply(reply, limit=None)
+
+
 @dataclass
 class SendResult:
     code: int
-    reply: str
+    reply: str  # Replies here are not cut to length (`_said`).
     refused: dict[str, tuple[int, str]] = field(default_factory=dict)
 
 
@@ -263,7 +270,7 @@ def _transact(client: smtplib.SMTP, mail_from: str, recipients: list[str], data:
     code, reply = _first_reply(lambda: client.docmd("MAIL", f"FROM:<{mail_from}>"), reused=reused)
     if code != 250:
         _reset(client, code)
-        raise StageRefused("mail", code, smtp.clean_reply(reply))
+        raise StageRefused("mail", code, _said(reply))
     refused = _refused_recipients(recipients, lambda rcpt: client.docmd("RCPT", f"TO:<{rcpt}>"))
     if len(refused) == len(recipients):
         _reset(client, 0)
@@ -271,12 +278,12 @@ def _transact(client: smtplib.SMTP, mail_from: str, recipients: list[str], data:
     code, reply = client.docmd("DATA")
     if code != 354:
         _reset(client, code)
-        raise StageRefused("data_command", code, smtp.clean_reply(reply))
+        raise StageRefused("data_command", code, _said(reply))
     code, reply = _body(client, data)
     if code != 250:
         _reset(client, code)
-        raise StageRefused("data", code, smtp.clean_reply(reply))
-    return SendResult(code=code, reply=smtp.clean_reply(reply), refused=refused)
+        raise StageRefused("data", code, _said(reply))
+    return SendResult(code=code, reply=_said(reply), refused=refused)
 
 
 # The outcome of an attempt whose body, its final dot included, went out but whose reply never
@@ -342,7 +349,7 @@ def _transact_pipelined(
 
     code, reply = _first_reply(write, reused=reused)  # No body can go out without a 354 yet.
     if code != 250:
-        raise StageRefused("mail", code, smtp.clean_reply(reply))
+        raise StageRefused("mail", code, _said(reply))
     refused = _refused_recipients(recipients, lambda _rcpt: client.getreply())
     if len(refused) == len(recipients):
         # The server refuses DATA then (RFC 2920, 3.1); one that said 354 regardless gets no
@@ -353,11 +360,11 @@ def _transact_pipelined(
         raise RecipientsAllRefused(refused)
     code, reply = client.getreply()
     if code != 354:
-        raise StageRefused("data_command", code, smtp.clean_reply(reply))
+        raise StageRefused("data_command", code, _said(reply))
     code, reply = _body(client, data)
     if code != 250:
-        raise StageRefused("data", code, smtp.clean_reply(reply))
-    return SendResult(code=code, reply=smtp.clean_reply(reply), refused=refused)
+        raise StageRefused("data", code, _said(reply))
+    return SendResult(code=code, reply=_said(reply), refused=refused)
 
 
 _LEADING_DOT = re.compile(rb"(?m)^\.")
@@ -383,7 +390,7 @@ def _refused_recipients(
     for rcpt in recipients:
         code, reply = reply_to(rcpt)
         if code not in (250, 251):
-            refused[rcpt] = (code, smtp.clean_reply(reply))
+            refused[rcpt] = (code, _said(reply))
             if code == 421:
                 raise StageRefused("rcpt", code, refused[rcpt][1])
     return refused

@@ -32,14 +32,17 @@ REPLY_TEXT_LIMIT = 300
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f]+")
 
 
-def clean_reply(text: bytes | str | None) -> str:
-    """Server reply text is hostile input: decode leniently, drop control bytes, truncate."""
+def clean_reply(text: bytes | str | None, *, limit: int | None = REPLY_TEXT_LIMIT) -> str:
+    """Server reply text is hostile input: decode leniently, drop control bytes, truncate to
+    `limit` characters (None: not yet, for a caller that takes something out of it first)."""
     if text is None:
         return ""
     if isinstance(text, bytes):
         text = text.decode("utf-8", errors="replace")
     text = _UNPRINTABLE.sub(" ", text).strip()
-    return text[:REPLY_TEXT_LIMIT] + ("…" if len(text) > REPLY_TEXT_LIMIT else "")
+    if limit is None:
+        return text
+    return text[:limit] + ("…" if len(text) > limit else "")
 
 
 @dataclass

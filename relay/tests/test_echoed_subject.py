@@ -69,3 +69,26 @@ def test_a_reply_naming_an_attachment_does_not_keep_its_filename(send, smtp_serv
     assert message.last_error["message"] == "5.7.1 Attachment '…' is blocked by policy"
     assert b"payroll-bonus" not in dump_every_table()
     assert "payroll-bonus" not in alice_api.get(f"/v1/messages/{message_id}").content.decode()
+
+
+def test_a_long_reply_quoting_a_long_subject_keeps_none_of_it(send, smtp_server, smtp_sender, alice_api):
+    """The reply was cut to its 300 characters before the subject was taken out of it: a
+    subject quoted past the cut was no longer found whole, and what came before the cut (most
+    of a long subject, up to 998 characters) was kept in clear."""
+    subject = ("Your sign-in code is 493817. " + "Please do not share it with anyone at all. " * 7).strip()
+    message_id = send(via=smtp_sender, subject=subject).json()["id"]
+    smtp_server.fail_next("data", 554, f"5.7.1 Message '{subject}' looks like spam")
+
+    delivery.deliver(message_id)
+
+    message = Message.objects.get(public_id=message_id)
+    assert message.status == Status.FAILED
+    kept = [
+        message.last_error["message"],
+        *DeliveryAttempt.objects.filter(message=message).values_list("reply", flat=True),
+    ]
+    for text in kept:
+        assert "493817" not in text and "share it" not in text, kept
+        assert text.startswith("5.7.1 Message '…'")
+    assert b"493817" not in dump_every_table()
+    assert "493817" not in alice_api.get(f"/v1/messages/{message_id}").content.decode()
