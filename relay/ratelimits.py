@@ -28,22 +28,10 @@ def check(request: Request) -> dict[str, int] | None:
     """Count this request; raise RateLimited when over a limit. Returns the per-key usage."""
     if request.auth is None:
         return None
-    now = time.time()
-    window = int(now // WINDOW_SECONDS)
-    reset = max(1, int((window + 1) * WINDOW_SECONDS - now))
-    per_key = f"drake:rl:key:{request.auth.prefix}:{window}"
-    per_account = f"drake:rl:account:{request.user.pk}:{window}"
-    counted = add_to({per_key: 1, per_account: 1}, timeout=WINDOW_SECONDS + 5)
-    key_limit = request.user.plan.rate_per_minute
-    usage = {"limit": key_limit, "remaining": max(0, key_limit - counted[per_key]), "reset": reset}
-    request._request.drake_ratelimit = usage
-    limits = (
-        ("API key", counted[per_key], key_limit),
-        ("account", counted[per_account], settings.API_ACCOUNT_RATE_PER_MINUTE),
-    )
-    for name, count, limit in limits:
-        if count > limit:
-            raise _over(name, limit, usage)
+    usage, over = _count("API key", f"key:{request.auth.prefix}", request.user)
+    request._request.drake_ratelimit = usage  # The X-RateLimit headers and recheck read it, a 429 too.
+    if over is not None:
+        raise over
     return usage
 
 
@@ -52,18 +40,26 @@ def check_console(user: Any) -> None:
     email) as an API request of the account: against the plan's rate, as one more key of the
     account, and the account's ceiling, which the API's keys count against too. Without it the
     console was a way around both (a login to the provider per click). Raises RateLimited."""
+    _, over = _count("console", f"console:{user.pk}", user)
+    if over is not None:
+        raise over
+
+
+def _count(name: str, bucket: str, user: Any) -> tuple[dict[str, int], RateLimited | None]:
+    """Count one request in `bucket` (held to the plan's rate) and in the account's ceiling, in
+    one round trip: the bucket's usage, and the RateLimited to raise if over either."""
     now = time.time()
     window = int(now // WINDOW_SECONDS)
     reset = max(1, int((window + 1) * WINDOW_SECONDS - now))
-    per_console = f"drake:rl:console:{user.pk}:{window}"
-    per_account = f"drake:rl:account:{user.pk}:{window}"
-    counted = add_to({per_console: 1, per_account: 1}, timeout=WINDOW_SECONDS + 5)
+    own, per_account = f"drake:rl:{bucket}:{window}", f"drake:rl:account:{user.pk}:{window}"
+    counted = add_to({own: 1, per_account: 1}, timeout=WINDOW_SECONDS + 5)
     limit = user.plan.rate_per_minute
-    usage = {"limit": limit, "remaining": max(0, limit - counted[per_console]), "reset": reset}
-    if counted[per_console] > limit:
-        raise _over("console", limit, usage)
+    usage = {"limit": limit, "remaining": max(0, limit - counted[own]), "reset": reset}
+    if counted[own] > limit:
+        return usage, _over(name, limit, usage)
     if counted[per_account] > settings.API_ACCOUNT_RATE_PER_MINUTE:
-        raise _over("account", settings.API_ACCOUNT_RATE_PER_MINUTE, usage)
+        return usage, _over("account", settings.API_ACCOUNT_RATE_PER_MINUTE, usage)
+    return usage, None
 
 
 def _over(name: str, limit: int, usage: dict[str, int]) -> RateLimited:
