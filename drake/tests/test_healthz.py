@@ -1,6 +1,12 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from drake.celery import app as celery_app
+from drake.testing.smtp import SilentServer
 
 
 def test_it_is_ok_when_database_and_broker_answer(client, db):
@@ -34,12 +40,6 @@ def test_it_is_503_when_the_broker_is_down(client, db, broken_broker):
 def test_a_silent_broker_is_down_within_seconds_and_a_publish_gives_up(tmp_path):
     """A Redis broker that takes the connection and never answers held /healthz, and the
     publish after a send's commit (the 202), for good: no socket timeout."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    from drake.testing.smtp import SilentServer
 
     script = (
         "import time, django; django.setup()\n"
@@ -48,19 +48,7 @@ def test_a_silent_broker_is_down_within_seconds_and_a_publish_gives_up(tmp_path)
         "started = time.monotonic()\n"
         "print('healthz', _broker_ok(), 'publish', outbox.enqueue('msg_x'), round(time.monotonic() - started))\n"
     )
-    server = SilentServer().start()
-    try:
-        env = {**os.environ, "CELERY_BROKER_URL": f"redis://127.0.0.1:{server.port}/0"}
-        result = subprocess.run(
-            [sys.executable, "-c", script],
-            cwd=Path(__file__).resolve().parents[2],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=90,
-        )
-    finally:
-        server.stop()
+    result = _run_against_silent_server(script, "CELERY_BROKER_URL", "redis://127.0.0.1:{port}/0", timeout=90)
     assert "healthz False publish False" in result.stdout, result.stderr[-2000:]
     assert int(result.stdout.split()[-1]) < 60
 
@@ -95,13 +83,7 @@ def test_a_silent_database_is_down_within_seconds():
     alike, the kernel's SYN retries lasting two minutes) held /healthz, and every API request,
     until gunicorn killed the worker at 30 s: no 503, just a dropped connection. Found by an
     operator review."""
-    import os
-    import subprocess
-    import sys
     import time
-    from pathlib import Path
-
-    from drake.testing.smtp import SilentServer
 
     script = (
         "import django; django.setup()\n"
@@ -109,19 +91,25 @@ def test_a_silent_database_is_down_within_seconds():
         "response = Client(HTTP_HOST='localhost').get('/healthz')\n"
         "print(response.status_code, response.json()['database'])\n"
     )
-    server = SilentServer().start()
     started = time.monotonic()
+    result = _run_against_silent_server(script, "DATABASE_URL", "postgres://drake@127.0.0.1:{port}/drake", timeout=120)
+    assert result.stdout.split() == ["503", "down"], result.stderr[-2000:]
+    assert time.monotonic() - started < 20
+
+
+def _run_against_silent_server(script: str, variable: str, url: str, *, timeout: int) -> subprocess.CompletedProcess:
+    """Run `script` in a Django process whose `variable` names a server that takes the
+    connection and never answers (`url` with its {port})."""
+    server = SilentServer().start()
     try:
-        env = {**os.environ, "DATABASE_URL": f"postgres://drake@127.0.0.1:{server.port}/drake"}
-        result = subprocess.run(
+        env = {**os.environ, variable: url.format(port=server.port)}
+        return subprocess.run(
             [sys.executable, "-c", script],
             cwd=Path(__file__).resolve().parents[2],
             env=env,
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=timeout,
         )
     finally:
         server.stop()
-    assert result.stdout.split() == ["503", "down"], result.stderr[-2000:]
-    assert time.monotonic() - started < 20
