@@ -313,7 +313,9 @@ except (KeyError, ImportError) as exc:
     ) from None
 CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    _broker_dir = VAR_DIR / "broker"
+    # Its folder: var/broker, unless FILESYSTEM_BROKER_DIR says otherwise (a test run has its own,
+    # drake.testing.environment, so it shares no tasks with `make run` in the same checkout).
+    _broker_dir = Path(env.str("FILESYSTEM_BROKER_DIR", default=str(VAR_DIR / "broker")))
     for _sub in ("queue", "processed", "control"):
         (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {

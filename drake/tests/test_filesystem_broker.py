@@ -107,3 +107,21 @@ def test_the_settings_pick_it_for_the_filesystem_broker():
         timeout=60,
     )
     assert result.stdout.split() == ["drake.broker", "FilesystemTransport"], result.stderr
+
+
+def test_a_test_runs_broker_folder_is_not_make_runs():
+    """A test run and `make run` in one checkout read one broker folder (var/broker): each
+    one's worker took the other's delivery tasks. The test run's is its own, in every process
+    it starts (they inherit the environment drake.testing.environment sets)."""
+    script = (
+        "import django; django.setup(); from django.conf import settings; "
+        "print(settings.CELERY_BROKER_TRANSPORT_OPTIONS['data_folder_in'])"
+    )
+    env = {**os.environ, "CELERY_BROKER_URL": "filesystem://"}
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    folder = Path(out.stdout.strip())
+    assert folder.is_relative_to(ROOT / "var" / "test-broker"), folder
+    # And make run's, without the plugin's variable, is var/broker as before.
+    env.pop("FILESYSTEM_BROKER_DIR")
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    assert Path(out.stdout.strip()) == ROOT / "var" / "broker" / "queue"

@@ -24,7 +24,13 @@ def _free_port() -> int:
 
 def test_make_run_serves_healthz(tmp_path):
     port = _free_port()
-    env = dict(os.environ, PORT=str(port), DATABASE_URL=f"sqlite:///{tmp_path / 'run.sqlite3'}")
+    env = dict(
+        os.environ,
+        PORT=str(port),
+        DATABASE_URL=f"sqlite:///{tmp_path / 'run.sqlite3'}",
+        # Its own embedded broker, where there is one: not the test worker's tasks.
+        FILESYSTEM_BROKER_DIR=str(tmp_path / "broker"),
+    )
     proc = subprocess.Popen(
         ["make", "run"],
         cwd=ROOT,
