@@ -41,6 +41,22 @@ def _production() -> dict[str, str]:
     return env
 
 
+def access_log_lines(path: str, prefix: str, tmp_path) -> list[str]:  # noqa: ANN001
+    """GET `path` from a real gunicorn (the project's gunicorn.conf.py, its access log on
+    stdout as deployed); the access log's lines of requests for paths starting with `prefix`
+    ('%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms')."""
+    log_path = tmp_path / "gunicorn.log"
+    with gunicorn(_production(), log_path, args=("--access-logfile", "-")) as port:
+        requests.get(
+            f"http://127.0.0.1:{port}{path}", headers={"X-Forwarded-Proto": "https"}, allow_redirects=False, timeout=10
+        )
+        time.sleep(0.5)
+    log = log_path.read_text(errors="replace")
+    lines = [line for line in log.splitlines() if line.startswith(f'127.0.0.1 "GET {prefix}')]
+    assert lines, f"the request should be in the access log:\n{log}"
+    return lines
+
+
 def _decoded(line: str) -> str:
     """The line with every signing token in it decoded (what a log reader can do by hand)."""
     out = [line]
@@ -57,18 +73,7 @@ def test_following_the_email_change_link_writes_no_address_to_the_access_log(cli
     client.post("/account/", {"new_email": "alice@new.example", "password": PASSWORD})
     path = re.search(r"http://testserver(/account/email/\S+/)", mail.outbox[-1].body).group(1)
 
-    log_path = tmp_path / "gunicorn.log"
-    # The project's gunicorn.conf.py (access_log_format with %(U)s), its access log on stdout as deployed.
-    with gunicorn(_production(), log_path, args=("--access-logfile", "-")) as port:
-        requests.get(
-            f"http://127.0.0.1:{port}{path}", headers={"X-Forwarded-Proto": "https"}, allow_redirects=False, timeout=10
-        )
-        time.sleep(0.5)
-    log = log_path.read_text(errors="replace")
-    # The access log's lines: '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms' (gunicorn.conf.py).
-    lines = [line for line in log.splitlines() if line.startswith('127.0.0.1 "GET /account/email/')]
-    assert lines, f"the request should be in the access log:\n{log}"
-    for line in lines:
+    for line in access_log_lines(path, "/account/email/", tmp_path):
         readable = _decoded(line)
         assert "alice@example.org" not in readable, f"access log line gives the old address: {line}"
         assert "alice@new.example" not in readable, f"access log line gives the new address: {line}"
